@@ -1,0 +1,17 @@
+//! Exports the shared TLS symbols from `librestartable.so`.
+//!
+//! rustc's own version script exports only `#[no_mangle]` functions and
+//! statics; `__rseq_abi` and `__rseq_refcount` are defined in assembly, so a
+//! second version script makes them global in the cdylib as well.
+
+fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=restartable.map");
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if os == "linux" && arch == "x86_64" {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/restartable.map");
+    }
+    println!("cargo:rustc-check-cfg=cfg(restartable_loom)");
+}

@@ -1,0 +1,81 @@
+//! Every target without rseq code (and, for now, aarch64): the same function
+//! set as `x86_64.rs`, answering "not available". The crate builds and works
+//! here through its fallbacks: the area always reads `cpu_id == -1`, so every
+//! reader takes its cold path and every operation its atomic fallback.
+
+use core::cell::UnsafeCell;
+
+use crate::abi::{Rseq, CPU_ID_UNINITIALIZED};
+use crate::registration::ThreadRecord;
+
+/// No rseq code for this architecture.
+pub(crate) const AVAILABLE: bool = false;
+
+/// No signature: sections never run here.
+pub(crate) const SIG: u32 = 0;
+
+std::thread_local! {
+    static AREA: Rseq = const {
+        Rseq {
+            cpu_id_start: UnsafeCell::new(0),
+            cpu_id: UnsafeCell::new(CPU_ID_UNINITIALIZED as u32),
+            rseq_cs: UnsafeCell::new(0),
+            flags: UnsafeCell::new(0),
+            node_id: UnsafeCell::new(0),
+            mm_cid: UnsafeCell::new(0),
+        }
+    };
+    static REFCOUNT: UnsafeCell<u32> = const { UnsafeCell::new(0) };
+    static STATE: UnsafeCell<ThreadRecord> = const { UnsafeCell::new(ThreadRecord::NEW) };
+}
+
+/// The address of a thread-local block; stands in for the thread pointer.
+#[inline]
+pub(crate) fn thread_pointer() -> usize {
+    AREA.with(|a| a as *const Rseq as usize)
+}
+
+/// The area sits at the stand-in thread pointer itself.
+#[inline]
+pub(crate) fn own_area_offset() -> isize {
+    0
+}
+
+/// The calling thread's never-registered area.
+#[inline]
+pub(crate) fn own_area() -> *mut Rseq {
+    thread_pointer() as *mut Rseq
+}
+
+/// The calling thread's refcount (never above what the fallbacks count).
+#[inline]
+pub(crate) fn own_refcount() -> *mut u32 {
+    REFCOUNT.with(|r| r.get())
+}
+
+/// The calling thread's state.
+#[inline]
+pub(crate) fn own_thread_state() -> *mut ThreadRecord {
+    STATE.with(|s| s.get())
+}
+
+/// Reads a field of the calling thread's area.
+///
+/// # Safety
+/// - `offset` is 0 (the only offset this backend hands out).
+#[inline]
+pub(crate) unsafe fn load_u32<const FIELD: usize>(offset: isize) -> u32 {
+    debug_assert_eq!(offset, 0);
+    let field = own_area().cast::<u8>().wrapping_add(FIELD).cast::<u32>();
+    // SAFETY: `field` lies inside this thread's live `AREA` (FIELD < 32).
+    unsafe { field.read_volatile() }
+}
+
+/// No rseq here: always `-ENOSYS`.
+///
+/// # Safety
+/// - none; the signature matches the other backends.
+#[inline]
+pub(crate) unsafe fn sys_rseq(_area: *mut Rseq, _len: u32, _flags: u32, _sig: u32) -> i32 {
+    -libc::ENOSYS
+}

@@ -1,0 +1,180 @@
+//! x86_64 Linux: the area through `%fs`, the raw system call, and the
+//! critical-section operations.
+//!
+//! The library's own area `__rseq_abi` and the shared refcount
+//! `__rseq_refcount` are weak, exported, initial-exec TLS symbols defined
+//! here in assembly (stable Rust cannot declare TLS symbols with a chosen
+//! name, linkage and model). Code reaches them with `@GOTTPOFF`, which the
+//! linker relaxes to an immediate in an executable.
+
+use core::arch::{asm, global_asm};
+
+use crate::abi::Rseq;
+use crate::registration::ThreadRecord;
+
+/// rseq code exists for this architecture.
+pub(crate) const AVAILABLE: bool = true;
+
+/// `RSEQ_SIG` on x86: the 4-byte immediate of `ud1 0x53053053(%rip), %edi`,
+/// the instruction emitted before every abort handler.
+pub(crate) const SIG: u32 = 0x5305_3053;
+
+global_asm!(
+    // `__rseq_abi`: the classic shared area. Weak so that every copy of this
+    // library and every component defining it the classic way resolve to one
+    // area per thread; `cpu_id` starts at -1 (RSEQ_CPU_ID_UNINITIALIZED).
+    ".pushsection .tdata, \"awT\", @progbits",
+    ".balign 32",
+    ".weak __rseq_abi",
+    ".type __rseq_abi, @object",
+    ".size __rseq_abi, 32",
+    "__rseq_abi:",
+    ".long 0",          // cpu_id_start
+    ".long -1",         // cpu_id
+    ".quad 0",          // rseq_cs
+    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
+    ".popsection",
+    // `__rseq_refcount`: how many holds the components sharing `__rseq_abi`
+    // have on this thread's registration; weak for the same reason.
+    // This library's per-copy thread state sits beside it, hidden.
+    ".pushsection .tbss, \"awT\", @nobits",
+    ".balign 8",
+    ".weak __rseq_refcount",
+    ".type __rseq_refcount, @object",
+    ".size __rseq_refcount, 4",
+    "__rseq_refcount:",
+    ".zero 4",
+    ".balign 8",
+    ".globl restartable_thread_state",
+    ".hidden restartable_thread_state",
+    ".type restartable_thread_state, @object",
+    ".size restartable_thread_state, 8",
+    "restartable_thread_state:",
+    ".zero 8",
+    ".popsection",
+);
+
+/// Returns the thread pointer (`%fs` base), which glibc stores at `%fs:0`.
+#[inline(always)]
+pub(crate) fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: on x86_64 Linux `%fs:0` always holds the TCB's self pointer
+    // (the TLS ABI requires it); the load has no other effect.
+    unsafe {
+        asm!(
+            "mov {tp}, qword ptr fs:0",
+            tp = out(reg) tp, // the thread pointer
+            options(nostack, readonly, preserves_flags, pure)
+        );
+    }
+    tp
+}
+
+/// Offset of this thread's `__rseq_abi` from the thread pointer: the same
+/// for every thread, since the symbol is initial-exec (static TLS).
+#[inline(always)]
+pub(crate) fn own_area_offset() -> isize {
+    let offset: isize;
+    // SAFETY: reads the GOT slot the linker filled with the TP offset of
+    // `__rseq_abi` (or relaxed to an immediate); no memory is written.
+    unsafe {
+        asm!(
+            "mov {o}, qword ptr [rip + __rseq_abi@GOTTPOFF]",
+            o = out(reg) offset, // TP-relative offset of `__rseq_abi`
+            options(nostack, readonly, preserves_flags, pure)
+        );
+    }
+    offset
+}
+
+/// The calling thread's own `__rseq_abi`.
+#[inline]
+pub(crate) fn own_area() -> *mut Rseq {
+    thread_pointer().wrapping_add_signed(own_area_offset()) as *mut Rseq
+}
+
+/// The calling thread's `__rseq_refcount`.
+#[inline]
+pub(crate) fn own_refcount() -> *mut u32 {
+    let offset: isize;
+    // SAFETY: as in `own_area_offset`, for `__rseq_refcount`.
+    unsafe {
+        asm!(
+            "mov {o}, qword ptr [rip + __rseq_refcount@GOTTPOFF]",
+            o = out(reg) offset, // TP-relative offset of `__rseq_refcount`
+            options(nostack, readonly, preserves_flags, pure)
+        );
+    }
+    thread_pointer().wrapping_add_signed(offset) as *mut u32
+}
+
+/// The calling thread's state as this copy of the library keeps it.
+#[inline]
+pub(crate) fn own_thread_state() -> *mut ThreadRecord {
+    let offset: isize;
+    // SAFETY: as in `own_area_offset`, for `restartable_thread_state`.
+    unsafe {
+        asm!(
+            "mov {o}, qword ptr [rip + restartable_thread_state@GOTTPOFF]",
+            o = out(reg) offset, // TP-relative offset of the state
+            options(nostack, readonly, preserves_flags, pure)
+        );
+    }
+    thread_pointer().wrapping_add_signed(offset) as *mut ThreadRecord
+}
+
+/// Reads the 32-bit field at byte `FIELD` of the area at `%fs + offset`.
+///
+/// One instruction; volatile, since the kernel rewrites the field whenever
+/// the thread is preempted.
+///
+/// # Safety
+/// - `offset` is the TP-relative offset of a live, 32-byte area of the
+///   calling thread (the process-wide area offset is one).
+#[inline(always)]
+pub(crate) unsafe fn load_u32<const FIELD: usize>(offset: isize) -> u32 {
+    let value: u32;
+    // SAFETY: the caller guarantees `%fs + offset` is this thread's area;
+    // `FIELD` is one of the `abi` offsets, inside those 32 bytes.
+    unsafe {
+        asm!(
+            "mov {v:e}, dword ptr fs:[{o} + {f}]",
+            o = in(reg) offset,   // area offset from the thread pointer
+            f = const FIELD,      // field offset inside `struct rseq`
+            v = lateout(reg) value, // the field
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    value
+}
+
+/// `rseq(area, len, flags, sig)`: registers or unregisters an area.
+///
+/// Returns 0 or the negated errno; the kernel writes nothing but the area.
+///
+/// # Safety
+/// - `area` points to `len` bytes, aligned to 32, that stay valid for as
+///   long as the registration lasts (static TLS of the calling thread).
+///
+/// # References
+/// - rseq(2), `include/uapi/linux/rseq.h`, `kernel/rseq.c`
+#[inline]
+pub(crate) unsafe fn sys_rseq(area: *mut Rseq, len: u32, flags: u32, sig: u32) -> i32 {
+    let ret: isize;
+    // SAFETY: a plain system call; the caller vouches for `area`. `syscall`
+    // clobbers rcx and r11, declared below.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") linux_raw_sys::general::__NR_rseq as isize => ret, // number / result
+            in("rdi") area,             // struct rseq *
+            in("rsi") len,              // u32 rseq_len
+            in("rdx") flags,            // int flags
+            in("r10") sig,              // u32 sig
+            lateout("rcx") _,           // clobbered by `syscall`
+            lateout("r11") _,           // clobbered by `syscall`
+            options(nostack, preserves_flags)
+        );
+    }
+    ret as i32
+}

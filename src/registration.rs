@@ -1,0 +1,488 @@
+//! Registering the calling thread's area: refcounted, shared, signal-safe.
+//!
+//! In `Library` mode the thread's registration of `__rseq_abi` is shared by
+//! every holder: callers of [`register_current_thread`], the lazy hold taken
+//! on first use, other copies of this library, and other components that
+//! follow the `__rseq_refcount` convention. The weak TLS `__rseq_refcount`
+//! counts the holds; the first hold makes the system call, the last release
+//! unregisters. If another component registered the area without counting
+//! (`rseq(2)` answers `EBUSY`), its registration is counted as one hold that
+//! is never released, so this library never unregisters it.
+//!
+//! Each copy of the library also keeps a private [`ThreadRecord`]: how many
+//! holds its callers own (so an unbalanced unregister is refused) and whether
+//! it holds the lazy registration, released at thread exit by a
+//! `pthread_key_t` destructor.
+//!
+//! All signals are blocked while the refcount and the system call change, so
+//! a signal handler that reads the CPU (and registers lazily) never sees a
+//! half-updated count.
+
+use core::fmt;
+
+use crate::abi::{self, MIN_REGISTRATION_LEN};
+use crate::area::{self, Owner};
+use crate::arch;
+use crate::error::Error;
+use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
+
+/// What the calling thread's registration is, as this library sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ThreadState {
+    /// No area is registered for this thread (yet), or rseq is unavailable.
+    Unregistered = 0,
+    /// This library registered `__rseq_abi` for the thread (possibly through
+    /// another copy of it); the last release unregisters it.
+    Registered = 1,
+    /// Another registrant of the same area owns the registration: glibc in
+    /// `Libc` mode, or a component that registered `__rseq_abi` without the
+    /// refcount. It is used, never unregistered.
+    Borrowed = 2,
+    /// Another component registered a *different* area for this thread; the
+    /// kernel allows one, so this thread uses the fallbacks.
+    Foreign = 3,
+}
+
+impl ThreadState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => ThreadState::Registered,
+            2 => ThreadState::Borrowed,
+            3 => ThreadState::Foreign,
+            _ => ThreadState::Unregistered,
+        }
+    }
+
+    /// Whether the thread's area is registered with the kernel, so that the
+    /// fast paths (not the fallbacks) serve it.
+    pub fn uses_rseq(self) -> bool {
+        matches!(self, ThreadState::Registered | ThreadState::Borrowed)
+    }
+}
+
+impl fmt::Display for ThreadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ThreadState::Unregistered => "not registered",
+            ThreadState::Registered => "registered by restartable",
+            ThreadState::Borrowed => "borrowed from another registrant of the same area",
+            ThreadState::Foreign => {
+                "another library registered a different rseq area for this thread; \
+                 using sched_getcpu and atomics"
+            }
+        })
+    }
+}
+
+/// This copy's private per-thread record, in static TLS beside the area.
+///
+/// Written only by the owning thread, with all signals blocked; read by the
+/// owning thread (a signal handler that interrupts a read finishes its own
+/// update before the read resumes).
+#[derive(Debug)]
+#[repr(C, align(8))]
+pub(crate) struct ThreadRecord {
+    /// Holds taken by explicit `register` calls through this copy.
+    caller_holds: u32,
+    /// A `ThreadState` as `u8`.
+    state: u8,
+    /// 1 while this copy holds the lazy registration.
+    lazy: u8,
+    /// 1 once the thread-exit destructor is armed.
+    exit_armed: u8,
+    _pad: u8,
+}
+
+impl ThreadRecord {
+    /// The all-zero record every thread starts with (it lives in `.tbss`).
+    #[allow(dead_code)] // used by the backends that keep it in Rust TLS
+    pub(crate) const NEW: ThreadRecord = ThreadRecord {
+        caller_holds: 0,
+        state: 0,
+        lazy: 0,
+        exit_armed: 0,
+        _pad: 0,
+    };
+}
+
+/// Process-wide counters, for diagnostics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Successful `rseq(2)` registrations made by this library.
+    pub registrations: u64,
+    /// `rseq(2)` unregistrations made by this library.
+    pub unregistrations: u64,
+    /// Registrations found made by another component (`EBUSY`).
+    pub borrowed: u64,
+    /// Threads found with a foreign area (`EINVAL`).
+    pub foreign: u64,
+    /// Lazy holds released by the thread-exit destructor.
+    pub exit_releases: u64,
+}
+
+static REGISTRATIONS: AtomicU64 = AtomicU64::new(0);
+static UNREGISTRATIONS: AtomicU64 = AtomicU64::new(0);
+static BORROWED: AtomicU64 = AtomicU64::new(0);
+static FOREIGN: AtomicU64 = AtomicU64::new(0);
+static EXIT_RELEASES: AtomicU64 = AtomicU64::new(0);
+
+/// Reads the process-wide registration counters (each `Relaxed`: they are
+/// independent tallies, not a consistent snapshot).
+///
+/// # Examples
+/// ```
+/// let before = restartable::stats();
+/// std::thread::spawn(|| restartable::current_cpu()).join().unwrap();
+/// let after = restartable::stats();
+/// assert!(after.registrations >= before.registrations);
+/// ```
+pub fn stats() -> Stats {
+    Stats {
+        registrations: REGISTRATIONS.load(Ordering::Relaxed),
+        unregistrations: UNREGISTRATIONS.load(Ordering::Relaxed),
+        borrowed: BORROWED.load(Ordering::Relaxed),
+        foreign: FOREIGN.load(Ordering::Relaxed),
+        exit_releases: EXIT_RELEASES.load(Ordering::Relaxed),
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Runs `f` with every signal blocked, restoring the mask afterwards.
+fn with_signals_blocked<R>(f: impl FnOnce(&mut ThreadRecord) -> R) -> R {
+    let mut all = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask reads `all` and
+    // writes `old`, both valid; it cannot fail with these arguments.
+    unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
+    }
+    // SAFETY: the record is this thread's, in its static TLS; with signals
+    // blocked nothing else on this thread can touch it while `f` runs, and
+    // no other thread ever does (see `ThreadRecord`).
+    let record = unsafe { &mut *arch::own_thread_state() };
+    let result = f(record);
+    // SAFETY: `old` was initialised by the call above.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut());
+    }
+    result
+}
+
+/// Who is taking or releasing a hold.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// An explicit `register` / `unregister` call.
+    Caller,
+    /// The library itself, on first use; released at thread exit.
+    Lazy,
+}
+
+fn refcount() -> *mut u32 {
+    arch::own_refcount()
+}
+
+/// Takes one hold on the calling thread's registration.
+fn acquire(record: &mut ThreadRecord, holder: Holder) -> Result<ThreadState, Error> {
+    if holder == Holder::Lazy && record.lazy == 1 {
+        return Ok(ThreadState::from_u8(record.state));
+    }
+    if holder == Holder::Caller && record.caller_holds == u32::MAX {
+        return Err(Error::TooManyHolds);
+    }
+    let state = match area::owner() {
+        Owner::Libc => ThreadState::Borrowed,
+        Owner::Unavailable => ThreadState::Unregistered,
+        Owner::Library => library_acquire(record)?,
+    };
+    record.state = state as u8;
+    match holder {
+        Holder::Caller => record.caller_holds += 1,
+        Holder::Lazy => {
+            record.lazy = 1;
+            arm_exit_release(record);
+        }
+    }
+    Ok(state)
+}
+
+fn library_acquire(record: &ThreadRecord) -> Result<ThreadState, Error> {
+    let current = ThreadState::from_u8(record.state);
+    if current == ThreadState::Foreign {
+        return Ok(current);
+    }
+    let count = refcount();
+    // SAFETY: `count` is this thread's `__rseq_refcount`; signals are
+    // blocked, so no other code on this thread changes it meanwhile.
+    let holds = unsafe { *count };
+    if holds > 0 {
+        let next = holds.checked_add(1).ok_or(Error::TooManyHolds)?;
+        // SAFETY: as above.
+        unsafe { *count = next };
+        return Ok(match current {
+            ThreadState::Unregistered => ThreadState::Registered,
+            other => other,
+        });
+    }
+    let area = arch::own_area();
+    // SAFETY: `area` is this thread's static-TLS `__rseq_abi`: 32 bytes,
+    // aligned to 32, alive until the thread exits (when the kernel drops
+    // the registration).
+    let ret = unsafe { arch::sys_rseq(area, MIN_REGISTRATION_LEN, 0, arch::SIG) };
+    let (state, holds) = match -ret {
+        0 => {
+            bump(&REGISTRATIONS);
+            (ThreadState::Registered, 1)
+        }
+        // The very same area, length and signature are registered by a
+        // component that did not count: its hold is the bottom one and is
+        // never released.
+        libc::EBUSY => {
+            bump(&BORROWED);
+            (ThreadState::Borrowed, 2)
+        }
+        // A different area is registered for this thread.
+        libc::EINVAL => {
+            bump(&FOREIGN);
+            (ThreadState::Foreign, 0)
+        }
+        // No kernel support, or a filter refuses the call.
+        libc::ENOSYS | libc::EPERM => {
+            area::set_unavailable();
+            (ThreadState::Unregistered, 0)
+        }
+        errno => return Err(Error::Kernel { errno }),
+    };
+    // SAFETY: as above.
+    unsafe { *count = holds };
+    Ok(state)
+}
+
+/// Releases one hold; the last one unregisters what this library registered.
+fn release(record: &mut ThreadRecord, holder: Holder) -> Result<ThreadState, Error> {
+    match holder {
+        Holder::Caller if record.caller_holds == 0 => return Err(Error::NotRegistered),
+        Holder::Caller => record.caller_holds -= 1,
+        Holder::Lazy if record.lazy == 0 => return Ok(ThreadState::from_u8(record.state)),
+        Holder::Lazy => record.lazy = 0,
+    }
+    let state = ThreadState::from_u8(record.state);
+    if area::owner() != Owner::Library || !state.uses_rseq() {
+        return Ok(state);
+    }
+    let count = refcount();
+    // SAFETY: this thread's `__rseq_refcount`, signals blocked (see acquire).
+    let holds = unsafe { *count };
+    let next = holds.saturating_sub(1);
+    // SAFETY: as above.
+    unsafe { *count = next };
+    if next > 0 {
+        return Ok(state);
+    }
+    // SAFETY: unregisters this thread's own area, registered with exactly
+    // these arguments.
+    let ret = unsafe {
+        arch::sys_rseq(
+            arch::own_area(),
+            MIN_REGISTRATION_LEN,
+            abi::FLAG_UNREGISTER,
+            arch::SIG,
+        )
+    };
+    if ret == 0 {
+        bump(&UNREGISTRATIONS);
+    }
+    record.state = ThreadState::Unregistered as u8;
+    Ok(ThreadState::Unregistered)
+}
+
+/// Registers the calling thread's area, or counts one more hold on it.
+///
+/// `Libc` and `Unavailable` modes make no system call: the hold is counted
+/// so that [`unregister_current_thread`] stays balanced. In `Library` mode
+/// the first hold registers `__rseq_abi`; see the module docs for `EBUSY`
+/// (borrowed) and `EINVAL` (foreign). Returns the thread's state afterwards;
+/// a foreign or unavailable thread is counted too and served by fallbacks.
+///
+/// # Errors
+/// [`Error::TooManyHolds`] on overflow, [`Error::Kernel`] for an errno the
+/// kernel documents for none of the cases above. Nothing changes on error.
+///
+/// # Examples
+/// ```
+/// let state = restartable::register_current_thread().unwrap();
+/// println!("this thread: {state}");
+/// restartable::unregister_current_thread().unwrap();
+/// ```
+#[doc(alias = "rseq_register_current_thread")]
+pub fn register_current_thread() -> Result<ThreadState, Error> {
+    area::init();
+    with_signals_blocked(|record| acquire(record, Holder::Caller))
+}
+
+/// Releases one hold taken by [`register_current_thread`]; the last hold in
+/// the thread unregisters the area if this library registered it.
+///
+/// # Errors
+/// [`Error::NotRegistered`] when the caller holds nothing on this thread
+/// (an unbalanced unregister); nothing changes.
+///
+/// # Examples
+/// ```
+/// use restartable::{register_current_thread, unregister_current_thread, Error};
+/// register_current_thread().unwrap();
+/// unregister_current_thread().unwrap();
+/// assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+/// ```
+#[doc(alias = "rseq_unregister_current_thread")]
+pub fn unregister_current_thread() -> Result<ThreadState, Error> {
+    area::init();
+    with_signals_blocked(|record| release(record, Holder::Caller))
+}
+
+/// The calling thread's registration state, without registering.
+///
+/// # Examples
+/// ```
+/// use restartable::{owner, thread_state, Owner, ThreadState};
+/// restartable::current_cpu(); // registers lazily where rseq is usable
+/// if owner() == Owner::Libc {
+///     assert_eq!(thread_state(), ThreadState::Borrowed);
+/// }
+/// ```
+pub fn thread_state() -> ThreadState {
+    if area::owner() == Owner::Libc {
+        return ThreadState::Borrowed;
+    }
+    // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
+    let state = unsafe { (*arch::own_thread_state()).state };
+    ThreadState::from_u8(state)
+}
+
+/// The number of holds callers own on this thread through this copy of the
+/// library (the lazy hold is not counted).
+pub fn caller_holds() -> u32 {
+    // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
+    unsafe { (*arch::own_thread_state()).caller_holds }
+}
+
+/// The calling thread's `__rseq_refcount`: holds of every component sharing
+/// `__rseq_abi` (0 in `Libc` and `Unavailable` modes).
+pub fn refcount_of_current_thread() -> u32 {
+    // SAFETY: this thread's refcount; a plain read.
+    unsafe { *refcount() }
+}
+
+/// Takes the library's own hold, the one made on first use. Idempotent.
+pub(crate) fn register_lazily() {
+    // Errors leave the thread unregistered; the readers then fall back.
+    let _ = with_signals_blocked(|record| acquire(record, Holder::Lazy));
+}
+
+/// The cold path of every reader: registers lazily if that can help, and
+/// says whether the area now serves the thread.
+#[cold]
+#[inline(never)]
+pub(crate) fn ensure_registered() -> bool {
+    if area::owner() != Owner::Library {
+        return false;
+    }
+    // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
+    let (lazy, state) = unsafe {
+        let record = &*arch::own_thread_state();
+        (record.lazy, record.state)
+    };
+    if state == ThreadState::Foreign as u8 {
+        return false;
+    }
+    if lazy == 0 {
+        register_lazily();
+    }
+    // SAFETY: the process-wide offset names this thread's live area.
+    let cpu = unsafe { arch::load_u32::<{ abi::CPU_ID_OFFSET }>(area::offset()) } as i32;
+    cpu >= 0
+}
+
+/// Arms the `pthread_key_t` destructor that releases the lazy hold when
+/// the thread exits.
+fn arm_exit_release(record: &mut ThreadRecord) {
+    if record.exit_armed == 1 {
+        return;
+    }
+    static KEY: once_cell::sync::OnceCell<Option<libc::pthread_key_t>> =
+        once_cell::sync::OnceCell::new();
+    let key = KEY.get_or_init(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: `key` is valid for writing; `release_at_exit` has the
+        // destructor's signature.
+        let ret = unsafe { libc::pthread_key_create(&mut key, Some(release_at_exit)) };
+        (ret == 0).then_some(key)
+    });
+    if let Some(key) = *key {
+        // Any non-null value makes the destructor run at thread exit.
+        // SAFETY: `key` was created above.
+        if unsafe { libc::pthread_setspecific(key, 1 as *const libc::c_void) } == 0 {
+            record.exit_armed = 1;
+        }
+    }
+}
+
+unsafe extern "C" fn release_at_exit(_value: *mut libc::c_void) {
+    let released = with_signals_blocked(|record| {
+        record.exit_armed = 0;
+        let held = record.lazy == 1;
+        let _ = release(record, Holder::Lazy);
+        held
+    });
+    if released {
+        bump(&EXIT_RELEASES);
+    }
+}
+
+/// Holds a registration of the calling thread for as long as it lives.
+///
+/// `!Send`: a registration belongs to one thread.
+///
+/// # Examples
+/// ```
+/// let guard = restartable::RegistrationGuard::new().unwrap();
+/// println!("{}", guard.state());
+/// drop(guard); // unregisters if this was the last hold
+/// ```
+#[derive(Debug)]
+#[must_use = "dropping the guard releases the registration at once"]
+pub struct RegistrationGuard {
+    state: ThreadState,
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl RegistrationGuard {
+    /// Registers the calling thread (see [`register_current_thread`]).
+    ///
+    /// # Errors
+    /// As [`register_current_thread`].
+    pub fn new() -> Result<Self, Error> {
+        let state = register_current_thread()?;
+        Ok(RegistrationGuard {
+            state,
+            _not_send: core::marker::PhantomData,
+        })
+    }
+
+    /// The thread's state when the guard was taken.
+    pub fn state(&self) -> ThreadState {
+        self.state
+    }
+}
+
+impl Drop for RegistrationGuard {
+    fn drop(&mut self) {
+        // The guard owns exactly one caller hold, so this cannot be
+        // unbalanced unless user code unregistered the guard's hold itself.
+        let _ = unregister_current_thread();
+    }
+}

@@ -1,0 +1,22 @@
+//! The one place that names `core::sync::atomic` or `loom`.
+//!
+//! Algorithm code (per-CPU slots, the refcount state machine) uses the
+//! switchable names, which become loom's types under `cfg(restartable_loom)`
+//! so that loom can explore their interleavings. Process-wide statics need
+//! `const` constructors, which loom's types lack; they use the `Static*`
+//! names, which are always the real atomics.
+
+#[cfg(not(restartable_loom))]
+#[allow(unused_imports)] // each build uses a different subset
+pub(crate) use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+
+#[cfg(restartable_loom)]
+#[allow(unused_imports)] // each build uses a different subset
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+
+#[allow(unused_imports)] // each build uses a different subset
+pub(crate) use core::sync::atomic::{
+    AtomicBool as StaticAtomicBool, AtomicIsize as StaticAtomicIsize,
+    AtomicU32 as StaticAtomicU32, AtomicU64 as StaticAtomicU64, AtomicU8 as StaticAtomicU8,
+    Ordering,
+};
