@@ -16,8 +16,7 @@ use crate::abi::{self, Rseq};
 use crate::arch;
 use crate::registration;
 use crate::sync::{
-    Ordering, StaticAtomicIsize as AtomicIsize, StaticAtomicU32 as AtomicU32,
-    StaticAtomicU8 as AtomicU8,
+    Ordering, StaticAtomicU32 as AtomicU32, StaticAtomicU8 as AtomicU8,
 };
 
 /// Who registered the areas of this process's threads.
@@ -57,26 +56,20 @@ impl fmt::Display for Owner {
     }
 }
 
-/// Offset of the active area from the thread pointer, read by the hot path
-/// and by the C header's inline functions.
-///
-/// Written once by [`init`], before `main` and before any other code of the
-/// process can call into this object; read with `Relaxed` afterwards: the
-/// constructor happens-before every thread the program starts, so no
-/// ordering is needed. The only later write is a store of the same value.
-#[no_mangle]
-#[allow(non_upper_case_globals)] // the C ABI spells it this way
-pub static restartable_area_offset: AtomicIsize = AtomicIsize::new(0);
-
 static OWNER: AtomicU8 = AtomicU8::new(0);
 static FEATURE_SIZE: AtomicU32 = AtomicU32::new(0);
 static KERNEL_FEATURE_SIZE: AtomicU32 = AtomicU32::new(0);
 static LIBC_RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
 
 /// The offset of the calling thread's active area from the thread pointer.
+///
+/// Written once by [`init`] (`arch::set_area_offset`), before `main` and
+/// before any other code of the process can call into this object; read
+/// without ordering afterwards: the constructor happens-before every thread
+/// the program starts.
 #[inline(always)]
 pub(crate) fn offset() -> isize {
-    restartable_area_offset.load(Ordering::Relaxed)
+    arch::area_offset()
 }
 
 /// Who owns the areas of this process's threads.
@@ -222,13 +215,13 @@ fn decide() {
     let usable = kernel.min(abi::MIN_REGISTRATION_LEN);
     let libc = libc_registration();
     let owner = if env_disabled() || !arch::AVAILABLE {
-        restartable_area_offset.store(arch::own_area_offset(), Ordering::Relaxed);
+        arch::set_area_offset(arch::own_area_offset());
         Owner::Unavailable
     } else if let Some((_size, offset)) = libc {
-        restartable_area_offset.store(offset, Ordering::Relaxed);
+        arch::set_area_offset(offset);
         Owner::Libc
     } else {
-        restartable_area_offset.store(arch::own_area_offset(), Ordering::Relaxed);
+        arch::set_area_offset(arch::own_area_offset());
         // Publish `Library` first: the probe below is the constructor
         // thread's lazy registration, which turns the owner to
         // `Unavailable` itself if the kernel refuses rseq.

@@ -425,7 +425,7 @@ fn arm_exit_release(record: &mut ThreadRecord) {
     if let Some(key) = *key {
         // Any non-null value makes the destructor run at thread exit.
         // SAFETY: `key` was created above.
-        if unsafe { libc::pthread_setspecific(key, 1 as *const libc::c_void) } == 0 {
+        if unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<libc::c_void>()) } == 0 {
             record.exit_armed = 1;
         }
     }

@@ -29,6 +29,25 @@ std::thread_local! {
     static STATE: UnsafeCell<ThreadRecord> = const { UnsafeCell::new(ThreadRecord::NEW) };
 }
 
+/// The TP offset of the active area, exported for the C header like the
+/// x86_64 backend does (always 0 here: the area sits at the stand-in thread
+/// pointer).
+#[no_mangle]
+#[allow(non_upper_case_globals)] // the C ABI spells it this way
+pub static restartable_area_offset: core::sync::atomic::AtomicIsize =
+    core::sync::atomic::AtomicIsize::new(0);
+
+/// The process-wide area offset.
+#[inline]
+pub(crate) fn area_offset() -> isize {
+    restartable_area_offset.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets the process-wide area offset.
+pub(crate) fn set_area_offset(offset: isize) {
+    restartable_area_offset.store(offset, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// The address of a thread-local block; stands in for the thread pointer.
 #[inline]
 pub(crate) fn thread_pointer() -> usize {

@@ -52,7 +52,55 @@ global_asm!(
     "restartable_thread_state:",
     ".zero 8",
     ".popsection",
+    // `restartable_area_offset`: the TP offset of the active area, set once
+    // by the constructor, read by every CPU read (and by the C header's
+    // inline functions, under the exported name). The hidden second label
+    // lets this library read it RIP-relative, without a GOT load, even in
+    // the shared object, where the exported name is preemptible.
+    ".pushsection .data.restartable_area_offset, \"aw\", @progbits",
+    ".balign 8",
+    ".globl restartable_area_offset",
+    ".type restartable_area_offset, @object",
+    ".size restartable_area_offset, 8",
+    ".globl restartable_area_offset_hidden",
+    ".hidden restartable_area_offset_hidden",
+    ".type restartable_area_offset_hidden, @object",
+    ".size restartable_area_offset_hidden, 8",
+    "restartable_area_offset:",
+    "restartable_area_offset_hidden:",
+    ".quad 0",
+    ".popsection",
 );
+
+extern "C" {
+    /// The storage of `restartable_area_offset` (defined above).
+    #[link_name = "restartable_area_offset_hidden"]
+    static AREA_OFFSET: core::sync::atomic::AtomicIsize;
+}
+
+/// The process-wide TP offset of the active area: one RIP-relative load.
+///
+/// `pure`: the value changes only in the constructor, before any code that
+/// could have read it runs, so the compiler may hoist the load out of loops.
+#[inline(always)]
+pub(crate) fn area_offset() -> isize {
+    let offset: isize;
+    // SAFETY: reads the 8-byte variable defined above; writes nothing.
+    unsafe {
+        asm!(
+            "mov {o}, qword ptr [rip + restartable_area_offset_hidden]",
+            o = out(reg) offset, // the area's offset from the thread pointer
+            options(nostack, readonly, preserves_flags, pure)
+        );
+    }
+    offset
+}
+
+/// Sets the process-wide area offset (constructor only; see `area.rs`).
+pub(crate) fn set_area_offset(offset: isize) {
+    // SAFETY: the variable is a properly aligned `AtomicIsize`.
+    unsafe { &AREA_OFFSET }.store(offset, core::sync::atomic::Ordering::Relaxed);
+}
 
 /// Returns the thread pointer (`%fs` base), which glibc stores at `%fs:0`.
 #[inline(always)]
