@@ -19,6 +19,9 @@ fn main() {
         exit(1);
     }
     let err = Command::new(&program).args(args).exec();
-    eprintln!("without_rseq: cannot run {}: {err}", program.to_string_lossy());
+    eprintln!(
+        "without_rseq: cannot run {}: {err}",
+        program.to_string_lossy()
+    );
     exit(127);
 }

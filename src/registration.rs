@@ -21,8 +21,8 @@
 use core::fmt;
 
 use crate::abi::{self, MIN_REGISTRATION_LEN};
-use crate::area::{self, Owner};
 use crate::arch;
+use crate::area::{self, Owner};
 use crate::error::Error;
 use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
 
@@ -450,7 +450,8 @@ pub fn refcount_of_current_thread() -> u32 {
 /// Takes the library's own hold, the one made on first use. Idempotent.
 pub(crate) fn register_lazily() {
     // Errors leave the thread unregistered; the readers then fall back.
-    let _ = with_signals_blocked(|record, count| acquire(&mut Process, record, count, Holder::Lazy));
+    let _ =
+        with_signals_blocked(|record, count| acquire(&mut Process, record, count, Holder::Lazy));
 }
 
 /// The cold path of every reader: registers lazily if that can help, and
@@ -491,7 +492,9 @@ fn arm_exit_release() -> bool {
     });
     // Any non-null value makes the destructor run at thread exit.
     // SAFETY: `key` was created above.
-    key.is_some_and(|key| unsafe { libc::pthread_setspecific(key, 1 as *const libc::c_void) } == 0)
+    key.is_some_and(
+        |key| unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<libc::c_void>()) } == 0,
+    )
 }
 
 unsafe extern "C" fn release_at_exit(_value: *mut libc::c_void) {
@@ -623,14 +626,29 @@ mod tests {
     fn last_release_unregisters() {
         let mut k = Sim::new(Owner::Library, None);
         let (mut r, mut count) = (ThreadRecord::NEW, 0);
-        assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), Ok(ThreadState::Registered));
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Registered)
+        );
         assert_eq!((count, k.registered), (1, Some(Area::Ours)));
-        assert_eq!(acquire(&mut k, &mut r, &mut count, Lazy), Ok(ThreadState::Registered));
-        assert_eq!(acquire(&mut k, &mut r, &mut count, Lazy), Ok(ThreadState::Registered));
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Registered)
+        );
         assert_eq!((count, r.caller_holds(), r.holds_lazily()), (2, 1, true));
-        assert_eq!(release(&mut k, &mut r, &mut count, Caller), Ok(ThreadState::Registered));
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Registered)
+        );
         assert_eq!((count, k.registered), (1, Some(Area::Ours)));
-        assert_eq!(release(&mut k, &mut r, &mut count, Lazy), Ok(ThreadState::Unregistered));
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Unregistered)
+        );
         assert_eq!((count, k.registered), (0, None));
         assert_eq!(k.events, [Event::Registered, Event::Unregistered]);
         assert_eq!(k.syscalls, 2);
@@ -641,11 +659,17 @@ mod tests {
         let mut k = Sim::new(Owner::Library, Some(Area::Ours));
         let (mut r, mut count) = (ThreadRecord::NEW, 0);
         for n in 1..=3 {
-            assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), Ok(ThreadState::Borrowed));
+            assert_eq!(
+                acquire(&mut k, &mut r, &mut count, Caller),
+                Ok(ThreadState::Borrowed)
+            );
             assert_eq!(count, n + 1);
         }
         for n in (0..3).rev() {
-            assert_eq!(release(&mut k, &mut r, &mut count, Caller), Ok(ThreadState::Borrowed));
+            assert_eq!(
+                release(&mut k, &mut r, &mut count, Caller),
+                Ok(ThreadState::Borrowed)
+            );
             assert_eq!(count, n + 1);
         }
         assert_eq!(k.registered, Some(Area::Ours));
@@ -657,11 +681,23 @@ mod tests {
     fn einval_is_foreign_and_never_counts() {
         let mut k = Sim::new(Owner::Library, Some(Area::Other));
         let (mut r, mut count) = (ThreadRecord::NEW, 0);
-        assert_eq!(acquire(&mut k, &mut r, &mut count, Lazy), Ok(ThreadState::Foreign));
-        assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), Ok(ThreadState::Foreign));
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Foreign)
+        );
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Foreign)
+        );
         assert_eq!((count, k.syscalls), (0, 1));
-        assert_eq!(release(&mut k, &mut r, &mut count, Caller), Ok(ThreadState::Foreign));
-        assert_eq!(release(&mut k, &mut r, &mut count, Lazy), Ok(ThreadState::Foreign));
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Foreign)
+        );
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Foreign)
+        );
         assert_eq!((count, k.syscalls, k.registered), (0, 1, Some(Area::Other)));
         assert_eq!(k.events, [Event::Foreign]);
     }
@@ -674,7 +710,10 @@ mod tests {
             let (mut r, mut count) = (ThreadRecord::NEW, 0);
             let state = acquire(&mut k, &mut r, &mut count, Caller);
             assert_eq!(state, Ok(ThreadState::Unregistered));
-            assert_eq!((k.owner, count, r.caller_holds()), (Owner::Unavailable, 0, 1));
+            assert_eq!(
+                (k.owner, count, r.caller_holds()),
+                (Owner::Unavailable, 0, 1)
+            );
             assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), state);
             assert_eq!(release(&mut k, &mut r, &mut count, Caller), state);
             assert_eq!(release(&mut k, &mut r, &mut count, Caller), state);
@@ -691,7 +730,10 @@ mod tests {
             errno: libc::EFAULT,
         });
         assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), err);
-        assert_eq!((count, r.caller_holds(), r.state()), (0, 0, ThreadState::Unregistered));
+        assert_eq!(
+            (count, r.caller_holds(), r.state()),
+            (0, 0, ThreadState::Unregistered)
+        );
     }
 
     #[test]
@@ -712,8 +754,14 @@ mod tests {
     fn libc_mode_makes_no_syscall() {
         let mut k = Sim::new(Owner::Libc, Some(Area::Ours));
         let (mut r, mut count) = (ThreadRecord::NEW, 0);
-        assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), Ok(ThreadState::Borrowed));
-        assert_eq!(release(&mut k, &mut r, &mut count, Caller), Ok(ThreadState::Borrowed));
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Borrowed)
+        );
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Borrowed)
+        );
         assert_eq!((count, k.syscalls), (0, 0));
     }
 
@@ -722,10 +770,16 @@ mod tests {
         let mut k = Sim::new(Owner::Library, None);
         let (mut a, mut b, mut count) = (ThreadRecord::NEW, ThreadRecord::NEW, 0);
         acquire(&mut k, &mut a, &mut count, Caller).unwrap();
-        assert_eq!(acquire(&mut k, &mut b, &mut count, Lazy), Ok(ThreadState::Registered));
+        assert_eq!(
+            acquire(&mut k, &mut b, &mut count, Lazy),
+            Ok(ThreadState::Registered)
+        );
         assert_eq!((count, k.syscalls), (2, 1));
         // Copy `b` cannot release `a`'s caller hold.
-        assert_eq!(release(&mut k, &mut b, &mut count, Caller), Err(Error::NotRegistered));
+        assert_eq!(
+            release(&mut k, &mut b, &mut count, Caller),
+            Err(Error::NotRegistered)
+        );
         release(&mut k, &mut a, &mut count, Caller).unwrap();
         assert_eq!(k.registered, Some(Area::Ours));
         release(&mut k, &mut b, &mut count, Lazy).unwrap();

@@ -170,7 +170,11 @@ mod tests {
                 Err(Error::NotRegistered) => {
                     assert_eq!(holder, Holder::Caller);
                     assert_eq!(self.holds[copy], 0, "refused although a hold exists");
-                    assert_eq!(before, self.snapshot(), "an unbalanced release changed something");
+                    assert_eq!(
+                        before,
+                        self.snapshot(),
+                        "an unbalanced release changed something"
+                    );
                 }
                 Err(other) => panic!("unexpected {other:?}"),
                 Ok(state) => {
@@ -390,7 +394,11 @@ mod tests {
             let mine = observe(&cells, &probe);
             assert_eq!(mine, expected);
             for t in threads {
-                assert_eq!(t.join().unwrap(), expected, "every thread sees one decision");
+                assert_eq!(
+                    t.join().unwrap(),
+                    expected,
+                    "every thread sees one decision"
+                );
             }
             assert_eq!(cells.decisions.load(Ordering::Relaxed), 1);
         });
@@ -419,11 +427,20 @@ mod tests {
     #[test]
     fn decisions() {
         let d = choose(&probe(false, 20));
-        assert_eq!((d.owner, d.offset, d.feature_size), (Owner::Libc, LIBC_OFFSET, 28));
+        assert_eq!(
+            (d.owner, d.offset, d.feature_size),
+            (Owner::Libc, LIBC_OFFSET, 28)
+        );
         let d = choose(&probe(false, 0));
-        assert_eq!((d.owner, d.offset, d.feature_size), (Owner::Library, OWN_OFFSET, 28));
+        assert_eq!(
+            (d.owner, d.offset, d.feature_size),
+            (Owner::Library, OWN_OFFSET, 28)
+        );
         let d = choose(&probe(true, 20));
-        assert_eq!((d.owner, d.offset, d.feature_size), (Owner::Unavailable, OWN_OFFSET, 0));
+        assert_eq!(
+            (d.owner, d.offset, d.feature_size),
+            (Owner::Unavailable, OWN_OFFSET, 0)
+        );
         let no_arch = Probe {
             arch_available: false,
             ..probe(false, 20)

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{
-    check_owner, on_fresh_thread, pin_to, raw_register, raw_unregister, sched_getcpu, allowed_cpus,
+    allowed_cpus, check_owner, on_fresh_thread, pin_to, raw_register, raw_unregister, sched_getcpu,
 };
 use restartable::{
     caller_holds, current_cpu, current_cpu_raw, refcount_of_current_thread,
@@ -61,7 +61,11 @@ fn nested_holds_on_many_threads() {
                     }
                     for k in (0..depth).rev() {
                         let state = unregister_current_thread().unwrap();
-                        let expected = if k == 0 { idle_state(owner) } else { held_state(owner) };
+                        let expected = if k == 0 {
+                            idle_state(owner)
+                        } else {
+                            held_state(owner)
+                        };
                         assert_eq!(state, expected);
                         assert_eq!(thread_state(), expected);
                         assert_eq!(caller_holds(), k);
@@ -83,7 +87,11 @@ fn nested_holds_on_many_threads() {
 fn check_really_unregistered(owner: Owner) {
     match owner {
         Owner::Library => {
-            assert_eq!(current_cpu_raw(), -1, "the kernel resets cpu_id on unregister");
+            assert_eq!(
+                current_cpu_raw(),
+                -1,
+                "the kernel resets cpu_id on unregister"
+            );
             let area = rseq_location().cast::<u8>();
             assert_eq!(raw_register(area), Ok(()), "nothing was registered");
             assert_eq!(raw_unregister(area), Ok(()));
@@ -268,7 +276,11 @@ fn classic_registrant_first_is_borrowed_never_unregistered() {
 
         assert_eq!(register_current_thread(), Ok(ThreadState::Borrowed));
         assert_eq!(thread_state(), ThreadState::Borrowed);
-        assert_eq!(refcount_of_current_thread(), 2, "the classic hold counts as one");
+        assert_eq!(
+            refcount_of_current_thread(),
+            2,
+            "the classic hold counts as one"
+        );
         assert_eq!(register_current_thread(), Ok(ThreadState::Borrowed));
         assert_eq!(current_cpu(), sched_getcpu_pinned());
         current_cpu(); // no lazy hold needed: cpu_id is valid already
@@ -316,7 +328,11 @@ fn private_registrant_first_makes_the_thread_foreign() {
         assert_eq!(thread_state(), ThreadState::Foreign);
         assert_eq!(current_cpu_raw(), -1, "our area stays unregistered");
         assert_eq!(register_current_thread(), Ok(ThreadState::Foreign));
-        assert_eq!(refcount_of_current_thread(), 0, "foreign threads never count");
+        assert_eq!(
+            refcount_of_current_thread(),
+            0,
+            "foreign threads never count"
+        );
         assert_eq!(caller_holds(), 1);
         assert_eq!(current_cpu(), cpu);
         assert_eq!(unregister_current_thread(), Ok(ThreadState::Foreign));

@@ -10,8 +10,8 @@ use std::process::Command;
 
 use common::{on_fresh_thread, pin_to, sched_getcpu};
 use restartable::{
-    caller_holds, current_cpu, current_cpu_raw, feature_size, is_available, mm_cid, node_id,
-    owner, refcount_of_current_thread, register_current_thread, stats, thread_state,
+    caller_holds, current_cpu, current_cpu_raw, feature_size, is_available, mm_cid, node_id, owner,
+    refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, Error, Owner, ThreadState,
 };
 
@@ -53,8 +53,14 @@ fn run_child(name: &str, block: Block) {
         "child failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    assert!(stdout.contains(DONE), "the child did not run the checks:\n{stdout}");
-    assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
+    assert!(
+        stdout.contains(DONE),
+        "the child did not run the checks:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test:\n{stdout}"
+    );
 }
 
 /// Everything a process without rseq must do; panics on failure.

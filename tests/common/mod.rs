@@ -95,7 +95,12 @@ pub fn allowed_cpus() -> Vec<usize> {
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is valid for writing its size.
     let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    assert_eq!(ret, 0, "sched_getaffinity: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        ret,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
     (0..libc::CPU_SETSIZE as usize)
         // SAFETY: `cpu` is below CPU_SETSIZE.
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
@@ -111,7 +116,12 @@ pub fn pin_to(cpu: usize) {
     unsafe { libc::CPU_SET(cpu, &mut set) };
     // SAFETY: `set` is a valid set of its size.
     let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    assert_eq!(ret, 0, "sched_setaffinity({cpu}): {}", std::io::Error::last_os_error());
+    assert_eq!(
+        ret,
+        0,
+        "sched_setaffinity({cpu}): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// `sched_getcpu()`.
@@ -126,12 +136,21 @@ pub fn sched_getcpu() -> u32 {
 pub fn sysfs_node_of(cpu: usize) -> Option<u32> {
     let dir = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{cpu}")).ok()?;
     dir.filter_map(|entry| entry.ok())
-        .filter_map(|entry| entry.file_name().to_str()?.strip_prefix("node")?.parse().ok())
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()?
+                .strip_prefix("node")?
+                .parse()
+                .ok()
+        })
         .next()
 }
 
 /// Runs `f` on a new thread and returns its result (propagating panics):
 /// every registration scenario starts from a fresh thread.
 pub fn on_fresh_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    std::thread::spawn(f).join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    std::thread::spawn(f)
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
