@@ -10,6 +10,8 @@ fn main() {
     println!("cargo:rerun-if-changed=restartable.map");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    // Under `cfg(restartable_loom)` the simulated backend defines no TLS
+    // symbols, so there is nothing to export.
     let loom = std::env::var_os("CARGO_CFG_RESTARTABLE_LOOM").is_some();
     if os == "linux" && arch == "x86_64" && !loom {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/restartable.map");

@@ -7,22 +7,34 @@ fn main() {
     let kernel = restartable::kernel_feature_size();
     println!("kernel rseq support : {}", kernel_support());
     println!("kernel feature size : {kernel} bytes (AT_RSEQ_FEATURE_SIZE)");
-    println!("kernel area align   : {} bytes (AT_RSEQ_ALIGN)", restartable::kernel_area_align());
+    println!(
+        "kernel area align   : {} bytes (AT_RSEQ_ALIGN)",
+        restartable::kernel_area_align()
+    );
     println!("glibc __rseq_size   : {}", restartable::libc_rseq_size());
     println!("owner               : {owner}");
-    println!("usable feature size : {} bytes", restartable::feature_size());
+    println!(
+        "usable feature size : {} bytes",
+        restartable::feature_size()
+    );
     println!("area offset from TP : {} bytes", restartable::area_offset());
     println!("area address        : {:p}", restartable::rseq_location());
     let cpu = restartable::current_cpu();
     println!("thread state        : {}", restartable::thread_state());
     println!("rseq in use here    : {}", restartable::is_available());
-    println!("current cpu         : {cpu} (sched_getcpu: {})", restartable::fallback_cpu());
+    println!(
+        "current cpu         : {cpu} (sched_getcpu: {})",
+        restartable::fallback_cpu()
+    );
     println!("cpu_id (raw)        : {}", restartable::current_cpu_raw());
     println!("cpu_id_start        : {}", restartable::cpu_id_start());
     println!("node_id             : {}", show(restartable::node_id()));
     println!("mm_cid              : {}", show(restartable::mm_cid()));
     println!("possible cpus       : {}", restartable::possible_cpus());
-    println!("refcount            : {}", restartable::refcount_of_current_thread());
+    println!(
+        "refcount            : {}",
+        restartable::refcount_of_current_thread()
+    );
     println!("stats               : {:?}", restartable::stats());
 }
 

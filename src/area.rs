@@ -15,9 +15,7 @@ use core::fmt;
 use crate::abi::{self, Rseq};
 use crate::arch;
 use crate::registration;
-use crate::sync::{
-    Ordering, StaticAtomicU32 as AtomicU32, StaticAtomicU8 as AtomicU8,
-};
+use crate::sync::{Ordering, StaticAtomicU32 as AtomicU32, StaticAtomicU8 as AtomicU8};
 
 /// Who registered the areas of this process's threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,17 +86,19 @@ pub(crate) fn offset() -> isize {
 /// }
 /// ```
 pub fn owner() -> Owner {
-    let v = OWNER.load(Ordering::Relaxed);
-    if v == 0 {
-        init();
-        return Owner::from_u8(OWNER.load(Ordering::Relaxed));
-    }
-    Owner::from_u8(v)
+    read_owner(&Statics, init)
 }
 
+/// Turns `Library` into `Unavailable` (the kernel refused `rseq(2)`).
 pub(crate) fn set_unavailable() {
-    OWNER.store(Owner::Unavailable as u8, Ordering::Relaxed);
-    FEATURE_SIZE.store(0, Ordering::Relaxed);
+    publish(
+        &Statics,
+        Decision {
+            owner: Owner::Unavailable,
+            offset: offset(),
+            feature_size: 0,
+        },
+    );
 }
 
 /// Size in bytes of the rseq fields this process can read: 0 when rseq is
@@ -113,7 +113,7 @@ pub(crate) fn set_unavailable() {
 #[doc(alias = "AT_RSEQ_FEATURE_SIZE")]
 pub fn feature_size() -> u32 {
     owner();
-    FEATURE_SIZE.load(Ordering::Relaxed)
+    Statics.feature_size(Ordering::Relaxed)
 }
 
 /// The kernel's feature size from `getauxval(AT_RSEQ_FEATURE_SIZE)`, or 20
@@ -212,27 +212,139 @@ pub(crate) fn init() {
 fn decide() {
     let kernel = kernel_feature_size_from_auxv();
     KERNEL_FEATURE_SIZE.store(kernel, Ordering::Relaxed);
-    let usable = kernel.min(abi::MIN_REGISTRATION_LEN);
-    let libc = libc_registration();
-    let owner = if env_disabled() || !arch::AVAILABLE {
-        arch::set_area_offset(arch::own_area_offset());
-        Owner::Unavailable
-    } else if let Some((_size, offset)) = libc {
-        arch::set_area_offset(offset);
-        Owner::Libc
-    } else {
-        arch::set_area_offset(arch::own_area_offset());
-        // Publish `Library` first: the probe below is the constructor
-        // thread's lazy registration, which turns the owner to
-        // `Unavailable` itself if the kernel refuses rseq.
-        OWNER.store(Owner::Library as u8, Ordering::Relaxed);
-        FEATURE_SIZE.store(usable, Ordering::Relaxed);
-        registration::register_lazily();
-        return;
+    let probe = Probe {
+        disabled: env_disabled(),
+        arch_available: arch::AVAILABLE,
+        libc: libc_registration(),
+        kernel_feature_size: kernel,
+        own_offset: arch::own_area_offset(),
     };
-    let size = if owner == Owner::Unavailable { 0 } else { usable };
-    FEATURE_SIZE.store(size, Ordering::Relaxed);
-    OWNER.store(owner as u8, Ordering::Relaxed);
+    let decision = choose(&probe);
+    publish(&Statics, decision);
+    if decision.owner == Owner::Library {
+        // The constructor thread's lazy registration doubles as the probe
+        // of kernel support: it turns the owner to `Unavailable` itself if
+        // the kernel refuses rseq.
+        registration::register_lazily();
+    }
+}
+
+/// What the constructor learns about the process before deciding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// `RESTARTABLE_DISABLE` is set (and not `0`).
+    pub disabled: bool,
+    /// The architecture layer has rseq code.
+    pub arch_available: bool,
+    /// glibc's `(__rseq_size, __rseq_offset)` if it registered.
+    pub libc: Option<(u32, isize)>,
+    /// The kernel's feature size (20 when it predates the auxv entry).
+    pub kernel_feature_size: u32,
+    /// The TP offset of this library's own `__rseq_abi`.
+    pub own_offset: isize,
+}
+
+/// The process-wide values fixed once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Who owns the areas.
+    pub owner: Owner,
+    /// The TP offset of the active area.
+    pub offset: isize,
+    /// The usable feature size (0 when unavailable).
+    pub feature_size: u32,
+}
+
+/// Picks the owner from what the probe found; pure.
+///
+/// `Library` is provisional: the first registration may still find the
+/// kernel refusing rseq and turn it into `Unavailable`.
+pub fn choose(probe: &Probe) -> Decision {
+    let usable = probe.kernel_feature_size.min(abi::MIN_REGISTRATION_LEN);
+    if probe.disabled || !probe.arch_available {
+        return Decision {
+            owner: Owner::Unavailable,
+            offset: probe.own_offset,
+            feature_size: 0,
+        };
+    }
+    match probe.libc {
+        Some((size, offset)) if size > 0 => Decision {
+            owner: Owner::Libc,
+            offset,
+            feature_size: usable,
+        },
+        _ => Decision {
+            owner: Owner::Library,
+            offset: probe.own_offset,
+            feature_size: usable,
+        },
+    }
+}
+
+/// Where a [`Decision`] is published: the process statics, or a model's
+/// cells. Orderings are chosen by [`publish`] and [`read_owner`].
+pub trait Published {
+    /// Loads the owner (0 = not decided yet).
+    fn owner(&self, order: Ordering) -> u8;
+    /// Stores the owner.
+    fn set_owner(&self, owner: u8, order: Ordering);
+    /// Loads the area offset.
+    #[cfg_attr(not(restartable_loom), allow(dead_code))] // read by the loom model
+    fn offset(&self, order: Ordering) -> isize;
+    /// Stores the area offset.
+    fn set_offset(&self, offset: isize, order: Ordering);
+    /// Loads the usable feature size.
+    fn feature_size(&self, order: Ordering) -> u32;
+    /// Stores the usable feature size.
+    fn set_feature_size(&self, size: u32, order: Ordering);
+}
+
+/// Publishes a decision: the values first, then the owner with `Release`,
+/// which pairs with the `Acquire` load in [`read_owner`], so whoever sees
+/// the owner also sees the offset and feature size that go with it.
+pub fn publish<P: Published + ?Sized>(cells: &P, decision: Decision) {
+    cells.set_offset(decision.offset, Ordering::Relaxed);
+    cells.set_feature_size(decision.feature_size, Ordering::Relaxed);
+    cells.set_owner(decision.owner as u8, Ordering::Release);
+}
+
+/// The published owner, running `init` first if nothing is published yet.
+/// `init` must publish (through a once-cell, so only one caller decides)
+/// before it returns.
+pub fn read_owner<P: Published + ?Sized>(cells: &P, init: impl FnOnce()) -> Owner {
+    let v = cells.owner(Ordering::Acquire);
+    if v != 0 {
+        return Owner::from_u8(v);
+    }
+    init();
+    Owner::from_u8(cells.owner(Ordering::Acquire))
+}
+
+/// The process's own cells: the statics above.
+struct Statics;
+
+impl Published for Statics {
+    #[inline(always)]
+    fn offset(&self, _order: Ordering) -> isize {
+        arch::area_offset()
+    }
+    fn owner(&self, order: Ordering) -> u8 {
+        OWNER.load(order)
+    }
+    fn set_owner(&self, owner: u8, order: Ordering) {
+        OWNER.store(owner, order);
+    }
+    fn set_offset(&self, offset: isize, _order: Ordering) {
+        // The owner, stored after it with `Release`, publishes it.
+        arch::set_area_offset(offset);
+    }
+    fn feature_size(&self, order: Ordering) -> u32 {
+        FEATURE_SIZE.load(order)
+    }
+    fn set_feature_size(&self, size: u32, order: Ordering) {
+        FEATURE_SIZE.store(size, order);
+    }
 }
 
 extern "C" fn constructor() {

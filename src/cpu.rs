@@ -7,8 +7,8 @@
 //! lazily or falls back to `sched_getcpu()`.
 
 use crate::abi;
-use crate::area;
 use crate::arch;
+use crate::area;
 use crate::registration;
 
 /// Reads one 32-bit field of the calling thread's active area.

@@ -22,3 +22,12 @@ pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, RegistrationGuard, Stats, ThreadState,
 };
+
+/// The pure state machines behind registration and ownership, driven by
+/// simulated kernels in the loom model (`tests/loom.rs`).
+#[cfg(restartable_loom)]
+#[doc(hidden)]
+pub mod model {
+    pub use crate::area::{choose, publish, read_owner, Decision, Probe, Published};
+    pub use crate::registration::{acquire, release, Event, Holder, Kernel, ThreadRecord};
+}

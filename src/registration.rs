@@ -21,8 +21,8 @@
 use core::fmt;
 
 use crate::abi::{self, MIN_REGISTRATION_LEN};
-use crate::area::{self, Owner};
 use crate::arch;
+use crate::area::{self, Owner};
 use crate::error::Error;
 use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
 
@@ -82,7 +82,7 @@ impl fmt::Display for ThreadState {
 /// update before the read resumes).
 #[derive(Debug)]
 #[repr(C, align(8))]
-pub(crate) struct ThreadRecord {
+pub struct ThreadRecord {
     /// Holds taken by explicit `register` calls through this copy.
     caller_holds: u32,
     /// A `ThreadState` as `u8`.
@@ -96,14 +96,29 @@ pub(crate) struct ThreadRecord {
 
 impl ThreadRecord {
     /// The all-zero record every thread starts with (it lives in `.tbss`).
-    #[allow(dead_code)] // used by the backends that keep it in Rust TLS
-    pub(crate) const NEW: ThreadRecord = ThreadRecord {
+    #[allow(dead_code)] // used by the backends that keep it in Rust TLS, and models
+    pub const NEW: ThreadRecord = ThreadRecord {
         caller_holds: 0,
         state: 0,
         lazy: 0,
         exit_armed: 0,
         _pad: 0,
     };
+
+    /// Holds taken by explicit `register` calls.
+    pub fn caller_holds(&self) -> u32 {
+        self.caller_holds
+    }
+
+    /// The thread's state as recorded.
+    pub fn state(&self) -> ThreadState {
+        ThreadState::from_u8(self.state)
+    }
+
+    /// Whether the lazy hold is taken.
+    pub fn holds_lazily(&self) -> bool {
+        self.lazy == 1
+    }
 }
 
 /// Process-wide counters, for diagnostics and tests.
@@ -151,8 +166,9 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Runs `f` with every signal blocked, restoring the mask afterwards.
-fn with_signals_blocked<R>(f: impl FnOnce(&mut ThreadRecord) -> R) -> R {
+/// Runs `f` with every signal blocked, restoring the mask afterwards; `f`
+/// gets this thread's record and `__rseq_refcount`.
+fn with_signals_blocked<R>(f: impl FnOnce(&mut ThreadRecord, &mut u32) -> R) -> R {
     let mut all = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
     let mut old = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
     // SAFETY: sigfillset initialises `all`; pthread_sigmask reads `all` and
@@ -161,11 +177,12 @@ fn with_signals_blocked<R>(f: impl FnOnce(&mut ThreadRecord) -> R) -> R {
         libc::sigfillset(all.as_mut_ptr());
         libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
     }
-    // SAFETY: the record is this thread's, in its static TLS; with signals
-    // blocked nothing else on this thread can touch it while `f` runs, and
-    // no other thread ever does (see `ThreadRecord`).
-    let record = unsafe { &mut *arch::own_thread_state() };
-    let result = f(record);
+    // SAFETY: the record and the refcount are this thread's, in its static
+    // TLS; with signals blocked nothing else on this thread can touch them
+    // while `f` runs, and no other thread ever does (see `ThreadRecord`;
+    // other components sharing `__rseq_refcount` change it only on their
+    // own thread, with signals blocked too).
+    let result = unsafe { f(&mut *arch::own_thread_state(), &mut *arch::own_refcount()) };
     // SAFETY: `old` was initialised by the call above.
     unsafe {
         libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut());
@@ -174,96 +191,132 @@ fn with_signals_blocked<R>(f: impl FnOnce(&mut ThreadRecord) -> R) -> R {
 }
 
 /// Who is taking or releasing a hold.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Holder {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
     /// An explicit `register` / `unregister` call.
     Caller,
     /// The library itself, on first use; released at thread exit.
     Lazy,
 }
 
-fn refcount() -> *mut u32 {
-    arch::own_refcount()
+/// A tally the state machine reports (see [`Stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `rseq(2)` registered the area.
+    Registered,
+    /// `rseq(2)` unregistered the area.
+    Unregistered,
+    /// The area was found registered by a component that did not count.
+    Borrowed,
+    /// A different area was found registered.
+    Foreign,
+}
+
+/// What the registration state machine ([`acquire`], [`release`]) needs
+/// from the world: the real one is the process and the kernel; a model
+/// answers with simulated results.
+pub trait Kernel {
+    /// Who owns the areas of the process.
+    fn owner(&self) -> Owner;
+    /// `rseq(own area, 32, flags, SIG)` for the calling thread: 0 or a
+    /// negated errno.
+    fn rseq(&mut self, flags: u32) -> i32;
+    /// The kernel refused rseq: the process becomes `Unavailable`.
+    fn set_unavailable(&mut self);
+    /// Counts an event.
+    fn note(&mut self, event: Event);
+    /// Arms the thread-exit release of the lazy hold; false if it could
+    /// not be armed.
+    fn arm_exit_release(&mut self) -> bool;
 }
 
 /// Takes one hold on the calling thread's registration.
-fn acquire(record: &mut ThreadRecord, holder: Holder) -> Result<ThreadState, Error> {
+///
+/// `record` is this copy's record of the thread, `refcount` the thread's
+/// shared `__rseq_refcount`; the caller keeps both from changing under it
+/// (real code: signals blocked). Nothing changes on error.
+pub fn acquire<K: Kernel + ?Sized>(
+    kernel: &mut K,
+    record: &mut ThreadRecord,
+    refcount: &mut u32,
+    holder: Holder,
+) -> Result<ThreadState, Error> {
     if holder == Holder::Lazy && record.lazy == 1 {
         return Ok(ThreadState::from_u8(record.state));
     }
     if holder == Holder::Caller && record.caller_holds == u32::MAX {
         return Err(Error::TooManyHolds);
     }
-    let state = match area::owner() {
+    let state = match kernel.owner() {
         Owner::Libc => ThreadState::Borrowed,
         Owner::Unavailable => ThreadState::Unregistered,
-        Owner::Library => library_acquire(record)?,
+        Owner::Library => library_acquire(kernel, record, refcount)?,
     };
     record.state = state as u8;
     match holder {
         Holder::Caller => record.caller_holds += 1,
         Holder::Lazy => {
             record.lazy = 1;
-            arm_exit_release(record);
+            if record.exit_armed == 0 && kernel.arm_exit_release() {
+                record.exit_armed = 1;
+            }
         }
     }
     Ok(state)
 }
 
-fn library_acquire(record: &ThreadRecord) -> Result<ThreadState, Error> {
+fn library_acquire<K: Kernel + ?Sized>(
+    kernel: &mut K,
+    record: &ThreadRecord,
+    refcount: &mut u32,
+) -> Result<ThreadState, Error> {
     let current = ThreadState::from_u8(record.state);
     if current == ThreadState::Foreign {
         return Ok(current);
     }
-    let count = refcount();
-    // SAFETY: `count` is this thread's `__rseq_refcount`; signals are
-    // blocked, so no other code on this thread changes it meanwhile.
-    let holds = unsafe { *count };
-    if holds > 0 {
-        let next = holds.checked_add(1).ok_or(Error::TooManyHolds)?;
-        // SAFETY: as above.
-        unsafe { *count = next };
+    if *refcount > 0 {
+        *refcount = refcount.checked_add(1).ok_or(Error::TooManyHolds)?;
         return Ok(match current {
             ThreadState::Unregistered => ThreadState::Registered,
             other => other,
         });
     }
-    let area = arch::own_area();
-    // SAFETY: `area` is this thread's static-TLS `__rseq_abi`: 32 bytes,
-    // aligned to 32, alive until the thread exits (when the kernel drops
-    // the registration).
-    let ret = unsafe { arch::sys_rseq(area, MIN_REGISTRATION_LEN, 0, arch::SIG) };
-    let (state, holds) = match -ret {
+    let (state, holds) = match -kernel.rseq(0) {
         0 => {
-            bump(&REGISTRATIONS);
+            kernel.note(Event::Registered);
             (ThreadState::Registered, 1)
         }
         // The very same area, length and signature are registered by a
         // component that did not count: its hold is the bottom one and is
         // never released.
         libc::EBUSY => {
-            bump(&BORROWED);
+            kernel.note(Event::Borrowed);
             (ThreadState::Borrowed, 2)
         }
         // A different area is registered for this thread.
         libc::EINVAL => {
-            bump(&FOREIGN);
+            kernel.note(Event::Foreign);
             (ThreadState::Foreign, 0)
         }
         // No kernel support, or a filter refuses the call.
         libc::ENOSYS | libc::EPERM => {
-            area::set_unavailable();
+            kernel.set_unavailable();
             (ThreadState::Unregistered, 0)
         }
         errno => return Err(Error::Kernel { errno }),
     };
-    // SAFETY: as above.
-    unsafe { *count = holds };
+    *refcount = holds;
     Ok(state)
 }
 
-/// Releases one hold; the last one unregisters what this library registered.
-fn release(record: &mut ThreadRecord, holder: Holder) -> Result<ThreadState, Error> {
+/// Releases one hold; the last one unregisters what this library
+/// registered. An unbalanced caller release is refused and changes nothing.
+pub fn release<K: Kernel + ?Sized>(
+    kernel: &mut K,
+    record: &mut ThreadRecord,
+    refcount: &mut u32,
+    holder: Holder,
+) -> Result<ThreadState, Error> {
     match holder {
         Holder::Caller if record.caller_holds == 0 => return Err(Error::NotRegistered),
         Holder::Caller => record.caller_holds -= 1,
@@ -271,33 +324,51 @@ fn release(record: &mut ThreadRecord, holder: Holder) -> Result<ThreadState, Err
         Holder::Lazy => record.lazy = 0,
     }
     let state = ThreadState::from_u8(record.state);
-    if area::owner() != Owner::Library || !state.uses_rseq() {
+    if kernel.owner() != Owner::Library || !state.uses_rseq() {
         return Ok(state);
     }
-    let count = refcount();
-    // SAFETY: this thread's `__rseq_refcount`, signals blocked (see acquire).
-    let holds = unsafe { *count };
-    let next = holds.saturating_sub(1);
-    // SAFETY: as above.
-    unsafe { *count = next };
-    if next > 0 {
+    *refcount = refcount.saturating_sub(1);
+    if *refcount > 0 {
         return Ok(state);
     }
-    // SAFETY: unregisters this thread's own area, registered with exactly
-    // these arguments.
-    let ret = unsafe {
-        arch::sys_rseq(
-            arch::own_area(),
-            MIN_REGISTRATION_LEN,
-            abi::FLAG_UNREGISTER,
-            arch::SIG,
-        )
-    };
-    if ret == 0 {
-        bump(&UNREGISTRATIONS);
+    if kernel.rseq(abi::FLAG_UNREGISTER) == 0 {
+        kernel.note(Event::Unregistered);
     }
     record.state = ThreadState::Unregistered as u8;
     Ok(ThreadState::Unregistered)
+}
+
+/// The real world: this process, this thread, the kernel.
+struct Process;
+
+impl Kernel for Process {
+    fn owner(&self) -> Owner {
+        area::owner()
+    }
+
+    fn rseq(&mut self, flags: u32) -> i32 {
+        // SAFETY: this thread's static-TLS `__rseq_abi`: 32 bytes, aligned
+        // to 32, alive until the thread exits (when the kernel drops the
+        // registration); unregistering passes the same arguments.
+        unsafe { arch::sys_rseq(arch::own_area(), MIN_REGISTRATION_LEN, flags, arch::SIG) }
+    }
+
+    fn set_unavailable(&mut self) {
+        area::set_unavailable();
+    }
+
+    fn note(&mut self, event: Event) {
+        bump(match event {
+            Event::Registered => &REGISTRATIONS,
+            Event::Unregistered => &UNREGISTRATIONS,
+            Event::Borrowed => &BORROWED,
+            Event::Foreign => &FOREIGN,
+        });
+    }
+
+    fn arm_exit_release(&mut self) -> bool {
+        arm_exit_release()
+    }
 }
 
 /// Registers the calling thread's area, or counts one more hold on it.
@@ -321,7 +392,7 @@ fn release(record: &mut ThreadRecord, holder: Holder) -> Result<ThreadState, Err
 #[doc(alias = "rseq_register_current_thread")]
 pub fn register_current_thread() -> Result<ThreadState, Error> {
     area::init();
-    with_signals_blocked(|record| acquire(record, Holder::Caller))
+    with_signals_blocked(|record, count| acquire(&mut Process, record, count, Holder::Caller))
 }
 
 /// Releases one hold taken by [`register_current_thread`]; the last hold in
@@ -341,7 +412,7 @@ pub fn register_current_thread() -> Result<ThreadState, Error> {
 #[doc(alias = "rseq_unregister_current_thread")]
 pub fn unregister_current_thread() -> Result<ThreadState, Error> {
     area::init();
-    with_signals_blocked(|record| release(record, Holder::Caller))
+    with_signals_blocked(|record, count| release(&mut Process, record, count, Holder::Caller))
 }
 
 /// The calling thread's registration state, without registering.
@@ -359,28 +430,28 @@ pub fn thread_state() -> ThreadState {
         return ThreadState::Borrowed;
     }
     // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
-    let state = unsafe { (*arch::own_thread_state()).state };
-    ThreadState::from_u8(state)
+    unsafe { (*arch::own_thread_state()).state() }
 }
 
 /// The number of holds callers own on this thread through this copy of the
 /// library (the lazy hold is not counted).
 pub fn caller_holds() -> u32 {
     // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
-    unsafe { (*arch::own_thread_state()).caller_holds }
+    unsafe { (*arch::own_thread_state()).caller_holds() }
 }
 
 /// The calling thread's `__rseq_refcount`: holds of every component sharing
 /// `__rseq_abi` (0 in `Libc` and `Unavailable` modes).
 pub fn refcount_of_current_thread() -> u32 {
     // SAFETY: this thread's refcount; a plain read.
-    unsafe { *refcount() }
+    unsafe { *arch::own_refcount() }
 }
 
 /// Takes the library's own hold, the one made on first use. Idempotent.
 pub(crate) fn register_lazily() {
     // Errors leave the thread unregistered; the readers then fall back.
-    let _ = with_signals_blocked(|record| acquire(record, Holder::Lazy));
+    let _ =
+        with_signals_blocked(|record, count| acquire(&mut Process, record, count, Holder::Lazy));
 }
 
 /// The cold path of every reader: registers lazily if that can help, and
@@ -394,12 +465,12 @@ pub(crate) fn ensure_registered() -> bool {
     // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
     let (lazy, state) = unsafe {
         let record = &*arch::own_thread_state();
-        (record.lazy, record.state)
+        (record.holds_lazily(), record.state())
     };
-    if state == ThreadState::Foreign as u8 {
+    if state == ThreadState::Foreign {
         return false;
     }
-    if lazy == 0 {
+    if !lazy {
         register_lazily();
     }
     // SAFETY: the process-wide offset names this thread's live area.
@@ -409,10 +480,7 @@ pub(crate) fn ensure_registered() -> bool {
 
 /// Arms the `pthread_key_t` destructor that releases the lazy hold when
 /// the thread exits.
-fn arm_exit_release(record: &mut ThreadRecord) {
-    if record.exit_armed == 1 {
-        return;
-    }
+fn arm_exit_release() -> bool {
     static KEY: once_cell::sync::OnceCell<Option<libc::pthread_key_t>> =
         once_cell::sync::OnceCell::new();
     let key = KEY.get_or_init(|| {
@@ -422,20 +490,18 @@ fn arm_exit_release(record: &mut ThreadRecord) {
         let ret = unsafe { libc::pthread_key_create(&mut key, Some(release_at_exit)) };
         (ret == 0).then_some(key)
     });
-    if let Some(key) = *key {
-        // Any non-null value makes the destructor run at thread exit.
-        // SAFETY: `key` was created above.
-        if unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<libc::c_void>()) } == 0 {
-            record.exit_armed = 1;
-        }
-    }
+    // Any non-null value makes the destructor run at thread exit.
+    // SAFETY: `key` was created above.
+    key.is_some_and(
+        |key| unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<libc::c_void>()) } == 0,
+    )
 }
 
 unsafe extern "C" fn release_at_exit(_value: *mut libc::c_void) {
-    let released = with_signals_blocked(|record| {
+    let released = with_signals_blocked(|record, count| {
         record.exit_armed = 0;
         let held = record.lazy == 1;
-        let _ = release(record, Holder::Lazy);
+        let _ = release(&mut Process, record, count, Holder::Lazy);
         held
     });
     if released {
@@ -484,5 +550,239 @@ impl Drop for RegistrationGuard {
         // The guard owns exactly one caller hold, so this cannot be
         // unbalanced unless user code unregistered the guard's hold itself.
         let _ = unregister_current_thread();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which area the simulated kernel has registered for the thread.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Area {
+        Ours,
+        Other,
+    }
+
+    /// A kernel that answers like `rseq(2)` for one thread.
+    struct Sim {
+        owner: Owner,
+        registered: Option<Area>,
+        /// An errno every call fails with (ENOSYS, EPERM, ...).
+        forced: Option<i32>,
+        events: Vec<Event>,
+        syscalls: u32,
+    }
+
+    impl Sim {
+        fn new(owner: Owner, registered: Option<Area>) -> Self {
+            Sim {
+                owner,
+                registered,
+                forced: None,
+                events: Vec::new(),
+                syscalls: 0,
+            }
+        }
+    }
+
+    impl Kernel for Sim {
+        fn owner(&self) -> Owner {
+            self.owner
+        }
+        fn rseq(&mut self, flags: u32) -> i32 {
+            self.syscalls += 1;
+            if let Some(errno) = self.forced {
+                return -errno;
+            }
+            match (flags, self.registered) {
+                (0, None) => {
+                    self.registered = Some(Area::Ours);
+                    0
+                }
+                (0, Some(Area::Ours)) => -libc::EBUSY,
+                (0, Some(Area::Other)) => -libc::EINVAL,
+                (abi::FLAG_UNREGISTER, Some(Area::Ours)) => {
+                    self.registered = None;
+                    0
+                }
+                _ => -libc::EINVAL,
+            }
+        }
+        fn set_unavailable(&mut self) {
+            self.owner = Owner::Unavailable;
+        }
+        fn note(&mut self, event: Event) {
+            self.events.push(event);
+        }
+        fn arm_exit_release(&mut self) -> bool {
+            true
+        }
+    }
+
+    use Holder::{Caller, Lazy};
+
+    #[test]
+    fn last_release_unregisters() {
+        let mut k = Sim::new(Owner::Library, None);
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!((count, k.registered), (1, Some(Area::Ours)));
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!((count, r.caller_holds(), r.holds_lazily()), (2, 1, true));
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!((count, k.registered), (1, Some(Area::Ours)));
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Unregistered)
+        );
+        assert_eq!((count, k.registered), (0, None));
+        assert_eq!(k.events, [Event::Registered, Event::Unregistered]);
+        assert_eq!(k.syscalls, 2);
+    }
+
+    #[test]
+    fn ebusy_borrows_and_never_unregisters() {
+        let mut k = Sim::new(Owner::Library, Some(Area::Ours));
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        for n in 1..=3 {
+            assert_eq!(
+                acquire(&mut k, &mut r, &mut count, Caller),
+                Ok(ThreadState::Borrowed)
+            );
+            assert_eq!(count, n + 1);
+        }
+        for n in (0..3).rev() {
+            assert_eq!(
+                release(&mut k, &mut r, &mut count, Caller),
+                Ok(ThreadState::Borrowed)
+            );
+            assert_eq!(count, n + 1);
+        }
+        assert_eq!(k.registered, Some(Area::Ours));
+        assert_eq!(k.events, [Event::Borrowed]);
+        assert_eq!(k.syscalls, 1);
+    }
+
+    #[test]
+    fn einval_is_foreign_and_never_counts() {
+        let mut k = Sim::new(Owner::Library, Some(Area::Other));
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Foreign)
+        );
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Foreign)
+        );
+        assert_eq!((count, k.syscalls), (0, 1));
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Foreign)
+        );
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Foreign)
+        );
+        assert_eq!((count, k.syscalls, k.registered), (0, 1, Some(Area::Other)));
+        assert_eq!(k.events, [Event::Foreign]);
+    }
+
+    #[test]
+    fn enosys_and_eperm_make_the_process_unavailable() {
+        for errno in [libc::ENOSYS, libc::EPERM] {
+            let mut k = Sim::new(Owner::Library, None);
+            k.forced = Some(errno);
+            let (mut r, mut count) = (ThreadRecord::NEW, 0);
+            let state = acquire(&mut k, &mut r, &mut count, Caller);
+            assert_eq!(state, Ok(ThreadState::Unregistered));
+            assert_eq!(
+                (k.owner, count, r.caller_holds()),
+                (Owner::Unavailable, 0, 1)
+            );
+            assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), state);
+            assert_eq!(release(&mut k, &mut r, &mut count, Caller), state);
+            assert_eq!(release(&mut k, &mut r, &mut count, Caller), state);
+            assert_eq!(k.syscalls, 1);
+        }
+    }
+
+    #[test]
+    fn unexpected_errno_changes_nothing() {
+        let mut k = Sim::new(Owner::Library, None);
+        k.forced = Some(libc::EFAULT);
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        let err = Err(Error::Kernel {
+            errno: libc::EFAULT,
+        });
+        assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), err);
+        assert_eq!(
+            (count, r.caller_holds(), r.state()),
+            (0, 0, ThreadState::Unregistered)
+        );
+    }
+
+    #[test]
+    fn unbalanced_release_changes_nothing() {
+        for owner in [Owner::Libc, Owner::Library, Owner::Unavailable] {
+            let mut k = Sim::new(owner, None);
+            let (mut r, mut count) = (ThreadRecord::NEW, 0);
+            let none = Err(Error::NotRegistered);
+            assert_eq!(release(&mut k, &mut r, &mut count, Caller), none);
+            acquire(&mut k, &mut r, &mut count, Lazy).unwrap();
+            let before = (count, r.caller_holds(), r.state(), k.registered);
+            assert_eq!(release(&mut k, &mut r, &mut count, Caller), none);
+            assert_eq!(before, (count, r.caller_holds(), r.state(), k.registered));
+        }
+    }
+
+    #[test]
+    fn libc_mode_makes_no_syscall() {
+        let mut k = Sim::new(Owner::Libc, Some(Area::Ours));
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Borrowed)
+        );
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Borrowed)
+        );
+        assert_eq!((count, k.syscalls), (0, 0));
+    }
+
+    #[test]
+    fn two_copies_share_one_registration() {
+        let mut k = Sim::new(Owner::Library, None);
+        let (mut a, mut b, mut count) = (ThreadRecord::NEW, ThreadRecord::NEW, 0);
+        acquire(&mut k, &mut a, &mut count, Caller).unwrap();
+        assert_eq!(
+            acquire(&mut k, &mut b, &mut count, Lazy),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!((count, k.syscalls), (2, 1));
+        // Copy `b` cannot release `a`'s caller hold.
+        assert_eq!(
+            release(&mut k, &mut b, &mut count, Caller),
+            Err(Error::NotRegistered)
+        );
+        release(&mut k, &mut a, &mut count, Caller).unwrap();
+        assert_eq!(k.registered, Some(Area::Ours));
+        release(&mut k, &mut b, &mut count, Lazy).unwrap();
+        assert_eq!((count, k.registered), (0, None));
     }
 }

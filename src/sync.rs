@@ -16,7 +16,6 @@ pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ato
 
 #[allow(unused_imports)] // each build uses a different subset
 pub(crate) use core::sync::atomic::{
-    AtomicBool as StaticAtomicBool, AtomicIsize as StaticAtomicIsize,
-    AtomicU32 as StaticAtomicU32, AtomicU64 as StaticAtomicU64, AtomicU8 as StaticAtomicU8,
-    Ordering,
+    AtomicBool as StaticAtomicBool, AtomicIsize as StaticAtomicIsize, AtomicU32 as StaticAtomicU32,
+    AtomicU64 as StaticAtomicU64, AtomicU8 as StaticAtomicU8, Ordering,
 };

@@ -1,0 +1,156 @@
+//! Helpers shared by the integration tests: the expected owner, raw
+//! `rseq(2)` calls, CPU pinning and sysfs lookups.
+
+// Each test file uses a different subset of these helpers.
+#![allow(dead_code)]
+
+pub mod seccomp;
+
+use restartable::Owner;
+
+/// `RSEQ_SIG` on x86_64, as every registrant of `__rseq_abi` uses it.
+pub const SIG: u32 = 0x5305_3053;
+/// The length every registrant of a 32-byte area passes.
+pub const LEN: u32 = 32;
+/// `RSEQ_FLAG_UNREGISTER`.
+pub const UNREGISTER: i32 = 1;
+
+/// `rseq(area, len, flags, sig)`: `Ok(())` or the errno.
+pub fn raw_rseq(area: *mut u8, len: u32, flags: i32, sig: u32) -> Result<(), i32> {
+    // SAFETY: the callers pass null (rejected before anything is read) or
+    // a 32-byte aligned area that outlives its registration.
+    let ret = unsafe { libc::syscall(libc::SYS_rseq, area, len, flags, sig) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap())
+    }
+}
+
+/// Registers `area` for the calling thread, the classic way.
+pub fn raw_register(area: *mut u8) -> Result<(), i32> {
+    raw_rseq(area, LEN, 0, SIG)
+}
+
+/// Unregisters `area` for the calling thread.
+pub fn raw_unregister(area: *mut u8) -> Result<(), i32> {
+    raw_rseq(area, LEN, UNREGISTER, SIG)
+}
+
+/// glibc's `__rseq_size`, looked up like the library does (0 if absent).
+pub fn glibc_rseq_size() -> u32 {
+    // SAFETY: dlsym with a valid C string.
+    let size = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) };
+    if size.is_null() {
+        return 0;
+    }
+    // SAFETY: glibc defines it as `const unsigned int`.
+    unsafe { *(size as *const u32) }
+}
+
+/// Whether the kernel (or a filter) answers `rseq` with ENOSYS.
+pub fn rseq_syscall_missing() -> bool {
+    raw_rseq(std::ptr::null_mut(), 0, 0, 0) == Err(libc::ENOSYS)
+}
+
+fn disabled_by_env() -> bool {
+    std::env::var_os("RESTARTABLE_DISABLE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The owner this process must have: `RESTARTABLE_EXPECT_OWNER` when set
+/// (CI sets it), cross-checked against what glibc and the kernel say.
+pub fn expected_owner() -> Owner {
+    let derived = if disabled_by_env() || rseq_syscall_missing() {
+        Owner::Unavailable
+    } else if glibc_rseq_size() > 0 {
+        Owner::Libc
+    } else {
+        Owner::Library
+    };
+    if let Ok(name) = std::env::var("RESTARTABLE_EXPECT_OWNER") {
+        let expected = match name.as_str() {
+            "libc" => Owner::Libc,
+            "library" => Owner::Library,
+            "unavailable" => Owner::Unavailable,
+            other => panic!("RESTARTABLE_EXPECT_OWNER={other}: want libc, library or unavailable"),
+        };
+        assert_eq!(
+            expected, derived,
+            "RESTARTABLE_EXPECT_OWNER disagrees with glibc's __rseq_size and the kernel"
+        );
+    }
+    derived
+}
+
+/// Asserts that the library's owner is the expected one; returns it.
+pub fn check_owner() -> Owner {
+    let expected = expected_owner();
+    assert_eq!(restartable::owner(), expected);
+    expected
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid for writing its size.
+    let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(
+        ret,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+/// Pins the calling thread to one CPU; the kernel migrates it before the
+/// call returns.
+pub fn pin_to(cpu: usize) {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` comes from `allowed_cpus`, below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid set of its size.
+    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    assert_eq!(
+        ret,
+        0,
+        "sched_setaffinity({cpu}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// `sched_getcpu()`.
+pub fn sched_getcpu() -> u32 {
+    // SAFETY: no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    assert!(cpu >= 0, "sched_getcpu failed");
+    cpu as u32
+}
+
+/// The NUMA node of `cpu` from `/sys/devices/system/cpu/cpuN/nodeM`.
+pub fn sysfs_node_of(cpu: usize) -> Option<u32> {
+    let dir = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{cpu}")).ok()?;
+    dir.filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()?
+                .strip_prefix("node")?
+                .parse()
+                .ok()
+        })
+        .next()
+}
+
+/// Runs `f` on a new thread and returns its result (propagating panics):
+/// every registration scenario starts from a fresh thread.
+pub fn on_fresh_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::spawn(f)
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}

@@ -1,0 +1,371 @@
+//! Registering and unregistering the calling thread in every environment:
+//! refcounting, nesting, thread exit, fork, unbalanced calls, the guard, and
+//! (where the library owns the area) sharing it with classic registrants
+//! (`EBUSY`) and coexisting with a private one (`EINVAL`).
+
+mod common;
+
+use common::{
+    allowed_cpus, check_owner, on_fresh_thread, pin_to, raw_register, raw_unregister, sched_getcpu,
+};
+use restartable::{
+    caller_holds, current_cpu, current_cpu_raw, refcount_of_current_thread,
+    register_current_thread, rseq_location, stats, thread_state, unregister_current_thread, Error,
+    Owner, RegistrationGuard, ThreadState,
+};
+
+/// The state a thread with at least one hold reports, per owner.
+fn held_state(owner: Owner) -> ThreadState {
+    match owner {
+        Owner::Libc => ThreadState::Borrowed,
+        Owner::Library => ThreadState::Registered,
+        Owner::Unavailable => ThreadState::Unregistered,
+    }
+}
+
+/// The state of a thread that holds nothing (and never read the CPU).
+fn idle_state(owner: Owner) -> ThreadState {
+    match owner {
+        Owner::Libc => ThreadState::Borrowed,
+        Owner::Library | Owner::Unavailable => ThreadState::Unregistered,
+    }
+}
+
+/// `__rseq_refcount` with `holds` holds from this thread and no lazy one.
+fn refcount_for(owner: Owner, holds: u32) -> u32 {
+    if owner == Owner::Library {
+        holds
+    } else {
+        0
+    }
+}
+
+#[test]
+fn nested_holds_on_many_threads() {
+    let owner = check_owner();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            std::thread::spawn(move || {
+                // Thread `t` nests 1..=50 deep, starting at a different depth
+                // so that threads register and unregister at different times.
+                for round in 0..50u32 {
+                    let depth = (round + t * 3) % 50 + 1;
+                    for k in 1..=depth {
+                        assert_eq!(register_current_thread(), Ok(held_state(owner)));
+                        assert_eq!(caller_holds(), k);
+                        assert_eq!(thread_state(), held_state(owner));
+                        assert_eq!(refcount_of_current_thread(), refcount_for(owner, k));
+                        if owner != Owner::Unavailable {
+                            assert!(current_cpu_raw() >= 0);
+                        }
+                    }
+                    for k in (0..depth).rev() {
+                        let state = unregister_current_thread().unwrap();
+                        let expected = if k == 0 {
+                            idle_state(owner)
+                        } else {
+                            held_state(owner)
+                        };
+                        assert_eq!(state, expected);
+                        assert_eq!(thread_state(), expected);
+                        assert_eq!(caller_holds(), k);
+                        assert_eq!(refcount_of_current_thread(), refcount_for(owner, k));
+                    }
+                    check_really_unregistered(owner);
+                }
+                assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+/// After the last hold of a thread that never read the CPU lazily: in
+/// `Library` mode the kernel has no area registered for it any more.
+fn check_really_unregistered(owner: Owner) {
+    match owner {
+        Owner::Library => {
+            assert_eq!(
+                current_cpu_raw(),
+                -1,
+                "the kernel resets cpu_id on unregister"
+            );
+            let area = rseq_location().cast::<u8>();
+            assert_eq!(raw_register(area), Ok(()), "nothing was registered");
+            assert_eq!(raw_unregister(area), Ok(()));
+        }
+        // glibc's registration stays.
+        Owner::Libc => assert!(current_cpu_raw() >= 0),
+        Owner::Unavailable => assert!(current_cpu_raw() < 0),
+    }
+}
+
+#[test]
+fn lazy_hold_is_counted_and_released_at_thread_exit() {
+    let owner = check_owner();
+    let before = stats();
+    let seen = on_fresh_thread(move || {
+        let cpu = current_cpu();
+        assert_eq!(caller_holds(), 0, "the lazy hold is not the caller's");
+        let lazy = refcount_of_current_thread();
+        assert_eq!(register_current_thread(), Ok(held_state(owner)));
+        assert_eq!(refcount_of_current_thread(), lazy + refcount_for(owner, 1));
+        assert_eq!(unregister_current_thread(), Ok(held_state(owner)));
+        // The lazy hold keeps the registration.
+        assert_eq!(thread_state(), held_state(owner));
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        (cpu, lazy)
+    });
+    let after = stats();
+    match owner {
+        Owner::Library => {
+            assert_eq!(seen.1, 1, "the first read took one lazy hold");
+            assert!(after.registrations > before.registrations);
+            assert!(after.exit_releases > before.exit_releases);
+            assert!(after.unregistrations > before.unregistrations);
+        }
+        Owner::Libc | Owner::Unavailable => {
+            assert_eq!(seen.1, 0);
+            // Nothing in these modes ever makes a system call.
+            assert_eq!((after.registrations, after.unregistrations), (0, 0));
+        }
+    }
+}
+
+#[test]
+fn unbalanced_unregister_changes_nothing() {
+    let owner = check_owner();
+    on_fresh_thread(move || {
+        let snapshot = || (caller_holds(), refcount_of_current_thread(), thread_state());
+        let fresh = snapshot();
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        assert_eq!(snapshot(), fresh);
+
+        // With the lazy hold taken, an unbalanced call still cannot drop it.
+        current_cpu();
+        let lazy = snapshot();
+        assert_eq!(lazy.0, 0);
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        assert_eq!(snapshot(), lazy);
+        if owner != Owner::Unavailable {
+            assert!(current_cpu_raw() >= 0);
+        }
+
+        // Double unregister.
+        register_current_thread().unwrap();
+        unregister_current_thread().unwrap();
+        assert_eq!(snapshot(), lazy);
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        assert_eq!(snapshot(), lazy);
+    });
+}
+
+#[test]
+fn guard_balances() {
+    let owner = check_owner();
+    on_fresh_thread(move || {
+        {
+            let outer = RegistrationGuard::new().unwrap();
+            assert_eq!(outer.state(), held_state(owner));
+            {
+                let inner = RegistrationGuard::new().unwrap();
+                assert_eq!(inner.state(), held_state(owner));
+                assert_eq!(caller_holds(), 2);
+                assert_eq!(refcount_of_current_thread(), refcount_for(owner, 2));
+            }
+            assert_eq!(caller_holds(), 1);
+            assert_eq!(refcount_of_current_thread(), refcount_for(owner, 1));
+        }
+        assert_eq!(caller_holds(), 0);
+        assert_eq!(thread_state(), idle_state(owner));
+        check_really_unregistered(owner);
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+    });
+}
+
+#[test]
+fn fork_child_keeps_working() {
+    let owner = check_owner();
+    on_fresh_thread(move || {
+        let cpus = allowed_cpus();
+        register_current_thread().unwrap();
+        // SAFETY: the child only makes system calls and reads its own TLS
+        // before `_exit`; it allocates nothing.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let code = match std::panic::catch_unwind(|| fork_child(owner, cpus[0])) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            // SAFETY: ends the child without running the parent's exit code.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is valid for writing.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "child died: status {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "the child's checks failed");
+        unregister_current_thread().unwrap();
+        check_really_unregistered(owner);
+    });
+}
+
+/// What a child of a registered thread checks; panics on failure.
+fn fork_child(owner: Owner, cpu: usize) {
+    // The registration and the refcount are inherited.
+    assert_eq!(caller_holds(), 1);
+    assert_eq!(thread_state(), held_state(owner));
+    assert_eq!(refcount_of_current_thread(), refcount_for(owner, 1));
+    pin_to(cpu);
+    assert_eq!(current_cpu(), sched_getcpu());
+    assert_eq!(register_current_thread(), Ok(held_state(owner)));
+    assert_eq!(unregister_current_thread(), Ok(held_state(owner)));
+    if owner == Owner::Library {
+        // The kernel kept the parent's registration for the child: the
+        // same area answers EBUSY.
+        assert_eq!(raw_register(rseq_location().cast()), Err(libc::EBUSY));
+    }
+    assert_eq!(unregister_current_thread(), Ok(idle_state(owner)));
+    check_really_unregistered(owner);
+    assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+}
+
+/// Asserts that a Library-only scenario does not apply here, and why.
+fn not_library(owner: Owner) -> bool {
+    if owner == Owner::Library {
+        return false;
+    }
+    assert!(matches!(owner, Owner::Libc | Owner::Unavailable));
+    true
+}
+
+#[test]
+fn library_registration_is_exclusive() {
+    let owner = check_owner();
+    if not_library(owner) {
+        return;
+    }
+    on_fresh_thread(move || {
+        assert_eq!(register_current_thread(), Ok(ThreadState::Registered));
+        let area = rseq_location().cast::<u8>();
+        assert_eq!(raw_register(area), Err(libc::EBUSY));
+        // A different area, or the same one with another signature, is refused.
+        assert_eq!(common::raw_rseq(area, 32, 0, 0x1234_5678), Err(libc::EPERM));
+        unregister_current_thread().unwrap();
+        check_really_unregistered(owner);
+    });
+}
+
+#[test]
+fn classic_registrant_first_is_borrowed_never_unregistered() {
+    let owner = check_owner();
+    if not_library(owner) {
+        return;
+    }
+    let before = stats();
+    on_fresh_thread(|| {
+        // `rseq_location` does not register: register `__rseq_abi` the way
+        // a component that knows nothing of the refcount does.
+        let area = rseq_location().cast::<u8>();
+        assert_eq!(current_cpu_raw(), -1);
+        assert_eq!(raw_register(area), Ok(()));
+        assert_eq!(refcount_of_current_thread(), 0);
+
+        assert_eq!(register_current_thread(), Ok(ThreadState::Borrowed));
+        assert_eq!(thread_state(), ThreadState::Borrowed);
+        assert_eq!(
+            refcount_of_current_thread(),
+            2,
+            "the classic hold counts as one"
+        );
+        assert_eq!(register_current_thread(), Ok(ThreadState::Borrowed));
+        assert_eq!(current_cpu(), sched_getcpu_pinned());
+        current_cpu(); // no lazy hold needed: cpu_id is valid already
+        assert_eq!(unregister_current_thread(), Ok(ThreadState::Borrowed));
+        assert_eq!(unregister_current_thread(), Ok(ThreadState::Borrowed));
+        assert_eq!(refcount_of_current_thread(), 1);
+        assert_eq!(thread_state(), ThreadState::Borrowed);
+        // Still registered: never unregistered by the library.
+        assert!(current_cpu_raw() >= 0);
+        assert_eq!(raw_register(area), Err(libc::EBUSY));
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        // The classic registrant lets go itself.
+        assert_eq!(raw_unregister(area), Ok(()));
+    });
+    assert!(stats().borrowed > before.borrowed);
+}
+
+/// Pins to the CPU the thread is on and returns `sched_getcpu()`, so that a
+/// following read cannot see a migration.
+fn sched_getcpu_pinned() -> u32 {
+    pin_to(sched_getcpu() as usize);
+    sched_getcpu()
+}
+
+/// A 32-byte area registered privately by "another library".
+#[repr(C, align(32))]
+struct PrivateArea([u32; 8]);
+
+#[test]
+fn private_registrant_first_makes_the_thread_foreign() {
+    let owner = check_owner();
+    if not_library(owner) {
+        return;
+    }
+    let before = stats();
+    on_fresh_thread(|| {
+        // The private area outlives its registration: it is unregistered
+        // below, before this box is dropped.
+        let mut private = Box::new(PrivateArea([0, u32::MAX, 0, 0, 0, 0, 0, 0]));
+        let ptr = (&mut *private as *mut PrivateArea).cast::<u8>();
+        assert_eq!(raw_register(ptr), Ok(()));
+
+        let cpu = sched_getcpu_pinned();
+        assert_eq!(current_cpu(), cpu, "falls back to sched_getcpu");
+        assert_eq!(thread_state(), ThreadState::Foreign);
+        assert_eq!(current_cpu_raw(), -1, "our area stays unregistered");
+        assert_eq!(register_current_thread(), Ok(ThreadState::Foreign));
+        assert_eq!(
+            refcount_of_current_thread(),
+            0,
+            "foreign threads never count"
+        );
+        assert_eq!(caller_holds(), 1);
+        assert_eq!(current_cpu(), cpu);
+        assert_eq!(unregister_current_thread(), Ok(ThreadState::Foreign));
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        assert_eq!(restartable::node_id(), None);
+        assert!(!restartable::is_available());
+
+        assert_eq!(raw_unregister(ptr), Ok(()));
+        drop(private);
+    });
+    assert!(stats().foreign > before.foreign);
+}
+
+#[test]
+fn unavailable_registration_is_a_counted_no_op() {
+    let owner = check_owner();
+    if owner != Owner::Unavailable {
+        assert!(restartable::is_available());
+        return;
+    }
+    on_fresh_thread(|| {
+        assert_eq!(register_current_thread(), Ok(ThreadState::Unregistered));
+        assert_eq!(register_current_thread(), Ok(ThreadState::Unregistered));
+        assert_eq!(caller_holds(), 2);
+        assert_eq!(refcount_of_current_thread(), 0);
+        assert!(current_cpu_raw() < 0);
+        assert_eq!(current_cpu(), sched_getcpu_pinned());
+        assert_eq!(restartable::node_id(), None);
+        assert_eq!(restartable::mm_cid(), None);
+        unregister_current_thread().unwrap();
+        unregister_current_thread().unwrap();
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        let s = stats();
+        assert_eq!((s.registrations, s.unregistrations, s.borrowed), (0, 0, 0));
+    });
+}

@@ -1,0 +1,120 @@
+//! The `Unavailable` mode, covered by a plain `cargo test`: each test runs
+//! itself again as a child process, with rseq blocked by a seccomp filter
+//! (installed between `fork` and `exec`) or with `RESTARTABLE_DISABLE=1`,
+//! and the child asserts that every read falls back correctly.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use common::{on_fresh_thread, pin_to, sched_getcpu};
+use restartable::{
+    caller_holds, current_cpu, current_cpu_raw, feature_size, is_available, mm_cid, node_id, owner,
+    refcount_of_current_thread, register_current_thread, stats, thread_state,
+    unregister_current_thread, Error, Owner, ThreadState,
+};
+
+/// Set in the child's environment: the child runs the checks.
+const CHILD: &str = "RESTARTABLE_TEST_UNAVAILABLE_CHILD";
+/// What the child prints once every check passed.
+const DONE: &str = "unavailable-child: all checks passed";
+
+/// How the child loses rseq.
+#[derive(Clone, Copy)]
+enum Block {
+    Seccomp,
+    Disable,
+}
+
+/// Runs test `name` of this binary again in a child, blocked by `block`;
+/// asserts that it ran the checks and passed.
+fn run_child(name: &str, block: Block) {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env_remove("RESTARTABLE_EXPECT_OWNER")
+        .env_remove("RESTARTABLE_DISABLE");
+    match block {
+        Block::Seccomp => {
+            // SAFETY: `block_rseq` makes only `prctl` calls, which are
+            // async-signal-safe, as the code between fork and exec must be.
+            unsafe { cmd.pre_exec(common::seccomp::block_rseq) };
+        }
+        Block::Disable => {
+            cmd.env("RESTARTABLE_DISABLE", "1");
+        }
+    }
+    let out = cmd.output().expect("re-run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains(DONE),
+        "the child did not run the checks:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test:\n{stdout}"
+    );
+}
+
+/// Everything a process without rseq must do; panics on failure.
+fn child_checks(seccomp: bool) {
+    assert_eq!(owner(), Owner::Unavailable);
+    assert_eq!(feature_size(), 0);
+    if seccomp {
+        assert!(common::rseq_syscall_missing(), "the filter answers ENOSYS");
+        // glibc could not register either.
+        assert_eq!(common::glibc_rseq_size(), 0);
+    }
+    let check_thread = || {
+        assert!(current_cpu_raw() < 0);
+        for cpu in common::allowed_cpus() {
+            pin_to(cpu);
+            assert_eq!(current_cpu() as usize, cpu);
+            assert_eq!(sched_getcpu() as usize, cpu);
+        }
+        assert!(!is_available());
+        assert!(current_cpu_raw() < 0);
+        assert_eq!(node_id(), None);
+        assert_eq!(mm_cid(), None);
+        assert_eq!(thread_state(), ThreadState::Unregistered);
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        assert_eq!(register_current_thread(), Ok(ThreadState::Unregistered));
+        assert_eq!(register_current_thread(), Ok(ThreadState::Unregistered));
+        assert_eq!((caller_holds(), refcount_of_current_thread()), (2, 0));
+        assert_eq!(unregister_current_thread(), Ok(ThreadState::Unregistered));
+        assert_eq!(unregister_current_thread(), Ok(ThreadState::Unregistered));
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        assert_eq!(caller_holds(), 0);
+    };
+    check_thread();
+    on_fresh_thread(check_thread);
+    let s = stats();
+    assert_eq!((s.registrations, s.unregistrations), (0, 0));
+    assert_eq!((s.borrowed, s.foreign), (0, 0));
+    println!("{DONE}");
+}
+
+#[test]
+fn rseq_blocked_by_seccomp() {
+    if std::env::var_os(CHILD).is_some() {
+        child_checks(true);
+    } else {
+        run_child("rseq_blocked_by_seccomp", Block::Seccomp);
+    }
+}
+
+#[test]
+fn disabled_by_environment() {
+    if std::env::var_os(CHILD).is_some() {
+        child_checks(false);
+    } else {
+        run_child("disabled_by_environment", Block::Disable);
+    }
+}
