@@ -38,6 +38,11 @@ pub const AT_RSEQ_FEATURE_SIZE: libc::c_ulong = 27;
 /// `getauxval` key for the alignment the kernel requires of the area.
 pub const AT_RSEQ_ALIGN: libc::c_ulong = 28;
 
+/// `RSEQ_SIG` for x86: the immediate of `ud1 0x53053053(%rip), %edi`, the
+/// instruction placed before every abort handler. The kernel checks these 4
+/// bytes before jumping to an abort handler and kills the thread otherwise.
+pub const RSEQ_SIG: u32 = 0x5305_3053;
+
 /// Byte offset of `cpu_id_start` in [`Rseq`].
 pub const CPU_ID_START_OFFSET: usize = 0;
 /// Byte offset of `cpu_id` in [`Rseq`].

@@ -1,11 +1,125 @@
-//! restartable
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+//! One restartable-sequences (rseq) area per thread, shared by everyone in
+//! the process; the fastest CPU-number read there is; critical sections with
+//! abort handlers; and per-CPU data without atomics.
+//!
+//! # Overview
+//!
+//! The kernel lets each thread register one `struct rseq` area. It writes
+//! the thread's CPU number there on every return to user space, and aborts a
+//! *critical section* — a short instruction sequence ending in a single
+//! commit store — if the thread is preempted, migrated or signalled inside
+//! it. With that, per-CPU data can be updated without atomic instructions
+//! and stay exact.
+//!
+//! Because a thread has only one area, every component of a process must
+//! share it. This crate finds the area that is already registered (glibc's),
+//! or registers one that every other component can find (`__rseq_abi`,
+//! refcounted through `__rseq_refcount`), and falls back to
+//! `sched_getcpu()` and atomics wherever rseq cannot be used.
+//!
+//! # Example
+//!
+//! ```
+//! use restartable::PerCpuCounter;
+//! use std::sync::Arc;
+//!
+//! let requests = Arc::new(PerCpuCounter::new());
+//! let handles: Vec<_> = (0..4)
+//!     .map(|_| {
+//!         let requests = Arc::clone(&requests);
+//!         std::thread::spawn(move || {
+//!             for _ in 0..10_000 {
+//!                 requests.add(1); // no atomic instruction on the fast path
+//!             }
+//!         })
+//!     })
+//!     .collect();
+//! for h in handles {
+//!     h.join().unwrap();
+//! }
+//! assert_eq!(requests.sum(), 40_000);
+//! println!("on CPU {} (area owned by {:?})", restartable::current_cpu(), restartable::owner());
+//! ```
+//!
+//! # Who owns the area
+//!
+//! Decided once per process by an ELF constructor, before `main` (or when
+//! the library is `dlopen`ed), and reported by [`owner()`]:
+//!
+//! | [`Owner`] | when | area | register / unregister |
+//! |---|---|---|---|
+//! | `Libc` | glibc >= 2.35 registered (`__rseq_size > 0`) | glibc's, at `__rseq_offset` | counted, no system call |
+//! | `Library` | the kernel has rseq, libc did not register | the weak TLS `__rseq_abi` | refcounted: first hold registers, last unregisters |
+//! | `Unavailable` | `ENOSYS`/`EPERM` (old kernel, valgrind, seccomp), another architecture, or `RESTARTABLE_DISABLE=1` | none | counted; fallbacks |
+//!
+//! `GLIBC_TUNABLES=glibc.pthread.rseq=0` stops glibc from registering, so
+//! the library registers its own area: that is how the `Library` mode is
+//! tested. Threads register lazily on first use and release that hold at
+//! thread exit; [`register_current_thread`], [`unregister_current_thread`]
+//! and [`RegistrationGuard`] give explicit control. In `Library` mode a
+//! thread may also find its area registered by a component that does not
+//! count (`EBUSY`: [`ThreadState::Borrowed`], never unregistered) or a
+//! *different* area registered (`EINVAL`: [`ThreadState::Foreign`], served
+//! by the fallbacks).
+//!
+//! # Critical sections
+//!
+//! [`cs`] has the operations (`load_cbne_store`, `load_add_store`, the
+//! per-CPU list pop, ...) and the [`rseq_asm!`] macro to write one's own,
+//! with the descriptor in `__rseq_cs`, the abort handler in
+//! `__rseq_failure` behind the signature, and the commit as the single final
+//! store. [`PerCpuCounter`], [`PerCpuLock`] and [`PerCpuStack`] are built on
+//! them, in safe Rust.
+//!
+//! # Fallbacks
+//!
+//! Every API works without rseq. [`current_cpu`] returns `sched_getcpu()`;
+//! the operations use atomics on the slot of that CPU; the per-CPU types
+//! keep results exact even when rseq and fallback threads mix (see
+//! [`PerCpuLock`] and the `percpu` module docs). [`is_available`] says which
+//! path the calling thread takes.
+//!
+//! # Crate features
+//!
+//! - `abort-stress` (test-only): spins inside every critical section so that
+//!   preemption aborts it often. Never enable it in production.
+//!
+//! # Minimum Rust and Linux versions
+//!
+//! Rust 1.95 (the `rust-version` of `Cargo.toml`; the only toolchain the
+//! crate is tested with). rseq needs Linux 4.18; `node_id` and `mm_cid` need
+//! Linux 6.3 (`AT_RSEQ_FEATURE_SIZE` >= 28); fallback threads mixing with
+//! rseq threads on a [`PerCpuLock`] or [`PerCpuStack`] use
+//! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, Linux 5.10. Tested on Linux 6.18
+//! with glibc 2.36, x86_64; other architectures build and run through the
+//! fallbacks.
+//!
+//! # Testing with loom
+//!
+//! ```text
+//! RUSTFLAGS="--cfg restartable_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom
+//! ```
+//!
+//! Under `cfg(restartable_loom)` the architecture layer is a simulation in
+//! which loom chooses the CPU a thread runs on and whether each critical
+//! section commits or aborts.
+//!
+//! # Limitations
+//!
+//! - rseq code exists for x86_64 only; aarch64 is the next architecture.
+//! - The area offset is set by a constructor of priority 101; code that runs
+//!   in an earlier constructor of the same object must not call this crate.
+//! - A component that registers `__rseq_abi` with a signature other than
+//!   `RSEQ_SIG` makes the kernel answer `EPERM`; the process then uses the
+//!   fallbacks.
 
 pub mod abi;
 mod arch;
 mod area;
 mod cpu;
+pub mod cs;
 mod error;
+mod percpu;
 mod registration;
 mod sync;
 
@@ -18,6 +132,11 @@ pub use cpu::{
     possible_cpus,
 };
 pub use error::Error;
+/// Loom models only: makes the calling model thread take the fallbacks.
+#[cfg(restartable_loom)]
+#[doc(hidden)]
+pub use percpu::run_as_fallback;
+pub use percpu::{CachePadded, PerCpu, PerCpuCounter, PerCpuLock, PerCpuLockGuard, PerCpuStack};
 pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, RegistrationGuard, Stats, ThreadState,

@@ -19,3 +19,22 @@ pub(crate) use core::sync::atomic::{
     AtomicBool as StaticAtomicBool, AtomicIsize as StaticAtomicIsize, AtomicU32 as StaticAtomicU32,
     AtomicU64 as StaticAtomicU64, AtomicU8 as StaticAtomicU8, Ordering,
 };
+
+/// A pause inside a retry loop. Under loom it yields, so that loom lets the
+/// thread being waited for run instead of exploring an endless spin.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(restartable_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(restartable_loom))]
+    core::hint::spin_loop();
+}
+
+/// Gives the CPU away (loom: lets another model thread run).
+#[inline]
+pub(crate) fn yield_now() {
+    #[cfg(restartable_loom)]
+    loom::thread::yield_now();
+    #[cfg(not(restartable_loom))]
+    std::thread::yield_now();
+}

@@ -98,3 +98,125 @@ pub(crate) unsafe fn load_u32<const FIELD: usize>(offset: isize) -> u32 {
 pub(crate) unsafe fn sys_rseq(_area: *mut Rseq, _len: u32, _flags: u32, _sig: u32) -> i32 {
     -libc::ENOSYS
 }
+
+// Critical-section operations: never reached (no thread registers here, so
+// the checked entry points take their fallbacks); each reports "aborted".
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn load_cbne_store<const FIELD: usize>(
+    _: *mut isize,
+    _: isize,
+    _: isize,
+    _: u32,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn load_add_store<const FIELD: usize>(_: *mut isize, _: isize, _: u32) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn load_cbeq_store_add_load_store<const FIELD: usize>(
+    _: *mut isize,
+    _: isize,
+    _: isize,
+    _: *mut isize,
+    _: u32,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn load_cbne_load_cbne_store<const FIELD: usize>(
+    _: *mut isize,
+    _: isize,
+    _: *mut isize,
+    _: isize,
+    _: isize,
+    _: u32,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn load_cbne_store_store<const FIELD: usize>(
+    _: *mut isize,
+    _: isize,
+    _: *mut isize,
+    _: isize,
+    _: isize,
+    _: u32,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn load_cbne_memcpy_store<const FIELD: usize>(
+    _: *mut isize,
+    _: isize,
+    _: *mut u8,
+    _: *const u8,
+    _: usize,
+    _: isize,
+    _: u32,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn load_add_load_load_add_store<const FIELD: usize>(
+    _: *mut isize,
+    _: isize,
+    _: isize,
+    _: u32,
+) -> i32 {
+    -1
+}
+
+/// Not available: "not registered".
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn add_at_current<const FIELD: usize>(
+    _: *mut u8,
+    _: usize,
+    _: u32,
+    _: isize,
+) -> i32 {
+    1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
+    _: *mut usize,
+    _: *const usize,
+    _: u32,
+) -> (i32, usize) {
+    (-1, 0)
+}

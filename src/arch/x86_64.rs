@@ -17,7 +17,7 @@ pub(crate) const AVAILABLE: bool = true;
 
 /// `RSEQ_SIG` on x86: the 4-byte immediate of `ud1 0x53053053(%rip), %edi`,
 /// the instruction emitted before every abort handler.
-pub(crate) const SIG: u32 = 0x5305_3053;
+pub(crate) const SIG: u32 = crate::abi::RSEQ_SIG;
 
 global_asm!(
     // `__rseq_abi`: the classic shared area. Weak so that every copy of this
@@ -225,4 +225,325 @@ pub(crate) unsafe fn sys_rseq(area: *mut Rseq, len: u32, flags: u32, sig: u32) -
         );
     }
     ret as i32
+}
+
+// ---------------------------------------------------------------------------
+// Critical-section operations. Each is one `rseq_asm!` block; `FIELD` picks
+// the area field the CPU check compares (`cpu_id` or `mm_cid`). Each returns
+// 0 committed, 1 compare failed, -1 aborted. Safety, for every one: the
+// calling thread's area (at `area_offset()`) is registered, and every
+// pointer is valid for the accesses its operation names.
+// ---------------------------------------------------------------------------
+
+/// `if *v == expect { *v = newv }`.
+///
+/// # Safety
+/// See the section comment above.
+#[inline(always)]
+pub(crate) unsafe fn load_cbne_store<const FIELD: usize>(
+    v: *mut isize,
+    expect: isize,
+    newv: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "cmp qword ptr [{v}], {expect}",
+                "jne 93f",
+                "mov qword ptr [{v}], {newv}", // commit
+            ],
+            v = in(reg) v,           // the word
+            expect = in(reg) expect, // expected value
+            newv = in(reg) newv,     // new value
+        )
+    }
+}
+
+/// `*v += count`.
+///
+/// # Safety
+/// See the section comment above.
+#[inline(always)]
+pub(crate) unsafe fn load_add_store<const FIELD: usize>(
+    v: *mut isize,
+    count: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = ["add qword ptr [{v}], {count}"], // commit
+            v = in(reg) v,         // the word
+            count = in(reg) count, // the addend
+        )
+    }
+}
+
+/// List pop: `head = *v; if head == expectnot fail; *load = head;
+/// *v = *(head + voffp)`.
+///
+/// # Safety
+/// See the section comment above; `head + voffp` is readable for every
+/// head that can be found in `*v` other than `expectnot`.
+#[inline(always)]
+pub(crate) unsafe fn load_cbeq_store_add_load_store<const FIELD: usize>(
+    v: *mut isize,
+    expectnot: isize,
+    voffp: isize,
+    load: *mut isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "mov {t}, qword ptr [{v}]",
+                "cmp {t}, {expectnot}",
+                "je 93f",
+                "mov qword ptr [{load}], {t}",
+                "mov {t}, qword ptr [{t} + {voffp}]",
+                "mov qword ptr [{v}], {t}", // commit
+            ],
+            v = in(reg) v,                 // the list head
+            expectnot = in(reg) expectnot, // the empty value
+            voffp = in(reg) voffp,         // offset of `next` in a node
+            load = in(reg) load,           // receives the popped head
+            t = out(reg) _,                // scratch
+        )
+    }
+}
+
+/// `if *v == expect && *v2 == expect2 { *v = newv }`.
+///
+/// # Safety
+/// See the section comment above.
+#[inline(always)]
+pub(crate) unsafe fn load_cbne_load_cbne_store<const FIELD: usize>(
+    v: *mut isize,
+    expect: isize,
+    v2: *mut isize,
+    expect2: isize,
+    newv: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "cmp qword ptr [{v}], {expect}",
+                "jne 93f",
+                "cmp qword ptr [{v2}], {expect2}",
+                "jne 93f",
+                "mov qword ptr [{v}], {newv}", // commit
+            ],
+            v = in(reg) v,             // the word
+            expect = in(reg) expect,   // its expected value
+            v2 = in(reg) v2,           // the second word
+            expect2 = in(reg) expect2, // its expected value
+            newv = in(reg) newv,       // new value of `*v`
+        )
+    }
+}
+
+/// `if *v == expect { *v2 = newv2; *v = newv }`. On x86 (TSO) the second
+/// store is never seen before the first, so this is also the release form.
+///
+/// # Safety
+/// See the section comment above.
+#[inline(always)]
+pub(crate) unsafe fn load_cbne_store_store<const FIELD: usize>(
+    v: *mut isize,
+    expect: isize,
+    v2: *mut isize,
+    newv2: isize,
+    newv: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "cmp qword ptr [{v}], {expect}",
+                "jne 93f",
+                "mov qword ptr [{v2}], {newv2}", // speculative store
+                "mov qword ptr [{v}], {newv}",   // commit
+            ],
+            v = in(reg) v,           // the word
+            expect = in(reg) expect, // its expected value
+            v2 = in(reg) v2,         // the word stored first
+            newv2 = in(reg) newv2,   // its new value
+            newv = in(reg) newv,     // new value of `*v`
+        )
+    }
+}
+
+/// `if *v == expect { memcpy(dst, src, len); *v = newv }`.
+///
+/// # Safety
+/// See the section comment above; `dst` and `src` are valid for `len`
+/// bytes.
+#[inline(always)]
+pub(crate) unsafe fn load_cbne_memcpy_store<const FIELD: usize>(
+    v: *mut isize,
+    expect: isize,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    newv: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "cmp qword ptr [{v}], {expect}",
+                "jne 93f",
+                "test {len}, {len}",
+                "jz 21f",
+                "20:",
+                "mov {b}, byte ptr [{src}]",
+                "mov byte ptr [{dst}], {b}",
+                "inc {src}",
+                "inc {dst}",
+                "dec {len}",
+                "jnz 20b",
+                "21:",
+                "mov qword ptr [{v}], {newv}", // commit
+            ],
+            v = in(reg) v,             // the word
+            expect = in(reg) expect,   // its expected value
+            dst = inout(reg) dst => _, // copy destination (advanced)
+            src = inout(reg) src => _, // copy source (advanced)
+            len = inout(reg) len => _, // bytes left
+            b = out(reg_byte) _,       // the byte in flight
+            newv = in(reg) newv,       // new value of `*v`
+        )
+    }
+}
+
+/// `p = *ptr; q = *(p + off); *q += inc`: pointer chasing, then an add.
+///
+/// # Safety
+/// See the section comment above; `*ptr + off` holds a valid pointer to an
+/// `isize`.
+#[inline(always)]
+pub(crate) unsafe fn load_add_load_load_add_store<const FIELD: usize>(
+    ptr: *mut isize,
+    off: isize,
+    inc: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "mov {t}, qword ptr [{ptr}]",
+                "add {t}, {off}",
+                "mov {t}, qword ptr [{t}]",
+                "add qword ptr [{t}], {inc}", // commit
+            ],
+            ptr = in(reg) ptr, // the root pointer
+            off = in(reg) off, // offset of the pointer to follow
+            inc = in(reg) inc, // the addend
+            t = out(reg) _,    // scratch
+        )
+    }
+}
+
+/// The per-CPU counter's add: reads the index *inside* the section (after
+/// the `rseq_cs` store, so any later migration aborts it), bounds-checks
+/// it (an unregistered `-1` fails the unsigned compare) and commits
+/// `add [base + index * stride], delta`. Returns 0 committed, 1 index out
+/// of range (not registered), -1 aborted.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes whose first word is an `isize`.
+#[inline(always)]
+pub(crate) unsafe fn add_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    delta: isize,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            body = [
+                "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
+                "cmp {i:e}, {slots:e}",
+                "jae 93f",
+                "imul {i}, {stride}",
+                "add qword ptr [{base} + {i}], {delta}", // commit
+            ],
+            i = out(reg) _,          // the index, then its byte offset
+            slots = in(reg) slots,   // number of slots
+            stride = in(reg) stride, // bytes per slot
+            base = in(reg) base,     // the slot array
+            delta = in(reg) delta,   // the addend
+        )
+    }
+}
+
+/// The per-CPU stack's pop: fails (1) if `*fence != 0` or the list is
+/// empty; otherwise unlinks the head, whose `next` is at offset 0, and
+/// returns it. Returns `(outcome, head)`.
+///
+/// # Safety
+/// See the section comment above; nodes reachable from `*head` are
+/// readable while a section on this CPU can still commit.
+#[inline(always)]
+pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
+    head: *mut usize,
+    fence: *const usize,
+    cpu: u32,
+) -> (i32, usize) {
+    let node: usize;
+    // SAFETY: forwarded from the caller.
+    let outcome = unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "cmp qword ptr [{fence}], 0",
+                "jne 93f",
+                "mov {n}, qword ptr [{head}]",
+                "test {n}, {n}",
+                "jz 93f",
+                "mov {t}, qword ptr [{n}]",
+                "mov qword ptr [{head}], {t}", // commit
+            ],
+            fence = in(reg) fence, // the slot's fence word
+            head = in(reg) head,   // the list head
+            n = out(reg) node,     // the popped node
+            t = out(reg) _,        // its successor
+        )
+    };
+    (outcome, node)
 }

@@ -1,0 +1,135 @@
+//! Per-CPU counter against its alternatives: `cargo bench --bench percpu`.
+//!
+//! Measured side by side in one run, at 1 thread, 2 threads and more threads
+//! than cores: `PerCpuCounter::add`, the same add written librseq's way
+//! (read the CPU, then `cs::load_add_store` with a CPU compare), one shared
+//! `AtomicU64::fetch_add`, `fetch_add` on the current CPU's padded slot, and
+//! a `Mutex<u64>`. Prints ns per add per thread and the ratios the README
+//! reports, then runs criterion on the single-thread cases. Run it again
+//! with `GLIBC_TUNABLES=glibc.pthread.rseq=0` (library-owned area) and
+//! `RESTARTABLE_DISABLE=1` (the fallback path).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::Instant;
+
+use criterion::Criterion;
+use restartable::cs::{self, Index, Outcome};
+use restartable::{PerCpu, PerCpuCounter};
+
+const OPS: u64 = 4_000_000;
+const RUNS: usize = 5;
+
+/// Median over `RUNS` of the wall time of `threads` threads doing `OPS`
+/// operations each, as ns per operation per thread.
+fn measure<S: Send + Sync + 'static>(threads: usize, state: Arc<S>, op: fn(&S)) -> f64 {
+    let mut samples: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let barrier = Arc::new(Barrier::new(threads + 1));
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (state, barrier) = (Arc::clone(&state), Arc::clone(&barrier));
+                    std::thread::spawn(move || {
+                        op(&state); // registers lazily outside the timing
+                        barrier.wait();
+                        let start = Instant::now();
+                        for _ in 0..OPS {
+                            op(black_box(&state));
+                        }
+                        start.elapsed().as_nanos() as f64 / OPS as f64
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let per_thread: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            per_thread.iter().sum::<f64>() / threads as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[RUNS / 2]
+}
+
+fn percpu_add(c: &PerCpuCounter) {
+    c.add(1);
+}
+
+struct Slots(PerCpu<AtomicU64>);
+
+fn librseq_style_add(s: &Slots) {
+    loop {
+        let cpu = restartable::current_cpu();
+        let slot = s.0.get(cpu as usize).unwrap();
+        // SAFETY: a live, aligned word of this thread's slot array.
+        match unsafe { cs::load_add_store(Index::Cpu, slot.as_ptr() as *mut isize, 1, cpu) } {
+            Outcome::Committed => return,
+            _ => continue,
+        }
+    }
+}
+
+fn shared_atomic(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+fn atomic_on_percpu_slot(s: &Slots) {
+    s.0.current().fetch_add(1, Ordering::Relaxed);
+}
+
+fn mutex_add(m: &Mutex<u64>) {
+    *m.lock().unwrap() += 1;
+}
+
+fn slots() -> Arc<Slots> {
+    Arc::new(Slots(PerCpu::new(|_| AtomicU64::new(0))))
+}
+
+fn main() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "owner: {} | {} CPUs | {} adds per thread, median of {} runs",
+        restartable::owner(),
+        cpus,
+        OPS,
+        RUNS
+    );
+    println!(
+        "threads | PerCpuCounter | librseq-style | shared atomic | atomic per-CPU | Mutex   | vs librseq-style | vs shared | vs per-CPU atomic"
+    );
+    for threads in [1, 2, 2 * cpus.max(2)] {
+        let p = measure(threads, Arc::new(PerCpuCounter::new()), percpu_add);
+        let l = measure(threads, slots(), librseq_style_add);
+        let a = measure(threads, Arc::new(AtomicU64::new(0)), shared_atomic);
+        let s = measure(threads, slots(), atomic_on_percpu_slot);
+        let m = measure(threads, Arc::new(Mutex::new(0)), mutex_add);
+        println!(
+            "{threads:>7} | {p:>10.2} ns | {l:>10.2} ns | {a:>10.2} ns | {s:>11.2} ns | {m:>5.1} ns | {:>15.2}x | {:>8.1}x | {:>16.1}x",
+            p / l,
+            a / p,
+            s / p
+        );
+    }
+    println!("aborted sections: {}", cs::abort_count());
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut group = c.benchmark_group("add, 1 thread");
+    let counter = PerCpuCounter::new();
+    group.bench_function("PerCpuCounter::add", |b| {
+        b.iter(|| counter.add(black_box(1)))
+    });
+    let s = slots();
+    group.bench_function("librseq-style load_add_store", |b| {
+        b.iter(|| librseq_style_add(&s))
+    });
+    let a = AtomicU64::new(0);
+    group.bench_function("AtomicU64::fetch_add", |b| {
+        b.iter(|| shared_atomic(black_box(&a)))
+    });
+    group.bench_function("fetch_add on per-CPU slot", |b| {
+        b.iter(|| atomic_on_percpu_slot(black_box(&s)))
+    });
+    let m = Mutex::new(0);
+    group.bench_function("Mutex<u64>", |b| b.iter(|| mutex_add(black_box(&m))));
+    group.finish();
+    c.final_summary();
+}

@@ -1,0 +1,170 @@
+//! The building block of every critical section: [`rseq_asm!`](crate::rseq_asm).
+
+/// Writes one restartable critical section in x86_64 assembly.
+///
+/// The macro wraps [`core::arch::asm!`] and emits everything the kernel and
+/// tools require around the caller's instructions:
+///
+/// 1. a 32-byte aligned `struct rseq_cs` descriptor in section `__rseq_cs`
+///    (version 0, flags 0, start, post-commit offset, abort address), and a
+///    pointer to it in `__rseq_cs_ptr_array`;
+/// 2. an exit point (`start, exit`) in `__rseq_exit_point_array` for the
+///    compare-failed exit;
+/// 3. the store of the descriptor's address to the area's `rseq_cs`;
+/// 4. with `cpu = ...`: the check of the area's `cpu_id` (or `mm_cid`, as
+///    `field` says) against the CPU the caller read before the section;
+/// 5. the caller's `body`, whose **last instruction must be the single
+///    commit store**; it leaves the section early with `jmp 93f` (or any
+///    conditional jump to `93f`) when a comparison fails;
+/// 6. the abort handler, out of line in `__rseq_failure`, preceded by the
+///    signature `ud1 0x53053053(%rip), %edi`.
+///
+/// The expression evaluates to an `i32`: 0 committed, 1 left through `93f`
+/// (compare failed), -1 aborted by the kernel. Labels 90 to 96 belong to
+/// the macro; the body may use numeric labels 20 to 89. In the body,
+/// `{rseq_area}` names the register holding the area's offset from `%fs`
+/// and `{rseq_field}` the offset of the indexed field (without `cpu = ...`
+/// the body must read it itself, as the per-CPU counter's add does).
+/// Operands follow the body, exactly as in `asm!`.
+///
+/// # Safety
+/// Must be used inside `unsafe`; the caller guarantees that `area` is
+/// `crate::area_offset()` of a thread whose area is registered (otherwise
+/// the kernel never aborts the section and the CPU check reads -1), that
+/// the body's memory operands are valid, and that the body ends with one
+/// store that commits.
+///
+/// # Examples
+/// A per-CPU "store if greater" with its own comparison:
+/// ```
+/// use restartable::{abi, rseq_asm};
+///
+/// let mut max: i64 = 5;
+/// let value: i64 = 9;
+/// let outcome = loop {
+///     let cpu = restartable::current_cpu();
+///     if !restartable::is_available() {
+///         max = max.max(value); // a real program would take its fallback here
+///         break 0;
+///     }
+///     // SAFETY: the thread is registered (checked above); `max` is a live
+///     // local; the last instruction is the single commit store.
+///     let outcome = unsafe {
+///         rseq_asm!(
+///             area = restartable::area_offset(),
+///             field = abi::CPU_ID_OFFSET,
+///             cpu = cpu,
+///             body = [
+///                 "cmp qword ptr [{p}], {v}",
+///                 "jge 93f",
+///                 "mov qword ptr [{p}], {v}",
+///             ],
+///             p = in(reg) &mut max as *mut i64,
+///             v = in(reg) value,
+///         )
+///     };
+///     if outcome != -1 {
+///         break outcome;
+///     }
+/// };
+/// assert_eq!(outcome, 0);
+/// assert_eq!(max, 9);
+/// ```
+#[macro_export]
+macro_rules! rseq_asm {
+    (
+        area = $area:expr,
+        field = $field:expr,
+        cpu = $cpu:expr,
+        body = [$($body:expr),* $(,)?],
+        $($operands:tt)*
+    ) => {
+        $crate::rseq_asm!(@emit $area, $field,
+            [
+                "cmp dword ptr fs:[{rseq_area} + {rseq_field}], {rseq_cpu:e}",
+                "jne 94f",
+                $($body),*
+            ],
+            rseq_cpu = in(reg) ($cpu as u32),
+            $($operands)*
+        )
+    };
+    (
+        area = $area:expr,
+        field = $field:expr,
+        body = [$($body:expr),* $(,)?],
+        $($operands:tt)*
+    ) => {
+        $crate::rseq_asm!(@emit $area, $field, [$($body),*], $($operands)*)
+    };
+    (@emit $area:expr, $field:expr, [$($body:expr),*], $($operands:tt)*) => {{
+        let rseq_outcome: i32;
+        ::core::arch::asm!(
+            // The descriptor and the tables that list it.
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "90:",
+            ".long 0, 0",
+            ".quad 91f, (92f - 91f), 94f",
+            ".popsection",
+            ".pushsection __rseq_cs_ptr_array, \"aw\"",
+            ".quad 90b",
+            ".popsection",
+            ".pushsection __rseq_exit_point_array, \"aw\"",
+            ".quad 91f, 93f",
+            ".popsection",
+            // Arm: publish the descriptor in the area's `rseq_cs`.
+            "lea {rseq_tmp}, [rip + 90b]",
+            "mov qword ptr fs:[{rseq_area} + {rseq_cs_offset}], {rseq_tmp}",
+            // The section: from here to the commit store.
+            "91:",
+            $crate::__rseq_stress_delay!(),
+            $($body,)*
+            "92:",
+            "xor {rseq_ret:e}, {rseq_ret:e}",
+            "jmp 95f",
+            "93:",
+            "mov {rseq_ret:e}, 1",
+            "jmp 95f",
+            // The abort handler, behind the signature.
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long {rseq_sig}",
+            "94:",
+            "mov {rseq_ret:e}, -1",
+            "jmp 95f",
+            ".popsection",
+            "95:",
+            rseq_area = in(reg) ($area as isize),      // area offset from %fs
+            rseq_field = const $field,                  // cpu_id or mm_cid
+            rseq_cs_offset = const $crate::abi::RSEQ_CS_OFFSET, // `rseq_cs`
+            rseq_sig = const $crate::abi::RSEQ_SIG,     // abort signature
+            rseq_tmp = out(reg) _,                      // descriptor address
+            rseq_ret = out(reg) rseq_outcome,           // the outcome
+            $($operands)*
+            options(nostack)
+        );
+        rseq_outcome
+    }};
+}
+
+/// A delay inside every section in `abort-stress` builds (test-only), so
+/// that preemption lands inside sections and aborts them.
+#[cfg(feature = "abort-stress")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __rseq_stress_delay {
+    () => {
+        "mov {rseq_tmp:e}, 3000\n96:\ndec {rseq_tmp:e}\njnz 96b"
+    };
+}
+
+/// Nothing, outside `abort-stress` builds.
+#[cfg(not(feature = "abort-stress"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __rseq_stress_delay {
+    () => {
+        ""
+    };
+}

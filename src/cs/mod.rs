@@ -1,0 +1,346 @@
+//! Restartable critical sections: the operations, their fallbacks, and the
+//! [`rseq_asm!`](crate::rseq_asm) macro they are all written with.
+//!
+//! Each operation runs one critical section on the slot of a CPU (or of a
+//! concurrency id, see [`Index`]): it checks that the thread still runs on
+//! the CPU the caller read before the section, performs its loads and
+//! comparisons, and ends with a single commit store. If the thread is
+//! preempted, migrated or signalled before the commit, the kernel sends it
+//! to the abort handler and the operation returns [`Outcome::Aborted`]
+//! with memory unchanged; the caller reads the CPU again and retries.
+//!
+//! Names follow the operations' pseudo-code: `cbne` is "compare, branch if
+//! not equal" (the operation fails when the word differs from the expected
+//! value), `cbeq` "compare, branch if equal".
+//!
+//! Each operation comes twice: the checked form registers the thread lazily
+//! and takes an exact fallback where rseq cannot be used (see
+//! `fallback.rs`: atomics, or a striped lock for multi-word updates); the
+//! `_unchecked` form is the bare section, for callers that checked
+//! [`is_available`](crate::is_available) themselves.
+//!
+//! # Examples
+//! ```
+//! use restartable::cs::{self, Index, Outcome};
+//! use restartable::PerCpu;
+//! use std::sync::atomic::AtomicIsize;
+//!
+//! let slots = PerCpu::new(|_| AtomicIsize::new(0));
+//! loop {
+//!     let cpu = restartable::current_cpu();
+//!     let word = slots.get(cpu as usize).unwrap().as_ptr();
+//!     // SAFETY: `word` is a live, aligned word of the slot array.
+//!     match unsafe { cs::load_add_store(Index::Cpu, word, 1, cpu) } {
+//!         Outcome::Committed => break,
+//!         _ => continue, // aborted: read the CPU again
+//!     }
+//! }
+//! let total: isize = slots.iter().map(|s| s.load(std::sync::atomic::Ordering::Relaxed)).sum();
+//! assert_eq!(total, 1);
+//! ```
+
+mod fallback;
+mod macros;
+
+use crate::abi;
+use crate::arch;
+use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
+
+/// Which area field a section checks and per-CPU data is indexed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Index {
+    /// The CPU number (`cpu_id`): slot `i` belongs to CPU `i`.
+    #[default]
+    Cpu,
+    /// The concurrency id (`mm_cid`, Linux 6.3): small dense ids, fewer than
+    /// the process's threads and CPUs, for compact per-CPU memory.
+    MmCid,
+}
+
+/// What a critical section did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum Outcome {
+    /// The commit store happened.
+    Committed = 0,
+    /// A comparison failed; memory is unchanged.
+    CompareFailed = 1,
+    /// The kernel aborted the section (preemption, migration, signal, or
+    /// the thread was not on the CPU passed in); memory is unchanged.
+    Aborted = -1,
+}
+
+impl Outcome {
+    fn from_raw(raw: i32) -> Self {
+        match raw {
+            0 => Outcome::Committed,
+            1 => Outcome::CompareFailed,
+            _ => Outcome::Aborted,
+        }
+    }
+}
+
+/// What [`add_at_current_unchecked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddResult {
+    /// Added to the slot of the current CPU.
+    Committed,
+    /// Aborted: try again.
+    Aborted,
+    /// The area reads no valid index (the thread is not registered).
+    NotRegistered,
+}
+
+static ABORTS: AtomicU64 = AtomicU64::new(0);
+
+/// Critical sections this process saw aborted (and retried) through the
+/// checked operations and the per-CPU types. `Relaxed`: a tally.
+///
+/// # Examples
+/// ```
+/// let aborts = restartable::cs::abort_count();
+/// println!("{aborts} aborted sections so far");
+/// ```
+pub fn abort_count() -> u64 {
+    ABORTS.load(Ordering::Relaxed)
+}
+
+pub(crate) fn note_abort() {
+    ABORTS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The calling thread's index (`cpu_id` or `mm_cid`) as the area holds
+/// it: negative when the thread is not registered.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{current_index_raw, Index};
+/// assert!(current_index_raw(Index::Cpu) >= -2);
+/// ```
+#[inline(always)]
+pub fn current_index_raw(index: Index) -> i32 {
+    let offset = crate::area::offset();
+    // SAFETY: the process-wide offset names the calling thread's live area.
+    let raw = unsafe {
+        match index {
+            Index::Cpu => arch::load_u32::<{ abi::CPU_ID_OFFSET }>(offset),
+            Index::MmCid => {
+                if crate::cpu::current_cpu_raw() < 0 {
+                    return -1;
+                }
+                arch::load_u32::<{ abi::MM_CID_OFFSET }>(offset)
+            }
+        }
+    };
+    raw as i32
+}
+
+/// Whether the calling thread can run sections indexed by `index` (and
+/// registers it lazily if that helps).
+#[inline(always)]
+fn uses_rseq(index: Index) -> bool {
+    if index == Index::MmCid && crate::feature_size() < abi::MM_CID_END {
+        return false;
+    }
+    crate::cpu::current_cpu_raw() >= 0 || crate::registration::ensure_registered()
+}
+
+macro_rules! operation {
+    (
+        $(#[$doc:meta])*
+        $name:ident / $unchecked:ident ( $($arg:ident : $ty:ty),* )
+    ) => {
+        $(#[$doc])*
+        ///
+        /// On threads that cannot run critical sections, performs the same
+        /// update through the module's fallback (`cpu` is then ignored).
+        ///
+        /// # Safety
+        /// - every pointer is valid for the accesses the operation names,
+        ///   and aligned;
+        /// - other threads update these words only through the operations
+        ///   of this module (see `fallback.rs` on mixing the two paths).
+        #[inline]
+        pub unsafe fn $name(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
+            if uses_rseq(index) {
+                // SAFETY: the thread is registered; the rest is the caller's.
+                let outcome = unsafe { $unchecked(index, $($arg,)* cpu) };
+                if outcome == Outcome::Aborted {
+                    note_abort();
+                }
+                outcome
+            } else {
+                // SAFETY: forwarded from the caller.
+                unsafe { fallback::$name($($arg),*) }
+            }
+        }
+
+        #[doc = concat!("[`", stringify!($name), "`] as the bare critical section.")]
+        ///
+        /// # Safety
+        /// - the calling thread's area is registered ([`crate::is_available`]
+        ///   returned true on this thread), and for [`Index::MmCid`] the
+        ///   kernel provides `mm_cid` (feature size >= 28);
+        /// - every pointer is valid for the accesses the operation names,
+        ///   and aligned.
+        #[inline(always)]
+        pub unsafe fn $unchecked(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
+            // SAFETY: forwarded from the caller.
+            let raw = unsafe {
+                match index {
+                    Index::Cpu => arch::$name::<{ abi::CPU_ID_OFFSET }>($($arg,)* cpu),
+                    Index::MmCid => arch::$name::<{ abi::MM_CID_OFFSET }>($($arg,)* cpu),
+                }
+            };
+            Outcome::from_raw(raw)
+        }
+    };
+}
+
+operation! {
+    /// `if *v == expect { *v = newv }`, on CPU `cpu`.
+    #[doc(alias = "rseq_load_cbne_store__ptr")]
+    load_cbne_store / load_cbne_store_unchecked(v: *mut isize, expect: isize, newv: isize)
+}
+
+operation! {
+    /// `*v += count`, on CPU `cpu`; the commit is the add itself.
+    #[doc(alias = "rseq_load_add_store__ptr")]
+    load_add_store / load_add_store_unchecked(v: *mut isize, count: isize)
+}
+
+operation! {
+    /// Per-CPU list pop: `head = *v`; fails if `head == expectnot`;
+    /// otherwise `*load = head` and `*v = *(head + voffp)`.
+    #[doc(alias = "rseq_load_cbeq_store_add_load_store__ptr")]
+    load_cbeq_store_add_load_store / load_cbeq_store_add_load_store_unchecked(
+        v: *mut isize, expectnot: isize, voffp: isize, load: *mut isize
+    )
+}
+
+operation! {
+    /// `if *v == expect && *v2 == expect2 { *v = newv }`, on CPU `cpu`.
+    #[doc(alias = "rseq_load_cbne_load_cbne_store__ptr")]
+    load_cbne_load_cbne_store / load_cbne_load_cbne_store_unchecked(
+        v: *mut isize, expect: isize, v2: *mut isize, expect2: isize, newv: isize
+    )
+}
+
+operation! {
+    /// `if *v == expect { *v2 = newv2; *v = newv }`, on CPU `cpu`. The
+    /// store to `*v2` may be seen before the commit by other threads.
+    #[doc(alias = "rseq_load_cbne_store_store__ptr")]
+    load_cbne_store_store / load_cbne_store_store_unchecked(
+        v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize
+    )
+}
+
+/// [`load_cbne_store_store`] with release ordering: a thread that sees the
+/// commit sees the store to `*v2`. On x86 (TSO) plain stores are already
+/// ordered, so the code is the same.
+///
+/// # Safety
+/// As [`load_cbne_store_store`].
+#[doc(alias = "rseq_load_cbne_store_store__ptr_release")]
+#[inline]
+pub unsafe fn load_cbne_store_store_release(
+    index: Index,
+    v: *mut isize,
+    expect: isize,
+    v2: *mut isize,
+    newv2: isize,
+    newv: isize,
+    cpu: u32,
+) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_cbne_store_store(index, v, expect, v2, newv2, newv, cpu) }
+}
+
+operation! {
+    /// `if *v == expect { memcpy(dst, src, len); *v = newv }`, on CPU `cpu`.
+    #[doc(alias = "rseq_load_cbne_memcpy_store__ptr")]
+    load_cbne_memcpy_store / load_cbne_memcpy_store_unchecked(
+        v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize
+    )
+}
+
+operation! {
+    /// `p = *ptr; q = *(p + off); *q += inc`, on CPU `cpu`: follow a
+    /// pointer held at offset `off` of the object `*ptr` points to, then add.
+    #[doc(alias = "rseq_load_add_load_load_add_store__ptr")]
+    load_add_load_load_add_store / load_add_load_load_add_store_unchecked(
+        ptr: *mut isize, off: isize, inc: isize
+    )
+}
+
+/// Adds `delta` to the first word of the current CPU's slot, reading the
+/// CPU (or `mm_cid`) *inside* the section: no separate CPU compare, since a
+/// migration after the section starts aborts it. The per-CPU counter's add.
+///
+/// # Safety
+/// - `base` points to `slots` slots of `stride` bytes, each starting with
+///   an aligned `isize` written only by critical sections;
+/// - for [`Index::MmCid`], the kernel provides `mm_cid`.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{add_at_current_unchecked, AddResult, Index};
+/// let mut slots = vec![0isize; restartable::possible_cpus()];
+/// if restartable::is_available() {
+///     let (base, n) = (slots.as_mut_ptr() as *mut u8, slots.len() as u32);
+///     // SAFETY: `slots` holds `n` words of 8 bytes.
+///     while unsafe { add_at_current_unchecked(Index::Cpu, base, 8, n, 5) } != AddResult::Committed {}
+///     assert_eq!(slots.iter().sum::<isize>(), 5);
+/// }
+/// ```
+#[inline(always)]
+pub unsafe fn add_at_current_unchecked(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    delta: isize,
+) -> AddResult {
+    // SAFETY: forwarded from the caller.
+    let raw = unsafe {
+        match index {
+            Index::Cpu => {
+                arch::add_at_current::<{ abi::CPU_ID_OFFSET }>(base, stride, slots, delta)
+            }
+            Index::MmCid => {
+                arch::add_at_current::<{ abi::MM_CID_OFFSET }>(base, stride, slots, delta)
+            }
+        }
+    };
+    match raw {
+        0 => AddResult::Committed,
+        1 => AddResult::NotRegistered,
+        _ => AddResult::Aborted,
+    }
+}
+
+/// The per-CPU stack's pop: fails if `*fence != 0` or the list is empty;
+/// otherwise unlinks the head node (its `next` at offset 0).
+///
+/// # Safety
+/// - as for the `_unchecked` operations; nodes reachable from `*head` stay
+///   readable while a section on this CPU can still commit.
+#[inline(always)]
+pub(crate) unsafe fn fenced_pop_unchecked(
+    index: Index,
+    head: *mut usize,
+    fence: *const usize,
+    cpu: u32,
+) -> Result<usize, Outcome> {
+    // SAFETY: forwarded from the caller.
+    let (raw, node) = unsafe {
+        match index {
+            Index::Cpu => arch::fenced_pop::<{ abi::CPU_ID_OFFSET }>(head, fence, cpu),
+            Index::MmCid => arch::fenced_pop::<{ abi::MM_CID_OFFSET }>(head, fence, cpu),
+        }
+    };
+    match Outcome::from_raw(raw) {
+        Outcome::Committed => Ok(node),
+        other => Err(other),
+    }
+}

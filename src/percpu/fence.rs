@@ -1,0 +1,122 @@
+//! The fallback side of the per-CPU lock and stack.
+//!
+//! A thread that cannot run critical sections takes a slot's fence with an
+//! atomic compare-exchange. Critical sections on that slot check the fence
+//! before they commit, but a section that read the fence just before it was
+//! set could still commit afterwards. `membarrier(2)` with
+//! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ` closes that window: when it
+//! returns, every critical section that was running on the target CPU (or on
+//! every CPU, for slots indexed by concurrency id) has been aborted or has
+//! committed, so the fence holder sees every committed store and no section
+//! can commit on the slot until the fence is released.
+
+use crate::cs::Index;
+use crate::sync::{AtomicUsize, Ordering, StaticAtomicU8};
+
+/// A fallback thread's exclusive claim on one slot.
+///
+/// 0 when free, 1 while a fallback thread holds it. Taken with a
+/// compare-exchange (`Acquire`, pairing with the `Release` store of
+/// [`Fence::release`]); critical sections only read it.
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub(crate) struct Fence(AtomicUsize);
+
+impl Fence {
+    #[cfg(not(restartable_loom))]
+    pub(crate) const fn word(&self) -> *mut usize {
+        self.0.as_ptr()
+    }
+
+    /// Whether a fallback thread holds the slot. `Acquire` pairs with the
+    /// holder's release, so a section that sees it free sees its writes.
+    pub(crate) fn is_held(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+
+    /// Takes the fence of slot `slot`, then waits until no critical section
+    /// on that slot can still commit.
+    pub(crate) fn acquire(&self, index: Index, slot: usize) {
+        let mut spins = 0u32;
+        while self
+            .0
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            backoff(&mut spins);
+        }
+        if cfg!(restartable_loom) || rseq_may_run() {
+            super::rseq::expedite(index, slot);
+        }
+    }
+
+    /// Releases the fence; pairs with the `Acquire` of the next holder.
+    pub(crate) fn release(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
+/// Spins a little, then yields: a holder may have been preempted.
+pub(crate) fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        crate::sync::spin_hint();
+        *spins += 1;
+    } else {
+        crate::sync::yield_now();
+    }
+}
+
+/// Whether any thread of the process may run critical sections.
+fn rseq_may_run() -> bool {
+    crate::owner() != crate::Owner::Unavailable || crate::stats().registrations > 0
+}
+
+const UNKNOWN: u8 = 0;
+const REGISTERED: u8 = 1;
+const UNSUPPORTED: u8 = 2;
+
+/// Whether this process registered for rseq membarriers: set once, `Relaxed`
+/// (the kernel call itself orders everything that matters).
+static MEMBARRIER: StaticAtomicU8 = StaticAtomicU8::new(UNKNOWN);
+
+fn membarrier(cmd: u32, flags: u32, cpu: i32) -> i64 {
+    // SAFETY: membarrier takes three integers and touches no user memory.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, flags, cpu) as i64 }
+}
+
+/// Aborts or completes every critical section running on the slot's CPU.
+#[cfg_attr(restartable_loom, allow(dead_code))] // the simulation has its own
+pub(crate) fn expedite_rseq(index: Index, slot: usize) {
+    use linux_raw_sys::general::membarrier_cmd::{
+        MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ as EXPEDITED_RSEQ,
+        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ as REGISTER,
+    };
+    use linux_raw_sys::general::membarrier_cmd_flag::MEMBARRIER_CMD_FLAG_CPU as FLAG_CPU;
+
+    if MEMBARRIER.load(Ordering::Relaxed) == UNKNOWN {
+        let state = if membarrier(REGISTER as u32, 0, 0) == 0 {
+            REGISTERED
+        } else {
+            UNSUPPORTED
+        };
+        MEMBARRIER.store(state, Ordering::Relaxed);
+    }
+    if MEMBARRIER.load(Ordering::Relaxed) != REGISTERED {
+        // Linux < 5.10: no rseq membarrier. A section that read the fence as
+        // free commits within a few instructions unless it is preempted, and
+        // preemption aborts it; yielding a few times lets it finish.
+        for _ in 0..4 {
+            std::thread::yield_now();
+        }
+        return;
+    }
+    let ret = match index {
+        Index::Cpu => membarrier(EXPEDITED_RSEQ as u32, FLAG_CPU as u32, slot as i32),
+        Index::MmCid => -1,
+    };
+    if ret != 0 {
+        // Slots by concurrency id, or a CPU the kernel refuses to target
+        // (offline): every CPU.
+        membarrier(EXPEDITED_RSEQ as u32, 0, 0);
+    }
+}

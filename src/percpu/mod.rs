@@ -1,0 +1,184 @@
+//! Per-CPU data in safe Rust: [`PerCpu`], [`PerCpuCounter`], [`PerCpuLock`]
+//! and [`PerCpuStack`].
+//!
+//! Every type keeps one cache-padded slot per possible CPU and updates the
+//! slot of the CPU it runs on inside a restartable critical section: no
+//! atomic read-modify-write on the fast path, and exact results under
+//! preemption, migration and signals, because the kernel aborts a section
+//! that is interrupted before its single commit store.
+//!
+//! Threads that cannot use rseq (the process is `Unavailable`, or another
+//! library registered a different area for the thread) take fallbacks that
+//! stay exact alongside rseq users of the same object:
+//! - the counter gives each slot a second, atomic word that only fallback
+//!   threads add to, and [`PerCpuCounter::sum`] adds both words;
+//! - the lock and the stack give each slot a *fence* word. A fallback thread
+//!   takes the fence with an atomic compare-exchange, then (if rseq is in
+//!   use in the process) runs `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)`
+//!   so that every critical section in flight on that CPU is either
+//!   committed or aborted, and every later one sees the fence and backs off.
+
+mod counter;
+mod fence;
+mod lock;
+mod rseq;
+mod stack;
+
+pub use counter::PerCpuCounter;
+pub use lock::{PerCpuLock, PerCpuLockGuard};
+pub use stack::PerCpuStack;
+
+#[cfg(restartable_loom)]
+pub use rseq::run_as_fallback;
+
+use core::fmt;
+use core::ops::{Deref, DerefMut};
+
+pub use crate::cs::Index;
+
+/// Pads and aligns a value to 128 bytes: two cache lines, because x86's
+/// adjacent-line prefetcher pulls pairs of lines.
+#[derive(Default)]
+#[repr(align(128))]
+pub struct CachePadded<T>(pub T);
+
+impl<T> Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for CachePadded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for CachePadded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One cache-padded `T` per possible CPU (or per concurrency id).
+///
+/// With [`Index::Cpu`] slot `i` belongs to CPU `i`. With [`Index::MmCid`]
+/// slot `i` belongs to concurrency id `i`: the kernel hands out small, dense
+/// ids (fewer than the process's threads and CPUs), so a process with few
+/// threads touches only the first few slots — compact memory.
+///
+/// # Examples
+/// ```
+/// use restartable::PerCpu;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// let hits = PerCpu::new(|_cpu| AtomicU64::new(0));
+/// hits.current().fetch_add(1, Ordering::Relaxed);
+/// let total: u64 = hits.iter().map(|h| h.load(Ordering::Relaxed)).sum();
+/// assert_eq!(total, 1);
+/// ```
+pub struct PerCpu<T> {
+    slots: Box<[CachePadded<T>]>,
+    index: Index,
+}
+
+impl<T> PerCpu<T> {
+    /// One slot per possible CPU, built by `init(cpu)`.
+    pub fn new(init: impl FnMut(usize) -> T) -> Self {
+        Self::with_index(Index::Cpu, init)
+    }
+
+    /// One slot per possible concurrency id (`mm_cid`), built by `init(id)`.
+    /// Falls back to CPU numbers where the kernel has no `mm_cid` (< 6.3).
+    pub fn new_by_mm_cid(init: impl FnMut(usize) -> T) -> Self {
+        Self::with_index(Index::MmCid, init)
+    }
+
+    /// One slot per possible CPU or concurrency id, as `index` says.
+    pub fn with_index(index: Index, mut init: impl FnMut(usize) -> T) -> Self {
+        let index = match index {
+            Index::MmCid if crate::feature_size() < crate::abi::MM_CID_END => Index::Cpu,
+            other => other,
+        };
+        let slots = (0..crate::possible_cpus())
+            .map(|i| CachePadded(init(i)))
+            .collect();
+        PerCpu { slots, index }
+    }
+
+    /// How slots are indexed.
+    pub fn index(&self) -> Index {
+        self.index
+    }
+
+    /// The number of slots (the number of possible CPUs).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Always false: there is at least one CPU.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Slot `i`, if it exists.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.slots.get(i).map(|s| &s.0)
+    }
+
+    /// Slot `i`, mutably.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.slots.get_mut(i).map(|s| &mut s.0)
+    }
+
+    /// The slot of the CPU (or concurrency id) the thread runs on now. A
+    /// hint: the thread may migrate as soon as this returns, so the slot
+    /// must be safe to share (atomics, or use [`PerCpuLock`]).
+    pub fn current(&self) -> &T {
+        &self.slots[self.current_index()]
+    }
+
+    /// The index of the current slot (see [`PerCpu::current`]).
+    pub fn current_index(&self) -> usize {
+        let i = match self.index {
+            Index::Cpu => crate::current_cpu() as usize,
+            Index::MmCid => crate::mm_cid().unwrap_or_else(crate::current_cpu) as usize,
+        };
+        i.min(self.slots.len() - 1)
+    }
+
+    /// Every slot, in index order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> {
+        self.slots.iter().map(|s| &s.0)
+    }
+
+    /// Every slot, mutably.
+    pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = &mut T> {
+        self.slots.iter_mut().map(|s| &mut s.0)
+    }
+
+    /// Base address and stride of the slot array, for critical sections.
+    pub(crate) fn raw_parts(&self) -> (*mut u8, usize) {
+        (
+            self.slots.as_ptr() as *mut u8,
+            core::mem::size_of::<CachePadded<T>>(),
+        )
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for PerCpu<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerCpu")
+            .field("index", &self.index)
+            .field("slots", &self.slots)
+            .finish()
+    }
+}
+
+impl<T> PerCpu<T> {
+    /// The slots, for consumers that take the values out.
+    pub(crate) fn into_slots(self) -> Box<[CachePadded<T>]> {
+        self.slots
+    }
+}

@@ -1,0 +1,314 @@
+//! The critical sections the per-CPU types run, in one place: the real ones
+//! from [`crate::cs`], or under `cfg(restartable_loom)` a simulation in
+//! which loom decides which CPU a thread runs on and whether its section is
+//! preempted (aborted) before it commits.
+
+pub(crate) use imp::*;
+
+#[cfg(restartable_loom)]
+pub use imp::run_as_fallback;
+
+/// What one attempt to add to the current CPU's slot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Add {
+    /// Committed.
+    Done,
+    /// Aborted by preemption, migration or a signal: try again.
+    Retry,
+    /// The thread's area is not registered: register or fall back.
+    Cold,
+}
+
+#[cfg(not(restartable_loom))]
+mod imp {
+    use super::Add;
+    use crate::cs::{self, Index, Outcome};
+    use crate::percpu::fence::Fence;
+    use crate::sync::AtomicUsize;
+
+    /// The calling thread's slot index (CPU or concurrency id), or `None`
+    /// when the thread cannot run critical sections.
+    #[inline(always)]
+    pub(crate) fn current_slot(index: Index) -> Option<u32> {
+        let raw = cs::current_index_raw(index);
+        if raw >= 0 {
+            return Some(raw as u32);
+        }
+        if crate::registration::ensure_registered() {
+            let raw = cs::current_index_raw(index);
+            return (raw >= 0).then_some(raw as u32);
+        }
+        None
+    }
+
+    /// Adds `delta` to the first word of the current CPU's slot.
+    ///
+    /// # Safety
+    /// - `base` points to `slots` slots of `stride` bytes each, alive for
+    ///   the call, whose first word is written only by these sections.
+    #[inline(always)]
+    pub(crate) unsafe fn add(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+        delta: i64,
+    ) -> Add {
+        // SAFETY: forwarded from the caller.
+        match unsafe { cs::add_at_current_unchecked(index, base, stride, slots, delta as isize) } {
+            cs::AddResult::Committed => Add::Done,
+            cs::AddResult::Aborted => {
+                cs::note_abort();
+                Add::Retry
+            }
+            cs::AddResult::NotRegistered => Add::Cold,
+        }
+    }
+
+    /// `lock` 0 -> 1 if the fence is free, on CPU `cpu`.
+    ///
+    /// # Safety
+    /// - `lock` and `fence` are words of one live slot, index `cpu`.
+    #[inline]
+    pub(crate) unsafe fn try_lock(
+        index: Index,
+        lock: &AtomicUsize,
+        fence: &Fence,
+        cpu: u32,
+    ) -> Outcome {
+        // SAFETY: live words of the caller's slot; `cpu` is checked inside.
+        noted(unsafe {
+            cs::load_cbne_load_cbne_store_unchecked(
+                index,
+                lock.as_ptr() as *mut isize,
+                0,
+                fence.word() as *mut isize,
+                0,
+                1,
+                cpu,
+            )
+        })
+    }
+
+    /// `head` = `node` if `head` is still `expect` and the fence is free.
+    ///
+    /// # Safety
+    /// - `head` and `fence` are words of one live slot, index `cpu`.
+    #[inline]
+    pub(crate) unsafe fn push(
+        index: Index,
+        head: &AtomicUsize,
+        fence: &Fence,
+        expect: usize,
+        node: usize,
+        cpu: u32,
+    ) -> Outcome {
+        // SAFETY: live words of the caller's slot; `cpu` is checked inside.
+        noted(unsafe {
+            cs::load_cbne_load_cbne_store_unchecked(
+                index,
+                head.as_ptr() as *mut isize,
+                expect as isize,
+                fence.word() as *mut isize,
+                0,
+                node as isize,
+                cpu,
+            )
+        })
+    }
+
+    /// Unlinks the top node if the list is not empty and the fence is free.
+    ///
+    /// # Safety
+    /// - `head` and `fence` are words of one live slot, index `cpu`, whose
+    ///   nodes have their `next` pointer at offset 0.
+    #[inline]
+    pub(crate) unsafe fn pop(
+        index: Index,
+        head: &AtomicUsize,
+        fence: &Fence,
+        cpu: u32,
+    ) -> Result<usize, Outcome> {
+        // SAFETY: forwarded from the caller.
+        let popped = unsafe { cs::fenced_pop_unchecked(index, head.as_ptr(), fence.word(), cpu) };
+        if popped == Err(Outcome::Aborted) {
+            cs::note_abort();
+        }
+        popped
+    }
+
+    fn noted(outcome: Outcome) -> Outcome {
+        if outcome == Outcome::Aborted {
+            cs::note_abort();
+        }
+        outcome
+    }
+
+    /// Makes every section in flight on slot `slot` commit or abort.
+    pub(crate) fn expedite(index: Index, slot: usize) {
+        crate::percpu::fence::expedite_rseq(index, slot);
+    }
+}
+
+#[cfg(restartable_loom)]
+mod imp {
+    //! The simulated machine: `CPUS` CPUs, each a loom mutex held for the
+    //! whole body of a section (one thread runs on a CPU at a time), and a
+    //! generation per CPU that every section bumps. A thread picks its CPU
+    //! when it reads its slot index (loom orders the picks, so threads land
+    //! on the same or different CPUs across executions); if another section
+    //! ran on that CPU since, the thread was preempted and its section
+    //! aborts. Threads marked with [`run_as_fallback`] behave like foreign
+    //! threads and take the fallbacks.
+
+    use core::cell::Cell;
+
+    use super::Add;
+    use crate::cs::{Index, Outcome};
+    use crate::percpu::fence::Fence;
+    use crate::sync::{AtomicUsize, Ordering};
+
+    /// Simulated CPUs.
+    pub(crate) const CPUS: usize = 2;
+
+    struct Machine {
+        cpus: [loom::sync::Mutex<()>; CPUS],
+        generation: [AtomicUsize; CPUS],
+        next: AtomicUsize,
+    }
+
+    loom::lazy_static! {
+        static ref MACHINE: Machine = Machine {
+            cpus: [loom::sync::Mutex::new(()), loom::sync::Mutex::new(())],
+            generation: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            next: AtomicUsize::new(0),
+        };
+    }
+
+    loom::thread_local! {
+        static PLACE: Cell<(usize, usize)> = Cell::new((0, 0));
+        static FALLBACK: Cell<bool> = Cell::new(false);
+    }
+
+    /// Makes the calling loom thread behave like a thread whose area is
+    /// foreign: every per-CPU type takes its fallback.
+    pub fn run_as_fallback() {
+        FALLBACK.with(|f| f.set(true));
+    }
+
+    pub(crate) fn current_slot(_index: Index) -> Option<u32> {
+        if FALLBACK.with(|f| f.get()) {
+            return None;
+        }
+        let cpu = MACHINE.next.fetch_add(1, Ordering::Relaxed) % CPUS;
+        let generation = MACHINE.generation[cpu].load(Ordering::Relaxed);
+        PLACE.with(|p| p.set((cpu, generation)));
+        Some(cpu as u32)
+    }
+
+    /// Runs `body` as a section on `cpu`: aborted if the thread is not on
+    /// `cpu` or was preempted since it read its slot.
+    fn section<R>(cpu: u32, body: impl FnOnce() -> Result<R, Outcome>) -> Result<R, Outcome> {
+        let (mine, seen) = PLACE.with(|p| p.get());
+        if mine != cpu as usize {
+            return Err(Outcome::Aborted);
+        }
+        let _running = MACHINE.cpus[mine].lock().unwrap();
+        if MACHINE.generation[mine].load(Ordering::Relaxed) != seen {
+            return Err(Outcome::Aborted);
+        }
+        MACHINE.generation[mine].fetch_add(1, Ordering::Relaxed);
+        body()
+    }
+
+    pub(crate) unsafe fn add(
+        _index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+        delta: i64,
+    ) -> Add {
+        let Some(cpu) = current_slot(Index::Cpu) else {
+            return Add::Cold;
+        };
+        if cpu >= slots {
+            return Add::Cold;
+        }
+        // SAFETY: the caller's slot array; the first word of each slot is a
+        // (loom) `AtomicU64`.
+        let word = unsafe { &*(base.add(cpu as usize * stride) as *const crate::sync::AtomicU64) };
+        match section(cpu, || {
+            // A plain read-modify-write: only sections on this CPU write the
+            // word, and they are serialised by the CPU.
+            let v = word.load(Ordering::Relaxed);
+            word.store(v.wrapping_add(delta as u64), Ordering::Relaxed);
+            Ok(())
+        }) {
+            Ok(()) => Add::Done,
+            Err(_) => Add::Retry,
+        }
+    }
+
+    pub(crate) unsafe fn try_lock(
+        _index: Index,
+        lock: &AtomicUsize,
+        fence: &Fence,
+        cpu: u32,
+    ) -> Outcome {
+        match section(cpu, || {
+            if lock.load(Ordering::Acquire) != 0 || fence.is_held() {
+                return Err(Outcome::CompareFailed);
+            }
+            lock.store(1, Ordering::Relaxed);
+            Ok(())
+        }) {
+            Ok(()) => Outcome::Committed,
+            Err(o) => o,
+        }
+    }
+
+    pub(crate) unsafe fn push(
+        _index: Index,
+        head: &AtomicUsize,
+        fence: &Fence,
+        expect: usize,
+        node: usize,
+        cpu: u32,
+    ) -> Outcome {
+        match section(cpu, || {
+            if head.load(Ordering::Acquire) != expect || fence.is_held() {
+                return Err(Outcome::CompareFailed);
+            }
+            head.store(node, Ordering::Release);
+            Ok(())
+        }) {
+            Ok(()) => Outcome::Committed,
+            Err(o) => o,
+        }
+    }
+
+    pub(crate) unsafe fn pop(
+        _index: Index,
+        head: &AtomicUsize,
+        fence: &Fence,
+        cpu: u32,
+    ) -> Result<usize, Outcome> {
+        section(cpu, || {
+            let top = head.load(Ordering::Acquire);
+            if top == 0 || fence.is_held() {
+                return Err(Outcome::CompareFailed);
+            }
+            // SAFETY: a linked node; `next` sits at offset 0.
+            let next = unsafe { *(top as *const usize) };
+            head.store(next, Ordering::Release);
+            Ok(top)
+        })
+    }
+
+    /// The simulated `membarrier`: waits for every section in flight.
+    pub(crate) fn expedite(_index: Index, _slot: usize) {
+        for cpu in &MACHINE.cpus {
+            drop(cpu.lock().unwrap());
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Per-CPU types under stress: exact sums, exclusion and no lost or
+//! duplicated node, with many more threads than cores, signal storms,
+//! forced migrations and (in library-owned mode) foreign threads mixing
+//! their fallbacks with rseq threads. Passes in every environment: glibc
+//! owns the area, the library owns it, rseq unavailable.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::thread;
+
+use restartable::{Owner, PerCpu, PerCpuCounter, PerCpuLock, PerCpuStack, ThreadState};
+
+const THREADS: usize = 16;
+
+/// Runs `work(i)` on `THREADS` threads released together.
+fn on_threads(work: impl Fn(usize) + Send + Sync + 'static) {
+    let work = Arc::new(work);
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|i| {
+            let (work, barrier) = (Arc::clone(&work), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                work(i)
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("worker panicked");
+    }
+}
+
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is valid for writing its size.
+    let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
+    assert_eq!(ret, 0);
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `set` is initialised.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+fn pin(tid: libc::pid_t, cpu: usize) {
+    // SAFETY: as in `allowed_cpus`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` < CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is initialised; failure (thread gone) is harmless here.
+    unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
+}
+
+fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+#[test]
+fn counter_is_exact_with_many_more_threads_than_cores() {
+    const OPS: i64 = 200_000;
+    let counter = Arc::new(PerCpuCounter::new());
+    let c = Arc::clone(&counter);
+    on_threads(move |_| {
+        for n in 0..OPS {
+            // Mixed deltas, including negative ones.
+            c.add(if n % 3 == 0 { -1 } else { 2 });
+        }
+    });
+    let per_thread: i64 = (0..OPS).map(|n| if n % 3 == 0 { -1 } else { 2 }).sum();
+    assert_eq!(counter.sum(), per_thread * THREADS as i64);
+    assert_eq!(counter.per_slot().iter().sum::<i64>(), counter.sum());
+    counter.reset();
+    assert_eq!(counter.sum(), 0);
+}
+
+#[test]
+fn counter_by_mm_cid_is_exact() {
+    const OPS: i64 = 100_000;
+    let counter = Arc::new(PerCpuCounter::with_index(restartable::cs::Index::MmCid));
+    let c = Arc::clone(&counter);
+    on_threads(move |_| (0..OPS).for_each(|_| c.add(1)));
+    assert_eq!(counter.sum(), OPS * THREADS as i64);
+}
+
+static STORM_COUNTER: OnceLock<PerCpuCounter> = OnceLock::new();
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    if let Some(c) = STORM_COUNTER.get() {
+        c.add(1);
+        HANDLED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn counter_is_exact_under_a_signal_storm_and_forced_migrations() {
+    const OPS: i64 = 300_000;
+    let counter = STORM_COUNTER.get_or_init(PerCpuCounter::new);
+    // SAFETY: installs an async-signal-safe handler (the counter's add and
+    // an atomic); SA_RESTART keeps the workers' system calls going.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigusr1 as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let cpus = allowed_cpus();
+    let done = Arc::new(AtomicBool::new(false));
+    let workers: Arc<Mutex<Vec<(libc::pthread_t, libc::pid_t)>>> = Arc::default();
+    let barrier = Arc::new(Barrier::new(THREADS + 1));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (workers, barrier) = (Arc::clone(&workers), Arc::clone(&barrier));
+            thread::spawn(move || {
+                // The first add registers (lazily) before any signal comes.
+                counter.add(1);
+                // SAFETY: pthread_self has no preconditions.
+                workers
+                    .lock()
+                    .unwrap()
+                    .push((unsafe { libc::pthread_self() }, gettid()));
+                barrier.wait();
+                for _ in 1..OPS {
+                    counter.add(1);
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let storm = {
+        let (done, workers, cpus) = (Arc::clone(&done), Arc::clone(&workers), cpus.clone());
+        thread::spawn(move || {
+            let workers = workers.lock().unwrap().clone();
+            let mut round = 0usize;
+            while !done.load(Ordering::Relaxed) {
+                for (k, &(thread, tid)) in workers.iter().enumerate() {
+                    pin(tid, cpus[(round + k) % cpus.len()]);
+                    // SAFETY: the worker threads are alive until `done` is
+                    // set, which happens after they are joined.
+                    unsafe { libc::pthread_kill(thread, libc::SIGUSR1) };
+                }
+                round += 1;
+                thread::yield_now();
+            }
+        })
+    };
+    for h in handles {
+        h.join().unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    storm.join().unwrap();
+    let handled = HANDLED.load(Ordering::Relaxed) as i64;
+    assert!(handled > 0, "the storm delivered no signal");
+    assert_eq!(counter.sum(), OPS * THREADS as i64 + handled);
+    eprintln!(
+        "signal storm: {handled} handler adds, {} aborts",
+        restartable::cs::abort_count()
+    );
+}
+
+#[test]
+fn lock_excludes_a_plain_payload() {
+    const OPS: u64 = 50_000;
+    let lock = Arc::new(PerCpuLock::new(|_| (0u64, 0u64)));
+    let l = Arc::clone(&lock);
+    on_threads(move |_| {
+        for _ in 0..OPS {
+            let mut g = l.lock();
+            // Two plain read-modify-writes that must stay in step.
+            let (a, b) = *g;
+            assert_eq!(a, b, "two holders at once on slot {}", g.slot());
+            *g = (a + 1, b + 1);
+        }
+    });
+    let lock = Arc::try_unwrap(lock).unwrap();
+    let total: u64 = lock
+        .into_inner()
+        .iter()
+        .map(|&(a, b)| {
+            assert_eq!(a, b);
+            a
+        })
+        .sum();
+    assert_eq!(total, OPS * THREADS as u64);
+}
+
+#[test]
+fn lock_slot_reaches_every_slot() {
+    let lock = PerCpuLock::new(|i| i);
+    for i in 0..lock.len() {
+        let g = lock.lock_slot(i);
+        assert_eq!(*g, i);
+        assert_eq!(g.slot(), i);
+    }
+}
+
+#[test]
+fn stack_loses_and_duplicates_no_node() {
+    const PER_THREAD: usize = 20_000;
+    let stack = Arc::new(PerCpuStack::new());
+    let popped = Arc::new(Mutex::new(Vec::new()));
+    let (s, p) = (Arc::clone(&stack), Arc::clone(&popped));
+    on_threads(move |i| {
+        let mut mine = Vec::new();
+        for n in 0..PER_THREAD {
+            s.push(i * PER_THREAD + n);
+            if n % 3 == 0 {
+                if let Some(v) = s.pop() {
+                    mine.push(v);
+                }
+            }
+        }
+        p.lock().unwrap().extend(mine);
+    });
+    let mut all = Arc::try_unwrap(popped).unwrap().into_inner().unwrap();
+    while let Some(v) = stack.pop_any() {
+        all.push(v);
+    }
+    assert!(stack.is_empty());
+    assert_eq!(all.len(), THREADS * PER_THREAD, "lost or duplicated nodes");
+    let unique: HashSet<_> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "duplicated nodes");
+    assert!(all.iter().all(|&v| v < THREADS * PER_THREAD));
+}
+
+#[test]
+fn stack_drops_remaining_values() {
+    let marker = Arc::new(());
+    let stack = PerCpuStack::new();
+    for _ in 0..10 {
+        stack.push(Arc::clone(&marker));
+    }
+    stack.push_to(0, Arc::clone(&marker));
+    assert_eq!(Arc::strong_count(&marker), 12);
+    drop(stack);
+    assert_eq!(Arc::strong_count(&marker), 1);
+}
+
+#[test]
+fn per_cpu_slots_cover_every_cpu() {
+    let slots = PerCpu::new(|i| i);
+    assert_eq!(slots.len(), restartable::possible_cpus());
+    assert!(slots.current_index() < slots.len());
+    assert_eq!(
+        slots.iter().copied().collect::<Vec<_>>(),
+        (0..slots.len()).collect::<Vec<_>>()
+    );
+}
+
+/// Registers a private area for the calling thread, so the library finds
+/// the thread foreign (`EINVAL`). Returns the area, to unregister later.
+fn make_foreign() -> Box<restartable::abi::Rseq> {
+    // SAFETY: an all-zero `struct rseq` is a valid value.
+    let area: Box<restartable::abi::Rseq> = Box::new(unsafe { std::mem::zeroed() });
+    // SAFETY: `cpu_id` of a fresh area is set before registration, as the
+    // kernel requires nothing else of it.
+    unsafe { *area.cpu_id.get() = u32::MAX };
+    // SAFETY: the area is 32 bytes, aligned to 32, and outlives the
+    // registration (the caller unregisters it before dropping it).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rseq,
+            &*area as *const _ as usize,
+            32u32,
+            0u32,
+            0x5305_3053u32,
+        )
+    };
+    assert_eq!(
+        ret,
+        0,
+        "private registration failed: {}",
+        std::io::Error::last_os_error()
+    );
+    area
+}
+
+fn unmake_foreign(area: Box<restartable::abi::Rseq>) {
+    // SAFETY: unregisters exactly the area registered by `make_foreign`.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rseq,
+            &*area as *const _ as usize,
+            32u32,
+            1u32,
+            0x5305_3053u32,
+        )
+    };
+    assert_eq!(ret, 0);
+    drop(area);
+}
+
+#[test]
+fn foreign_threads_mix_with_rseq_threads_exactly() {
+    if restartable::owner() != Owner::Library {
+        // glibc registered every thread (no thread can be foreign), or rseq
+        // is unavailable (every thread is on the fallbacks, tested above).
+        assert!(matches!(
+            restartable::owner(),
+            Owner::Libc | Owner::Unavailable
+        ));
+        return;
+    }
+    const OPS: u64 = 20_000;
+    let counter = Arc::new(PerCpuCounter::new());
+    let lock = Arc::new(PerCpuLock::new(|_| 0u64));
+    let stack = Arc::new(PerCpuStack::new());
+    let (c, l, s) = (Arc::clone(&counter), Arc::clone(&lock), Arc::clone(&stack));
+    on_threads(move |i| {
+        let foreign = (i % 4 == 0).then(make_foreign);
+        if foreign.is_some() {
+            c.add(0);
+            assert_eq!(restartable::thread_state(), ThreadState::Foreign);
+            assert!(!restartable::is_available());
+        }
+        for n in 0..OPS {
+            c.add(1);
+            *l.lock() += 1;
+            s.push(n);
+            assert!(s.pop_any().is_some());
+        }
+        if let Some(area) = foreign {
+            unmake_foreign(area);
+        }
+    });
+    assert_eq!(counter.sum() as u64, OPS * THREADS as u64);
+    let lock = Arc::try_unwrap(lock).unwrap();
+    assert_eq!(lock.into_inner().iter().sum::<u64>(), OPS * THREADS as u64);
+    assert!(stack.is_empty());
+}
+
+#[cfg(feature = "abort-stress")]
+#[test]
+fn delays_inside_sections_force_aborts_and_sums_stay_exact() {
+    const OPS: i64 = 100_000;
+    let before = restartable::cs::abort_count();
+    let counter = Arc::new(PerCpuCounter::new());
+    let c = Arc::clone(&counter);
+    on_threads(move |_| (0..OPS).for_each(|_| c.add(1)));
+    assert_eq!(counter.sum(), OPS * THREADS as i64);
+    let aborts = restartable::cs::abort_count() - before;
+    eprintln!("abort-stress: {aborts} aborted sections");
+    if restartable::is_available() {
+        assert!(aborts > 0, "no section aborted despite the delays");
+    } else {
+        assert_eq!(aborts, 0, "fallbacks run no section");
+    }
+}
