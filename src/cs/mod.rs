@@ -161,6 +161,7 @@ macro_rules! operation {
         /// - other threads update these words only through the operations
         ///   of this module (see `fallback.rs` on mixing the two paths).
         #[inline]
+        #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $name(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
             if uses_rseq(index) {
                 // SAFETY: the thread is registered; the rest is the caller's.
@@ -184,6 +185,7 @@ macro_rules! operation {
         /// - every pointer is valid for the accesses the operation names,
         ///   and aligned.
         #[inline(always)]
+        #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $unchecked(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
             // SAFETY: forwarded from the caller.
             let raw = unsafe {

@@ -1,0 +1,361 @@
+//! The critical-section operations, deterministically: each commits with
+//! the right CPU, aborts with another CPU, fails its comparison with a
+//! wrong expected value — and in the last two cases leaves memory
+//! unchanged. Where rseq is unavailable the same calls take the fallbacks
+//! and must give the same exact results (the CPU is then not checked).
+
+mod common;
+
+use restartable::cs::{self, Index, Outcome};
+use restartable::{abi, rseq_asm};
+
+/// Runs `f` on a fresh thread pinned to one allowed CPU, passing the CPU
+/// (or concurrency id) the sections must check and one they must not.
+fn pinned(index: Index, f: impl FnOnce(u32, u32) + Send + 'static) {
+    common::on_fresh_thread(move || {
+        let cpus = common::allowed_cpus();
+        common::pin_to(cpus[0]);
+        let here = match index {
+            Index::Cpu => restartable::current_cpu(),
+            Index::MmCid => restartable::mm_cid().expect("mm_cid"),
+        };
+        let elsewhere = here + 1;
+        f(here, elsewhere)
+    });
+}
+
+fn indexes() -> Vec<Index> {
+    let mut v = vec![Index::Cpu];
+    if restartable::mm_cid().is_some() {
+        v.push(Index::MmCid);
+    }
+    v
+}
+
+/// Retries while the kernel aborts (a rare preemption of the pinned thread).
+fn commit(mut op: impl FnMut() -> Outcome) -> Outcome {
+    for _ in 0..1000 {
+        let outcome = op();
+        if outcome != Outcome::Aborted {
+            return outcome;
+        }
+    }
+    panic!("aborted 1000 times on the right CPU");
+}
+
+/// With rseq a wrong CPU aborts; the fallbacks do not check the CPU.
+fn expect_wrong_cpu(outcome: Outcome) -> bool {
+    if restartable::is_available() {
+        assert_eq!(outcome, Outcome::Aborted);
+        true
+    } else {
+        assert_ne!(outcome, Outcome::Aborted);
+        false
+    }
+}
+
+#[test]
+fn mode_is_expected() {
+    common::check_owner();
+}
+
+#[test]
+fn load_cbne_store() {
+    for index in indexes() {
+        pinned(index, move |cpu, other| {
+            let mut v: isize = 5;
+            let p = &mut v as *mut isize;
+            // SAFETY: `p` is a live local for every call below.
+            unsafe {
+                assert_eq!(
+                    cs::load_cbne_store(index, p, 4, 9, cpu),
+                    Outcome::CompareFailed
+                );
+                assert_eq!(*p, 5);
+                if expect_wrong_cpu(cs::load_cbne_store(index, p, 5, 9, other)) {
+                    assert_eq!(*p, 5);
+                } else {
+                    *p = 5;
+                }
+                assert_eq!(
+                    commit(|| cs::load_cbne_store(index, p, 5, 9, cpu)),
+                    Outcome::Committed
+                );
+                assert_eq!(*p, 9);
+            }
+        });
+    }
+}
+
+#[test]
+fn load_add_store() {
+    for index in indexes() {
+        pinned(index, move |cpu, other| {
+            let mut v: isize = 40;
+            let p = &mut v as *mut isize;
+            // SAFETY: `p` is a live local.
+            unsafe {
+                if expect_wrong_cpu(cs::load_add_store(index, p, 2, other)) {
+                    assert_eq!(*p, 40);
+                } else {
+                    *p = 40;
+                }
+                assert_eq!(
+                    commit(|| cs::load_add_store(index, p, 2, cpu)),
+                    Outcome::Committed
+                );
+                assert_eq!(*p, 42);
+                assert_eq!(
+                    commit(|| cs::load_add_store(index, p, -50, cpu)),
+                    Outcome::Committed
+                );
+                assert_eq!(*p, -8);
+            }
+        });
+    }
+}
+
+#[repr(C)]
+struct Node {
+    next: isize,
+    value: u32,
+}
+
+#[test]
+fn load_cbeq_store_add_load_store_pops_a_list() {
+    for index in indexes() {
+        pinned(index, move |cpu, other| {
+            let second = Box::into_raw(Box::new(Node { next: 0, value: 2 }));
+            let first = Box::into_raw(Box::new(Node {
+                next: second as isize,
+                value: 1,
+            }));
+            let mut head = first as isize;
+            let h = &mut head as *mut isize;
+            let mut popped: isize = 0;
+            let out = &mut popped as *mut isize;
+            // SAFETY: the nodes live until freed at the end; `next` is at 0.
+            unsafe {
+                if expect_wrong_cpu(cs::load_cbeq_store_add_load_store(
+                    index, h, 0, 0, out, other,
+                )) {
+                    assert_eq!(*h, first as isize);
+                } else {
+                    *h = first as isize;
+                }
+                let pop = || cs::load_cbeq_store_add_load_store(index, h, 0, 0, out, cpu);
+                assert_eq!(commit(pop), Outcome::Committed);
+                assert_eq!(popped, first as isize);
+                assert_eq!((*(popped as *const Node)).value, 1);
+                assert_eq!(*h, second as isize);
+                assert_eq!(commit(pop), Outcome::Committed);
+                assert_eq!(popped, second as isize);
+                assert_eq!(*h, 0);
+                // Empty list: the comparison fails, nothing changes.
+                assert_eq!(commit(pop), Outcome::CompareFailed);
+                assert_eq!(*h, 0);
+                drop(Box::from_raw(first));
+                drop(Box::from_raw(second));
+            }
+        });
+    }
+}
+
+#[test]
+fn load_cbne_load_cbne_store() {
+    for index in indexes() {
+        pinned(index, move |cpu, other| {
+            let (mut v, mut v2) = (1isize, 2isize);
+            let (p, p2) = (&mut v as *mut isize, &mut v2 as *mut isize);
+            // SAFETY: live locals.
+            unsafe {
+                let op = move |e, e2, c| cs::load_cbne_load_cbne_store(index, p, e, p2, e2, 7, c);
+                assert_eq!(op(0, 2, cpu), Outcome::CompareFailed);
+                assert_eq!(op(1, 0, cpu), Outcome::CompareFailed);
+                assert_eq!((*p, *p2), (1, 2));
+                if expect_wrong_cpu(op(1, 2, other)) {
+                    assert_eq!((*p, *p2), (1, 2));
+                } else {
+                    *p = 1;
+                }
+                assert_eq!(commit(|| op(1, 2, cpu)), Outcome::Committed);
+                assert_eq!((*p, *p2), (7, 2));
+            }
+        });
+    }
+}
+
+#[test]
+fn load_cbne_store_store_and_release() {
+    for index in indexes() {
+        for release in [false, true] {
+            pinned(index, move |cpu, other| {
+                let (mut v, mut v2) = (1isize, 2isize);
+                let (p, p2) = (&mut v as *mut isize, &mut v2 as *mut isize);
+                let op = move |e, c| {
+                    // SAFETY: live locals.
+                    unsafe {
+                        if release {
+                            cs::load_cbne_store_store_release(index, p, e, p2, 20, 10, c)
+                        } else {
+                            cs::load_cbne_store_store(index, p, e, p2, 20, 10, c)
+                        }
+                    }
+                };
+                assert_eq!(op(0, cpu), Outcome::CompareFailed);
+                // SAFETY: live locals.
+                unsafe {
+                    assert_eq!((*p, *p2), (1, 2));
+                    if expect_wrong_cpu(op(1, other)) {
+                        assert_eq!(*p, 1);
+                    } else {
+                        (*p, *p2) = (1, 2);
+                    }
+                    assert_eq!(commit(|| op(1, cpu)), Outcome::Committed);
+                    assert_eq!((*p, *p2), (10, 20));
+                }
+            });
+        }
+    }
+}
+
+#[test]
+fn load_cbne_memcpy_store() {
+    for index in indexes() {
+        pinned(index, move |cpu, other| {
+            let mut v = 3isize;
+            let p = &mut v as *mut isize;
+            let src: Vec<u8> = (0..100).collect();
+            let mut dst = vec![0u8; 100];
+            let d = dst.as_mut_ptr();
+            let s = src.as_ptr();
+            let op = move |e, len, c| {
+                // SAFETY: `src` and `dst` hold 100 bytes; `p` is live.
+                unsafe { cs::load_cbne_memcpy_store(index, p, e, d, s, len, 4, c) }
+            };
+            assert_eq!(op(0, 100, cpu), Outcome::CompareFailed);
+            // SAFETY: live local.
+            assert_eq!(unsafe { *p }, 3);
+            if expect_wrong_cpu(op(3, 100, other)) {
+                // SAFETY: live local.
+                assert_eq!(unsafe { *p }, 3);
+            } else {
+                // SAFETY: live local.
+                unsafe { *p = 3 };
+            }
+            assert_eq!(commit(|| op(3, 0, cpu)), Outcome::Committed);
+            // SAFETY: live local.
+            unsafe { *p = 3 };
+            assert_eq!(commit(|| op(3, 100, cpu)), Outcome::Committed);
+            // SAFETY: live local.
+            assert_eq!(unsafe { *p }, 4);
+            assert_eq!(dst, src);
+        });
+    }
+}
+
+#[test]
+fn load_add_load_load_add_store() {
+    for index in indexes() {
+        pinned(index, move |cpu, other| {
+            let mut target: isize = 100;
+            // An object whose second word points at `target`.
+            let object: [isize; 2] = [0, &mut target as *mut isize as isize];
+            let mut root = object.as_ptr() as isize;
+            let r = &mut root as *mut isize;
+            // SAFETY: `root` points at `object`, whose word at offset 8
+            // points at the live `target`.
+            unsafe {
+                if expect_wrong_cpu(cs::load_add_load_load_add_store(index, r, 8, 5, other)) {
+                    assert_eq!(target, 100);
+                } else {
+                    target = 100;
+                }
+                assert_eq!(
+                    commit(|| cs::load_add_load_load_add_store(index, r, 8, 5, cpu)),
+                    Outcome::Committed
+                );
+            }
+            assert_eq!(target, 105);
+        });
+    }
+}
+
+#[test]
+fn a_section_written_with_the_macro() {
+    pinned(Index::Cpu, |cpu, other| {
+        if !restartable::is_available() {
+            assert_eq!(restartable::owner(), restartable::Owner::Unavailable);
+            return;
+        }
+        let mut max: i64 = 5;
+        let store_max = |value: i64, cpu: u32, max: &mut i64| -> i32 {
+            // SAFETY: the thread is registered; `max` is live; the last
+            // instruction is the single commit store.
+            unsafe {
+                rseq_asm!(
+                    area = restartable::area_offset(),
+                    field = abi::CPU_ID_OFFSET,
+                    cpu = cpu,
+                    body = [
+                        "cmp qword ptr [{p}], {v}",
+                        "jge 93f",
+                        "mov qword ptr [{p}], {v}",
+                    ],
+                    p = in(reg) max as *mut i64,
+                    v = in(reg) value,
+                )
+            }
+        };
+        assert_eq!(store_max(3, cpu, &mut max), 1, "3 < 5: compare failed");
+        assert_eq!(max, 5);
+        assert_eq!(store_max(9, other, &mut max), -1, "wrong CPU: aborted");
+        assert_eq!(max, 5);
+        let mut outcome = -1;
+        while outcome == -1 {
+            outcome = store_max(9, cpu, &mut max);
+        }
+        assert_eq!(outcome, 0);
+        assert_eq!(max, 9);
+    });
+}
+
+#[test]
+fn yields_between_the_cpu_read_and_the_section_stay_exact() {
+    const THREADS: usize = 8;
+    const OPS: usize = 20_000;
+    let slots: Vec<std::sync::atomic::AtomicIsize> = (0..restartable::possible_cpus())
+        .map(|_| Default::default())
+        .collect();
+    let slots = std::sync::Arc::new(slots);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let slots = std::sync::Arc::clone(&slots);
+            std::thread::spawn(move || {
+                for n in 0..OPS {
+                    loop {
+                        let cpu = restartable::current_cpu();
+                        if n % 4 == 0 {
+                            std::thread::yield_now(); // invites a migration
+                        }
+                        let word = slots[cpu as usize].as_ptr();
+                        // SAFETY: a live, aligned word of the slot array.
+                        if unsafe { cs::load_add_store(Index::Cpu, word, 1, cpu) }
+                            == Outcome::Committed
+                        {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let total: isize = slots
+        .iter()
+        .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert_eq!(total, (THREADS * OPS) as isize);
+}
