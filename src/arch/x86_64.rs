@@ -489,24 +489,50 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
     slots: u32,
     delta: isize,
 ) -> i32 {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        crate::rseq_asm!(
-            area = area_offset(),
-            field = FIELD,
-            body = [
-                "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
-                "cmp {i:e}, {slots:e}",
-                "jae 93f",
-                "imul {i}, {stride}",
-                "add qword ptr [{base} + {i}], {delta}", // commit
-            ],
-            i = out(reg) _,          // the index, then its byte offset
-            slots = in(reg) slots,   // number of slots
-            stride = in(reg) stride, // bytes per slot
-            base = in(reg) base,     // the slot array
-            delta = in(reg) delta,   // the addend
-        )
+    if FIELD == crate::abi::CPU_ID_OFFSET {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            crate::rseq_asm!(
+                area = area_offset(),
+                field = FIELD,
+                body = [
+                    "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
+                    "cmp {i:e}, {slots:e}", // also rejects -1: unregistered
+                    "jae 93f",
+                    "imul {i}, {stride}",
+                    "add qword ptr [{base} + {i}], {delta}", // commit
+                ],
+                i = out(reg) _,          // the index, then its byte offset
+                slots = in(reg) slots,   // number of slots
+                stride = in(reg) stride, // bytes per slot
+                base = in(reg) base,     // the slot array
+                delta = in(reg) delta,   // the addend
+            )
+        }
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            crate::rseq_asm!(
+                area = area_offset(),
+                field = FIELD,
+                body = [
+                    // An unregistered area reads cpu_id -1 but mm_cid 0.
+                    "cmp dword ptr fs:[{rseq_area} + {cpu_id}], 0",
+                    "jl 93f",
+                    "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
+                    "cmp {i:e}, {slots:e}",
+                    "jae 93f",
+                    "imul {i}, {stride}",
+                    "add qword ptr [{base} + {i}], {delta}", // commit
+                ],
+                cpu_id = const crate::abi::CPU_ID_OFFSET, // registration check
+                i = out(reg) _,          // the index, then its byte offset
+                slots = in(reg) slots,   // number of slots
+                stride = in(reg) stride, // bytes per slot
+                base = in(reg) base,     // the slot array
+                delta = in(reg) delta,   // the addend
+            )
+        }
     }
 }
 
