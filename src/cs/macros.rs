@@ -107,10 +107,10 @@ macro_rules! rseq_asm {
             ".long 0, 0",
             ".quad 91f, (92f - 91f), 94f",
             ".popsection",
-            ".pushsection __rseq_cs_ptr_array, \"aw\"",
+            ".pushsection __rseq_cs_ptr_array, \"awR\"",
             ".quad 90b",
             ".popsection",
-            ".pushsection __rseq_exit_point_array, \"aw\"",
+            ".pushsection __rseq_exit_point_array, \"awR\"",
             ".quad 91f, 93f",
             ".popsection",
             // Arm: publish the descriptor in the area's `rseq_cs`.
