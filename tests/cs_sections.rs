@@ -248,6 +248,7 @@ fn sections_still_work_after_the_checks() {
     let outcome = loop {
         // SAFETY: a live local word.
         let cpu = restartable::current_cpu();
+        // SAFETY: a live local word.
         match unsafe { cs::load_add_store(Index::Cpu, &mut v, 1, cpu) } {
             Outcome::Aborted => continue,
             o => break o,
