@@ -15,6 +15,9 @@ fn main() {
     let loom = std::env::var_os("CARGO_CFG_RESTARTABLE_LOOM").is_some();
     if os == "linux" && arch == "x86_64" && !loom {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/restartable.map");
+        // Threads keep pointers into the library's TLS area registered with
+        // the kernel, and descriptors in its code: never unmap it.
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     }
     println!("cargo:rustc-check-cfg=cfg(restartable_loom)");
 }

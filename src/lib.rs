@@ -119,6 +119,7 @@ mod area;
 mod cpu;
 pub mod cs;
 mod error;
+mod ffi;
 mod percpu;
 mod registration;
 mod sync;

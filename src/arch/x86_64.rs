@@ -45,11 +45,11 @@ global_asm!(
     "__rseq_refcount:",
     ".zero 4",
     ".balign 8",
-    ".globl restartable_thread_state",
-    ".hidden restartable_thread_state",
-    ".type restartable_thread_state, @object",
-    ".size restartable_thread_state, 8",
-    "restartable_thread_state:",
+    ".globl restartable_thread_record",
+    ".hidden restartable_thread_record",
+    ".type restartable_thread_record, @object",
+    ".size restartable_thread_record, 8",
+    "restartable_thread_record:",
     ".zero 8",
     ".popsection",
     // `restartable_area_offset`: the TP offset of the active area, set once
@@ -76,6 +76,11 @@ extern "C" {
     /// The storage of `restartable_area_offset` (defined above).
     #[link_name = "restartable_area_offset_hidden"]
     static AREA_OFFSET: core::sync::atomic::AtomicIsize;
+    /// The exported name: the same storage, unless an executable linked
+    /// against the shared object took a copy relocation of it, in which
+    /// case this resolves to the executable's copy, which C callers read.
+    #[link_name = "restartable_area_offset"]
+    static EXPORTED_AREA_OFFSET: core::sync::atomic::AtomicIsize;
 }
 
 /// The process-wide TP offset of the active area: one RIP-relative load.
@@ -98,8 +103,12 @@ pub(crate) fn area_offset() -> isize {
 
 /// Sets the process-wide area offset (constructor only; see `area.rs`).
 pub(crate) fn set_area_offset(offset: isize) {
-    // SAFETY: the variable is a properly aligned `AtomicIsize`.
-    unsafe { &AREA_OFFSET }.store(offset, core::sync::atomic::Ordering::Relaxed);
+    use core::sync::atomic::Ordering::Relaxed;
+    // SAFETY: both names denote properly aligned 8-byte variables.
+    unsafe {
+        AREA_OFFSET.store(offset, Relaxed);
+        EXPORTED_AREA_OFFSET.store(offset, Relaxed);
+    }
 }
 
 /// Returns the thread pointer (`%fs` base), which glibc stores at `%fs:0`.
@@ -160,10 +169,10 @@ pub(crate) fn own_refcount() -> *mut u32 {
 #[inline]
 pub(crate) fn own_thread_state() -> *mut ThreadRecord {
     let offset: isize;
-    // SAFETY: as in `own_area_offset`, for `restartable_thread_state`.
+    // SAFETY: as in `own_area_offset`, for `restartable_thread_record`.
     unsafe {
         asm!(
-            "mov {o}, qword ptr [rip + restartable_thread_state@GOTTPOFF]",
+            "mov {o}, qword ptr [rip + restartable_thread_record@GOTTPOFF]",
             o = out(reg) offset, // TP-relative offset of the state
             options(nostack, readonly, preserves_flags, pure)
         );
