@@ -82,8 +82,11 @@ impl PerCpuCounter {
         if crate::registration::ensure_registered() {
             return self.add(delta);
         }
+        // Not `current()`: that would try the area (and registration) again.
+        let slot = (crate::fallback_cpu() as usize).min(self.slots.len() - 1);
         self.slots
-            .current()
+            .get(slot)
+            .expect("slot in range")
             .atomic
             .fetch_add(delta as u64, Ordering::Relaxed);
     }
