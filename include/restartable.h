@@ -102,6 +102,132 @@ int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu);
 /* if (*v == expect) *v = newv, on CPU cpu; -EINVAL for bad arguments. */
 int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv, int cpu);
 
+/* ---- Writing one's own critical section (x86_64, GNU C asm goto) -------
+ *
+ * A section is one `__asm__ goto` statement built from these fragments:
+ *
+ *   RESTARTABLE_CS_DESCRIPTOR(3, 1, 2, 4)  descriptor 3: start 1, post-commit 2,
+ *                                          abort 4; listed in __rseq_cs_ptr_array
+ *   RESTARTABLE_CS_EXIT(1, 5)              exit point: a jump from section 1 to 5
+ *   RESTARTABLE_CS_ARM(3)                  store descriptor 3 in the area's rseq_cs
+ *   "1:"                                   the section starts
+ *   RESTARTABLE_CS_CHECK_CPU(4)            cpu_id != %[cpu]: abort
+ *   ... loads and compares ...             "jne %l[failed]" leaves early
+ *   "<one store>"                          the commit
+ *   "2:"
+ *   RESTARTABLE_CS_ABORT(4, aborted)       handler 4 in __rseq_failure, behind
+ *                                          the signature, jumps to C label
+ *
+ * Operands the fragments use: [area] "r"(restartable_area_offset) and
+ * [cpu] "r"(cpu); clobbers "memory", "cc" and "rax". The thread must be
+ * registered (restartable_cpu_raw() >= 0): otherwise the CPU check fails
+ * and the section always aborts. restartable_load_add_store_fast() below
+ * is a worked example. Use numeric labels 1 to 9 inside one statement. */
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#define RESTARTABLE_STR_(x) #x
+#define RESTARTABLE_STR(x) RESTARTABLE_STR_(x)
+
+#define RESTARTABLE_CS_DESCRIPTOR(label, start, post_commit, abort)                  \
+    ".pushsection __rseq_cs, \"aw\"\n\t"                                            \
+    ".balign 32\n\t" RESTARTABLE_STR(label) ":\n\t"                                  \
+    ".long 0, 0\n\t"                                                                 \
+    ".quad " RESTARTABLE_STR(start) "f, (" RESTARTABLE_STR(post_commit) "f - "        \
+    RESTARTABLE_STR(start) "f), " RESTARTABLE_STR(abort) "f\n\t"                      \
+    ".popsection\n\t"                                                                \
+    ".pushsection __rseq_cs_ptr_array, \"awR\"\n\t"                                  \
+    ".quad " RESTARTABLE_STR(label) "b\n\t"                                          \
+    ".popsection\n\t"
+
+#define RESTARTABLE_CS_EXIT(start, exit)                                             \
+    ".pushsection __rseq_exit_point_array, \"awR\"\n\t"                              \
+    ".quad " RESTARTABLE_STR(start) "f, " RESTARTABLE_STR(exit) "\n\t"                \
+    ".popsection\n\t"
+
+#define RESTARTABLE_CS_ARM(label)                                                    \
+    "leaq " RESTARTABLE_STR(label) "b(%%rip), %%rax\n\t"                             \
+    "movq %%rax, %%fs:" RESTARTABLE_STR(RESTARTABLE_RSEQ_CS_OFFSET) "(%[area])\n\t"
+
+#define RESTARTABLE_CS_CHECK_CPU(abort)                                              \
+    "cmpl %[cpu], %%fs:" RESTARTABLE_STR(RESTARTABLE_CPU_ID_OFFSET) "(%[area])\n\t"   \
+    "jnz " RESTARTABLE_STR(abort) "f\n\t"
+
+#define RESTARTABLE_CS_ABORT(abort, c_label)                                         \
+    ".pushsection __rseq_failure, \"ax\"\n\t"                                        \
+    ".byte 0x0f, 0xb9, 0x3d\n\t"                                                     \
+    ".long " RESTARTABLE_STR(RESTARTABLE_RSEQ_SIG) "\n\t"                             \
+    RESTARTABLE_STR(abort) ":\n\t"                                                   \
+    "jmp %l[" #c_label "]\n\t"                                                       \
+    ".popsection\n\t"
+
+/* *v += count on CPU cpu, inline: 0 committed, -1 aborted. An unregistered
+ * thread goes to the out-of-line restartable_load_add_store(), which
+ * registers or falls back. */
+static inline int restartable_load_add_store_fast(intptr_t *v, intptr_t count, int cpu)
+{
+    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR(3, 1, 2, 4)
+                 RESTARTABLE_CS_ARM(3)
+                 "1:\n\t"
+                 RESTARTABLE_CS_CHECK_CPU(4)
+                 "addq %[count], %[v]\n\t" /* commit */
+                 "2:\n\t"
+                 RESTARTABLE_CS_ABORT(4, aborted)
+                 :
+                 : [area] "r"(restartable_area_offset), [cpu] "r"(cpu), [v] "m"(*v),
+                   [count] "r"(count)
+                 : "memory", "cc", "rax"
+                 : aborted);
+    return 0;
+aborted:
+    if (restartable_cpu_raw() < 0)
+        return restartable_load_add_store(v, count, cpu);
+    return -1;
+}
+
+/* if (*v == expect) *v = newv, on CPU cpu, inline: 0, 1 compare failed,
+ * -1 aborted; unregistered threads go out of line. */
+static inline int restartable_load_cbne_store_fast(intptr_t *v, intptr_t expect,
+                                                   intptr_t newv, int cpu)
+{
+    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR(3, 1, 2, 4)
+                 RESTARTABLE_CS_EXIT(1, %l[failed])
+                 RESTARTABLE_CS_ARM(3)
+                 "1:\n\t"
+                 RESTARTABLE_CS_CHECK_CPU(4)
+                 "cmpq %[v], %[expect]\n\t"
+                 "jnz %l[failed]\n\t"
+                 "movq %[newv], %[v]\n\t" /* commit */
+                 "2:\n\t"
+                 RESTARTABLE_CS_ABORT(4, aborted)
+                 :
+                 : [area] "r"(restartable_area_offset), [cpu] "r"(cpu), [v] "m"(*v),
+                   [expect] "r"(expect), [newv] "r"(newv)
+                 : "memory", "cc", "rax"
+                 : aborted, failed);
+    return 0;
+failed:
+    return 1;
+aborted:
+    if (restartable_cpu_raw() < 0)
+        return restartable_load_cbne_store(v, expect, newv, cpu);
+    return -1;
+}
+
+#else /* other targets: the out-of-line functions */
+
+static inline int restartable_load_add_store_fast(intptr_t *v, intptr_t count, int cpu)
+{
+    return restartable_load_add_store(v, count, cpu);
+}
+
+static inline int restartable_load_cbne_store_fast(intptr_t *v, intptr_t expect,
+                                                   intptr_t newv, int cpu)
+{
+    return restartable_load_cbne_store(v, expect, newv, cpu);
+}
+
+#endif
+
 /* ---- Per-CPU counter ---------------------------------------------------- */
 
 struct restartable_percpu_counter;

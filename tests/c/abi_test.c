@@ -34,7 +34,7 @@ static void *worker(void *arg)
         restartable_percpu_counter_add(counter, 1);
         for (;;) {
             int cpu = restartable_cpu();
-            if (restartable_load_add_store(&words[cpu], 1, cpu) == 0)
+            if (restartable_load_add_store_fast(&words[cpu], 1, cpu) == 0)
                 break;
         }
     }
@@ -94,6 +94,25 @@ int main(void)
         r = restartable_load_cbne_store(&w, 5, 9, restartable_cpu());
     } while (r == -1);
     CHECK(r == 0 && w == 9);
+
+    /* The header's inline sections, written with its macros. */
+    do {
+        r = restartable_load_cbne_store_fast(&w, 1, 2, restartable_cpu());
+    } while (r == -1);
+    CHECK(r == 1 && w == 9);
+    do {
+        r = restartable_load_cbne_store_fast(&w, 9, 11, restartable_cpu());
+    } while (r == -1);
+    CHECK(r == 0 && w == 11);
+    do {
+        r = restartable_load_add_store_fast(&w, 4, restartable_cpu());
+    } while (r == -1);
+    CHECK(r == 0 && w == 15);
+    if (restartable_cpu_raw() >= 0) {
+        /* Another CPU than the current one: always aborted, unchanged. */
+        CHECK(restartable_load_add_store_fast(&w, 4, restartable_cpu() + 1) == -1);
+        CHECK(w == 15);
+    }
     restartable_prepare_unload();
 
     /* Threads count exactly. */
