@@ -79,6 +79,23 @@ fn header_compiles_and_runs_as_c11_and_cpp() {
 }
 
 #[test]
+fn classic_registrant_of_rseq_abi_coexists() {
+    let program = compile(
+        "cc",
+        &["-std=c11"],
+        "tests/c/classic_test.c",
+        "classic_test",
+    );
+    let out = run(&program, &[]);
+    let owner = owner_number();
+    let state = if owner == 3 { 0 } else { 2 };
+    assert!(
+        out.contains(&format!("classic ok: owner {owner}, state {state}")),
+        "{out}"
+    );
+}
+
+#[test]
 fn c_example_counts_exactly() {
     let program = compile(
         "cc",
