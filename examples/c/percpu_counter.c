@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #endif
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,19 @@ static double run(int threads, void *(*fn)(void *))
     return ns * threads / ((double)threads * adds);
 }
 
+#define NS_PER_READ(expr, n, out)                                                  \
+    do {                                                                           \
+        struct timespec a_, b_;                                                    \
+        int sink_ = 0;                                                             \
+        clock_gettime(CLOCK_MONOTONIC, &a_);                                       \
+        for (long i_ = 0; i_ < (n); i_++) {                                        \
+            sink_ += (expr);                                                       \
+            __asm__ __volatile__("" : "+r"(sink_)); /* one read per iteration */   \
+        }                                                                          \
+        clock_gettime(CLOCK_MONOTONIC, &b_);                                       \
+        (out) = ((b_.tv_sec - a_.tv_sec) * 1e9 + (b_.tv_nsec - a_.tv_nsec)) / (n); \
+    } while (0)
+
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 4;
@@ -65,6 +79,10 @@ int main(int argc, char **argv)
     int ok = sum == (int64_t)threads * adds && shared == (uint64_t)threads * adds;
     printf("per-CPU counter %.2f ns/add, shared atomic %.2f ns/add, speed-up %.1fx, sums %s\n",
            p, s, s / p, ok ? "exact" : "WRONG");
+    double r, g;
+    NS_PER_READ(restartable_cpu(), adds * 10, r);
+    NS_PER_READ(sched_getcpu(), adds * 10, g);
+    printf("restartable_cpu() %.2f ns/read, sched_getcpu() %.2f ns/read, %.1fx\n", r, g, g / r);
     restartable_percpu_counter_free(counter);
     return ok ? 0 : 1;
 }
