@@ -1,4 +1,5 @@
-//! Exports the shared TLS symbols from `librestartable.so`.
+//! Exports the shared TLS symbols from `librestartable.so` and keeps it
+//! loaded once loaded.
 //!
 //! rustc's own version script exports only `#[no_mangle]` functions and
 //! statics; `__rseq_abi` and `__rseq_refcount` are defined in assembly, so a
@@ -15,8 +16,13 @@ fn main() {
     let loom = std::env::var_os("CARGO_CFG_RESTARTABLE_LOOM").is_some();
     if os == "linux" && arch == "x86_64" && !loom {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/restartable.map");
-        // Threads keep pointers into the library's TLS area registered with
-        // the kernel, and descriptors in its code: never unmap it.
+    }
+    if os == "linux" {
+        // Never unmap the library: its TLS block holds the area the kernel
+        // writes to, its code holds critical-section descriptors that a
+        // thread's `rseq_cs` may still point at, and its thread-exit
+        // destructor is registered with pthread. `dlclose` then only drops
+        // the reference; a later `dlopen` finds the same, live copy.
         println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     }
     println!("cargo:rustc-check-cfg=cfg(restartable_loom)");

@@ -1,10 +1,28 @@
 /*
- * restartable.h - C interface of librestartable: one shared rseq area per
- * thread, the fastest CPU-number read, critical sections, per-CPU counters.
+ * restartable.h - the C interface of librestartable (.so / .a).
  *
- * Build the library with `cargo build --release`; link with
- * `-Ltarget/release -lrestartable` (or `pkg-config --libs restartable`).
- * C99/C11 and C++ clean. Licensed MIT OR Apache-2.0.
+ * One restartable-sequences (rseq) area per thread, shared by everyone in the
+ * process (glibc, this library, other copies of it, and components that use
+ * the classic `__rseq_abi`); the fastest CPU-number read; critical sections
+ * with abort handlers; and a per-CPU counter.
+ *
+ *     #include <restartable.h>
+ *     cc prog.c $(pkg-config --cflags --libs restartable)
+ *
+ * Who owns the area is decided once, before main (or when the library is
+ * dlopen'ed): glibc >= 2.35 registers every thread (RESTARTABLE_OWNER_LIBC);
+ * otherwise the library registers its own refcounted `__rseq_abi`
+ * (RESTARTABLE_OWNER_LIBRARY, e.g. under GLIBC_TUNABLES=glibc.pthread.rseq=0);
+ * without rseq (old kernel, valgrind, seccomp, RESTARTABLE_DISABLE=1) every
+ * function takes its fallback (RESTARTABLE_OWNER_NONE) and results stay exact.
+ * Threads register lazily on first use and release at thread exit.
+ *
+ * On x86_64 with a GNU C compiler (gcc, clang) restartable_cpu(), the two
+ * basic operations and the counter's add are static inline functions: no
+ * call on the fast path. Elsewhere they are calls into the library. Define
+ * RESTARTABLE_NO_INLINE before including this header to always call.
+ *
+ * Compiles warning-free as C99/C11 and C++11 and later, with -pedantic.
  */
 #ifndef RESTARTABLE_H
 #define RESTARTABLE_H
@@ -16,226 +34,490 @@
 extern "C" {
 #endif
 
-/* ---- The kernel's struct rseq (include/uapi/linux/rseq.h) ------------- */
+/* ------------------------------------------------------------------------ */
+/* Constants                                                                 */
+/* ------------------------------------------------------------------------ */
 
-/* The per-thread area. The kernel writes every field but rseq_cs once the
- * area is registered; user space writes only rseq_cs. */
-struct rseq_area {
-    uint32_t cpu_id_start;  /* always a valid CPU once registered (0 before) */
-    uint32_t cpu_id;        /* CPU, or -1 unregistered, -2 registration failed */
-    uint64_t rseq_cs;       /* address of the active descriptor, or 0 */
-    uint32_t flags;         /* always 0 */
-    uint32_t node_id;       /* NUMA node (feature size >= 24) */
-    uint32_t mm_cid;        /* concurrency id (feature size >= 28) */
-    uint32_t padding;
-} __attribute__((aligned(32)));
-
-#define RESTARTABLE_CPU_ID_OFFSET 4
-#define RESTARTABLE_RSEQ_CS_OFFSET 8
-#define RESTARTABLE_MM_CID_OFFSET 24
-#define RESTARTABLE_RSEQ_SIG 0x53053053
-
-#if defined(__cplusplus)
-static_assert(sizeof(struct rseq_area) == 32, "struct rseq is 32 bytes");
-static_assert(offsetof(struct rseq_area, cpu_id) == RESTARTABLE_CPU_ID_OFFSET, "cpu_id");
-static_assert(offsetof(struct rseq_area, rseq_cs) == RESTARTABLE_RSEQ_CS_OFFSET, "rseq_cs");
-static_assert(offsetof(struct rseq_area, mm_cid) == RESTARTABLE_MM_CID_OFFSET, "mm_cid");
-#else
-_Static_assert(sizeof(struct rseq_area) == 32, "struct rseq is 32 bytes");
-_Static_assert(offsetof(struct rseq_area, cpu_id) == RESTARTABLE_CPU_ID_OFFSET, "cpu_id");
-_Static_assert(offsetof(struct rseq_area, rseq_cs) == RESTARTABLE_RSEQ_CS_OFFSET, "rseq_cs");
-_Static_assert(offsetof(struct rseq_area, mm_cid) == RESTARTABLE_MM_CID_OFFSET, "mm_cid");
-#endif
-
-/* ---- Ownership and registration --------------------------------------- */
-
-#define RESTARTABLE_OWNER_LIBC 1    /* glibc registered every thread */
-#define RESTARTABLE_OWNER_LIBRARY 2 /* the library registers __rseq_abi */
+/* restartable_owner(): who registered the areas of this process's threads. */
+#define RESTARTABLE_OWNER_LIBC 1    /* glibc; read, never (un)registered */
+#define RESTARTABLE_OWNER_LIBRARY 2 /* this library's `__rseq_abi`, refcounted */
 #define RESTARTABLE_OWNER_NONE 3    /* rseq unavailable: fallbacks */
 
-#define RESTARTABLE_THREAD_UNREGISTERED 0
-#define RESTARTABLE_THREAD_REGISTERED 1
-#define RESTARTABLE_THREAD_BORROWED 2 /* another registrant of the same area */
-#define RESTARTABLE_THREAD_FOREIGN 3  /* a different area: fallbacks */
+/* restartable_thread_state(): the calling thread's registration. */
+#define RESTARTABLE_THREAD_UNREGISTERED 0 /* not (yet) registered, or no rseq */
+#define RESTARTABLE_THREAD_REGISTERED 1   /* registered by this library */
+#define RESTARTABLE_THREAD_BORROWED 2     /* same area, registered by glibc or a classic user */
+#define RESTARTABLE_THREAD_FOREIGN 3      /* another area is registered: fallbacks */
 
-/* The calling thread's active area; never NULL. */
+/* What a critical-section operation did. */
+#define RESTARTABLE_COMMITTED 0      /* the commit store happened */
+#define RESTARTABLE_COMPARE_FAILED 1 /* a comparison failed; memory unchanged */
+#define RESTARTABLE_ABORTED (-1)     /* preempted, migrated, signalled or not on `cpu`:
+                                        memory unchanged; read the CPU again, retry */
+
+/* cpu_id before registration, and after a failed registration. */
+#define RESTARTABLE_CPU_ID_UNINITIALIZED (-1)
+#define RESTARTABLE_CPU_ID_REGISTRATION_FAILED (-2)
+
+/* The 4 bytes before every abort handler (x86: the immediate of
+   `ud1 0x53053053(%rip), %edi`). */
+#define RESTARTABLE_SIG 0x53053053
+
+/* Byte offsets of the fields of struct rseq_area (kernel ABI). */
+#define RESTARTABLE_CPU_ID_START_OFFSET 0
+#define RESTARTABLE_CPU_ID_OFFSET 4
+#define RESTARTABLE_RSEQ_CS_OFFSET 8
+#define RESTARTABLE_FLAGS_OFFSET 16
+#define RESTARTABLE_NODE_ID_OFFSET 20
+#define RESTARTABLE_MM_CID_OFFSET 24
+
+/* ------------------------------------------------------------------------ */
+/* Kernel layouts                                                            */
+/* ------------------------------------------------------------------------ */
+
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define RESTARTABLE_ALIGN32 alignas(32)
+#define RESTARTABLE_STATIC_ASSERT(expr, msg) static_assert(expr, msg)
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define RESTARTABLE_ALIGN32 _Alignas(32)
+#define RESTARTABLE_STATIC_ASSERT(expr, msg) _Static_assert(expr, msg)
+#else /* C99: a negative array size fails the build */
+#define RESTARTABLE_ALIGN32 __attribute__((__aligned__(32)))
+#define RESTARTABLE_CAT_(a, b) a##b
+#define RESTARTABLE_CAT(a, b) RESTARTABLE_CAT_(a, b)
+#define RESTARTABLE_STATIC_ASSERT(expr, msg)                                                     \
+    typedef char RESTARTABLE_CAT(restartable_static_assert_, __LINE__)[(expr) ? 1 : -1]
+#endif
+
+/*
+ * The per-thread area shared with the kernel (`struct rseq` of
+ * <linux/rseq.h>, renamed so that both headers can be included). Once the
+ * thread is registered the kernel writes cpu_id_start, cpu_id, node_id and
+ * mm_cid; user space must never write them (Linux 6.19 enforces this). User
+ * space writes only rseq_cs. Read the fields with volatile loads.
+ */
+struct rseq_area {
+    RESTARTABLE_ALIGN32 uint32_t cpu_id_start; /* always a valid CPU once registered */
+    uint32_t cpu_id;                           /* current CPU, or -1 / -2 */
+    uint64_t rseq_cs;   /* active struct restartable_cs, or 0 */
+    uint32_t flags;     /* deprecated; 0 */
+    uint32_t node_id;   /* NUMA node (feature size >= 24) */
+    uint32_t mm_cid;    /* concurrency id (feature size >= 28) */
+    uint32_t reserved;  /* the 32 bytes registered */
+};
+
+/* The descriptor of one critical section (`struct rseq_cs`). */
+struct restartable_cs {
+    RESTARTABLE_ALIGN32 uint32_t version; /* 0 */
+    uint32_t flags;                       /* 0 */
+    uint64_t start_ip;                    /* first instruction of the section */
+    uint64_t post_commit_offset;          /* length up to and including the commit */
+    uint64_t abort_ip;                    /* handler, preceded by RESTARTABLE_SIG */
+};
+
+RESTARTABLE_STATIC_ASSERT(sizeof(struct rseq_area) == 32, "struct rseq_area is 32 bytes");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct rseq_area, cpu_id_start) ==
+                              RESTARTABLE_CPU_ID_START_OFFSET, "cpu_id_start offset");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct rseq_area, cpu_id) == RESTARTABLE_CPU_ID_OFFSET,
+                          "cpu_id offset");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct rseq_area, rseq_cs) == RESTARTABLE_RSEQ_CS_OFFSET,
+                          "rseq_cs offset");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct rseq_area, flags) == RESTARTABLE_FLAGS_OFFSET,
+                          "flags offset");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct rseq_area, node_id) == RESTARTABLE_NODE_ID_OFFSET,
+                          "node_id offset");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct rseq_area, mm_cid) == RESTARTABLE_MM_CID_OFFSET,
+                          "mm_cid offset");
+RESTARTABLE_STATIC_ASSERT(sizeof(struct restartable_cs) == 32, "struct restartable_cs is 32 bytes");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct restartable_cs, start_ip) == 8, "start_ip offset");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct restartable_cs, post_commit_offset) == 16,
+                          "post_commit_offset offset");
+RESTARTABLE_STATIC_ASSERT(offsetof(struct restartable_cs, abort_ip) == 24, "abort_ip offset");
+#if defined(__cplusplus) && __cplusplus >= 201103L
+static_assert(alignof(struct rseq_area) == 32, "struct rseq_area is aligned to 32");
+static_assert(alignof(struct restartable_cs) == 32, "struct restartable_cs is aligned to 32");
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+_Static_assert(_Alignof(struct rseq_area) == 32, "struct rseq_area is aligned to 32");
+_Static_assert(_Alignof(struct restartable_cs) == 32, "struct restartable_cs is aligned to 32");
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* The area, ownership and registration                                      */
+/* ------------------------------------------------------------------------ */
+
+/* The calling thread's active area: glibc's, or the library's `__rseq_abi`
+   (cpu_id < 0 until registered). Never NULL. */
 struct rseq_area *rseq_location(void);
-/* 0, or -EOVERFLOW, or the negated errno of an unexpected rseq(2) failure. */
-int restartable_register(void);
-/* 0, or -EINVAL when the thread holds no registration (nothing changes). */
-int restartable_unregister(void);
+
+/* Offset of the active area from the thread pointer, the same for every
+   thread; set by the library's constructor before main (or at dlopen). */
+extern const intptr_t restartable_area_offset;
+
+/* RESTARTABLE_OWNER_LIBC, _LIBRARY or _NONE. */
 int restartable_owner(void);
+
+/* RESTARTABLE_THREAD_*: the calling thread's state, without registering. */
 int restartable_thread_state(void);
-uint32_t restartable_feature_size(void);
-/* Clears the calling thread's rseq_cs before code holding sections unmaps. */
+
+/* 1 if the calling thread's reads and sections use rseq, 0 if they take
+   their fallbacks. Registers lazily. */
+int restartable_is_available(void);
+
+/*
+ * Takes one hold on the calling thread's registration: the first hold in
+ * library-owned mode registers `__rseq_abi`; with glibc owning, or without
+ * rseq, the hold is only counted. Returns
+ *   0            the hold was taken (restartable_thread_state() says whether
+ *                rseq serves the thread: FOREIGN and UNREGISTERED take the
+ *                fallbacks, correctly);
+ *   -EOVERFLOW   too many holds on this thread; nothing changed;
+ *   -errno       rseq(2) failed in a way no registrant expects; nothing changed.
+ */
+int restartable_register(void);
+
+/*
+ * Releases one hold taken by restartable_register(); the last hold in the
+ * thread unregisters what this library registered (never glibc's, never a
+ * classic registrant's). Returns 0, or -EINVAL when this thread holds
+ * nothing (an unbalanced call; nothing changed).
+ */
+int restartable_unregister(void);
+
+/* The calling thread's `__rseq_refcount`: holds of every component sharing
+   `__rseq_abi` (0 with glibc owning or without rseq). */
+uint32_t restartable_refcount(void);
+
+/* Clears the calling thread's rseq_cs. Call it on every thread that ran
+   critical sections whose code is about to be unmapped (dlclose of the
+   component that contains them). The library itself is never unloaded. */
 void restartable_prepare_unload(void);
 
-/* ---- CPU numbers ------------------------------------------------------- */
+/* ------------------------------------------------------------------------ */
+/* CPU number, node, concurrency id                                          */
+/* ------------------------------------------------------------------------ */
 
-/* Offset of the active area from the thread pointer, set before main. */
-extern const ptrdiff_t restartable_area_offset;
+/* Cold path of restartable_cpu(): registers lazily or returns sched_getcpu(). */
+int32_t restartable_cpu_slow(void);
+/* cpu_id as the area holds it: negative when not registered. Never registers. */
+int32_t restartable_cpu_raw(void);
+/* cpu_id_start: a valid CPU once registered, 0 before. */
+uint32_t restartable_cpu_start(void);
+/* NUMA node of the current CPU, or -1 when the kernel does not provide it. */
+int32_t restartable_node_id(void);
+/* Concurrency id (dense, < threads and CPUs), or -1 when unavailable. */
+int32_t restartable_mm_cid(void);
+/* Usable feature size: 0 without rseq, 20 on old kernels, 28 with node_id
+   and mm_cid. */
+uint32_t restartable_feature_size(void);
+/* Critical sections aborted (and retried) inside the library. */
+uint64_t restartable_abort_count(void);
 
-int32_t restartable_cpu_slow(void);  /* never negative */
-int32_t restartable_cpu_raw(void);   /* negative when not registered */
-int32_t restartable_cpu_start(void);
-int32_t restartable_node_id(void);   /* -1 when unavailable */
-int32_t restartable_mm_cid(void);    /* -1 when unavailable */
+/* ------------------------------------------------------------------------ */
+/* Critical-section operations                                               */
+/* ------------------------------------------------------------------------ */
+/*
+ * Each runs one critical section on the slot of CPU `cpu` (read it with
+ * restartable_cpu() just before): it checks that the thread still runs on
+ * `cpu`, does its loads and compares, and ends with a single commit store.
+ * Returns RESTARTABLE_COMMITTED (0), RESTARTABLE_COMPARE_FAILED (1) or
+ * RESTARTABLE_ABORTED (-1: read the CPU again and retry). Threads without
+ * rseq take an exact fallback (atomics, or a striped lock) and ignore `cpu`.
+ * The `_mm_cid` forms index by concurrency id instead. Words passed to these
+ * functions must be updated only through them.
+ *
+ *     intptr_t *slots = ...;               one word per possible CPU
+ *     int cpu;
+ *     do cpu = restartable_cpu();
+ *     while (restartable_load_add_store(&slots[cpu], 1, cpu) != 0);
+ */
 
-/* The CPU the thread runs on: two loads and a branch on x86_64. */
+/* if (*v == expect) *v = newv; */
+int restartable_load_cbne_store_slow(intptr_t *v, intptr_t expect, intptr_t newv, int cpu);
+int restartable_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t newv, int cid);
+/* *v += count; */
+int restartable_load_add_store_slow(intptr_t *v, intptr_t count, int cpu);
+int restartable_load_add_store_mm_cid(intptr_t *v, intptr_t count, int cid);
+/* List pop: head = *v; fail if head == expectnot; *load = head;
+   *v = *(intptr_t *)(head + voffp). */
+int restartable_load_cbeq_store_add_load_store(intptr_t *v, intptr_t expectnot, intptr_t voffp,
+                                               intptr_t *load, int cpu);
+int restartable_load_cbeq_store_add_load_store_mm_cid(intptr_t *v, intptr_t expectnot,
+                                                      intptr_t voffp, intptr_t *load, int cid);
+/* if (*v == expect && *v2 == expect2) *v = newv; */
+int restartable_load_cbne_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                          intptr_t expect2, intptr_t newv, int cpu);
+int restartable_load_cbne_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                                 intptr_t expect2, intptr_t newv, int cid);
+/* if (*v == expect) { *v2 = newv2; *v = newv; } (the _release form orders
+   the store to *v2 before the commit for other threads) */
+int restartable_load_cbne_store_store(intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2,
+                                      intptr_t newv, int cpu);
+int restartable_load_cbne_store_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                             intptr_t newv2, intptr_t newv, int cid);
+int restartable_load_cbne_store_store_release(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                              intptr_t newv2, intptr_t newv, int cpu);
+int restartable_load_cbne_store_store_release_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                                     intptr_t newv2, intptr_t newv, int cid);
+/* if (*v == expect) { memcpy(dst, src, len); *v = newv; } */
+int restartable_load_cbne_memcpy_store(intptr_t *v, intptr_t expect, void *dst, const void *src,
+                                       size_t len, intptr_t newv, int cpu);
+int restartable_load_cbne_memcpy_store_mm_cid(intptr_t *v, intptr_t expect, void *dst,
+                                              const void *src, size_t len, intptr_t newv, int cid);
+/* p = *ptr; q = *(intptr_t **)(p + off); *q += inc; */
+int restartable_load_add_load_load_add_store(intptr_t *ptr, intptr_t off, intptr_t inc, int cpu);
+int restartable_load_add_load_load_add_store_mm_cid(intptr_t *ptr, intptr_t off, intptr_t inc,
+                                                    int cid);
+
+/* ------------------------------------------------------------------------ */
+/* Per-CPU counter                                                           */
+/* ------------------------------------------------------------------------ */
+/*
+ * add() touches only the current CPU's slot, with no atomic instruction;
+ * sum() adds every slot and is exact once writers are quiescent. Any number
+ * of threads may add, sum and reset concurrently; free once nobody uses it.
+ */
+typedef struct restartable_percpu_counter restartable_percpu_counter_t;
+
+/* A zeroed counter with a slot per possible CPU; NULL never (aborts on OOM). */
+restartable_percpu_counter_t *restartable_percpu_counter_new(void);
+/* Cold path of the inline add (thread not registered). */
+void restartable_percpu_counter_add_slow(restartable_percpu_counter_t *c, int64_t delta);
+int64_t restartable_percpu_counter_sum(const restartable_percpu_counter_t *c);
+void restartable_percpu_counter_reset(restartable_percpu_counter_t *c);
+/* Frees the counter; NULL is ignored. */
+void restartable_percpu_counter_free(restartable_percpu_counter_t *c);
+
+/* The first fields of every counter, read by the inline add. */
+struct restartable_percpu_counter_fast {
+    char *base;         /* slot 0; each slot starts with the word sections add to */
+    size_t stride;      /* bytes per slot */
+    uint32_t slots;     /* number of slots */
+    uint32_t field;     /* RESTARTABLE_CPU_ID_OFFSET */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Writing your own critical section (x86_64, GNU C `asm goto`)              */
+/* ------------------------------------------------------------------------ */
+/*
+ * A section is one asm statement built from these pieces, in this order:
+ *
+ *   RESTARTABLE_CS_DESCRIPTOR(d, s, p, a)  the 32-byte aligned descriptor in
+ *        section __rseq_cs, {0, 0, start, post_commit - start, abort}, and a
+ *        pointer to it in __rseq_cs_ptr_array (d, s, p, a: numeric labels);
+ *   RESTARTABLE_CS_EXIT_POINT(s, exit)     one per early exit, in
+ *        __rseq_exit_point_array (for debuggers and DynamoRIO);
+ *   RESTARTABLE_CS_ARM(d, reg)             stores the descriptor's address in
+ *        the area's rseq_cs (reg: a scratch register you clobber, e.g. "rax");
+ *   RESTARTABLE_CS_START(s)                the section starts here;
+ *   RESTARTABLE_CS_CPU_CHECK(field, exit)  compares cpu_id (or mm_cid, as
+ *        `field` says) with operand [rseq_cpu]; jumps to `exit` if it differs;
+ *   your loads and compares, leaving with jumps to C labels (%l[name]);
+ *   the single commit store, then RESTARTABLE_CS_POST_COMMIT(p);
+ *   RESTARTABLE_CS_ABORT(a, target)        the abort handler, out of line in
+ *        __rseq_failure, preceded by the signature `ud1 0x53053053(%rip),%edi`;
+ *        it jumps to `target` (a C label).
+ *
+ * Operands the pieces use by name: [rseq_area] "r"(restartable_area_offset)
+ * and [rseq_cpu] "r"(cpu). Clobber "memory", "cc" and the ARM register.
+ * The thread must be registered (restartable_cpu_raw() >= 0); otherwise the
+ * CPU check fails for ever: take your fallback then.
+ *
+ * Worked example, "store `value` if it is larger than the slot's":
+ *
+ *     static int store_max(intptr_t *slot, intptr_t value, int cpu)
+ *     {
+ *         __asm__ goto(
+ *             RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+ *             RESTARTABLE_CS_EXIT_POINT("1", "%l[not_larger]")
+ *             RESTARTABLE_CS_ARM("3", "rax")
+ *             RESTARTABLE_CS_START("1")
+ *             RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[aborted]")
+ *             "cmpq %[value], (%[slot])\n\t"
+ *             "jge %l[not_larger]\n\t"
+ *             "movq %[value], (%[slot])\n\t"          the commit
+ *             RESTARTABLE_CS_POST_COMMIT("2")
+ *             RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+ *             :
+ *             : [rseq_area] "r"(restartable_area_offset), [rseq_cpu] "r"(cpu),
+ *               [slot] "r"(slot), [value] "r"(value)
+ *             : "memory", "cc", "rax"
+ *             : aborted, not_larger);
+ *         return RESTARTABLE_COMMITTED;
+ *     aborted:
+ *         return RESTARTABLE_ABORTED;
+ *     not_larger:
+ *         return RESTARTABLE_COMPARE_FAILED;
+ *     }
+ *
+ * restartable_load_add_store() and restartable_load_cbne_store() below are
+ * two more examples.
+ */
+#define RESTARTABLE_STR_(x) #x
+#define RESTARTABLE_STR(x) RESTARTABLE_STR_(x)
+#define RESTARTABLE_CPU_ID_FIELD RESTARTABLE_STR(RESTARTABLE_CPU_ID_OFFSET)
+#define RESTARTABLE_MM_CID_FIELD RESTARTABLE_STR(RESTARTABLE_MM_CID_OFFSET)
+
+#define RESTARTABLE_CS_DESCRIPTOR(desc, start, post_commit, abort)                                \
+    ".pushsection __rseq_cs, \"aw\"\n\t"                                                        \
+    ".balign 32\n\t" desc ":\n\t"                                                               \
+    ".long 0, 0\n\t"                                                                            \
+    ".quad " start "f, (" post_commit "f - " start "f), " abort "f\n\t"                         \
+    ".popsection\n\t"                                                                           \
+    ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                                              \
+    ".quad " desc "b\n\t"                                                                       \
+    ".popsection\n\t"
+
+#define RESTARTABLE_CS_EXIT_POINT(start, exit)                                                   \
+    ".pushsection __rseq_exit_point_array, \"aw\"\n\t"                                          \
+    ".quad " start "f, " exit "\n\t"                                                            \
+    ".popsection\n\t"
+
+#define RESTARTABLE_CS_ARM(desc, reg)                                                            \
+    "leaq " desc "b(%%rip), %%" reg "\n\t"                                                      \
+    "movq %%" reg ", %%fs:" RESTARTABLE_STR(RESTARTABLE_RSEQ_CS_OFFSET) "(%[rseq_area])\n\t"
+
+#define RESTARTABLE_CS_START(start) start ":\n\t"
+
+#define RESTARTABLE_CS_CPU_CHECK(field, exit)                                                    \
+    "cmpl %[rseq_cpu], %%fs:" field "(%[rseq_area])\n\t"                                        \
+    "jnz " exit "\n\t"
+
+#define RESTARTABLE_CS_POST_COMMIT(post_commit) post_commit ":\n\t"
+
+#define RESTARTABLE_CS_ABORT(abort, target)                                                      \
+    ".pushsection __rseq_failure, \"ax\"\n\t"                                                   \
+    ".byte 0x0f, 0xb9, 0x3d\n\t"                                                                \
+    ".long " RESTARTABLE_STR(RESTARTABLE_SIG) "\n\t" abort ":\n\t"                              \
+    "jmp " target "\n\t"                                                                        \
+    ".popsection\n\t"
+
+/* ------------------------------------------------------------------------ */
+/* Inline fast paths                                                         */
+/* ------------------------------------------------------------------------ */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(RESTARTABLE_NO_INLINE)
+#define RESTARTABLE_INLINE_X86_64 1
+
+#define RESTARTABLE_LIKELY(x) __builtin_expect(!!(x), 1)
+
+/* Reads one 32-bit field of the calling thread's area (volatile: the kernel
+   rewrites it whenever the thread is preempted). */
+#define RESTARTABLE_AREA_LOAD_U32(offset)                                                        \
+    __extension__({                                                                             \
+        uint32_t restartable_v_;                                                                \
+        __asm__ __volatile__("movl %%fs:%c1(%2), %0"                                            \
+                             : "=r"(restartable_v_)                                             \
+                             : "i"(offset), "r"(restartable_area_offset));                      \
+        restartable_v_;                                                                         \
+    })
+
+/* The CPU the calling thread runs on; never fails. Two loads and a branch:
+   the area offset, then cpu_id at %fs + offset; registers lazily or falls
+   back to sched_getcpu() when cpu_id is negative. */
 static inline int32_t restartable_cpu(void)
 {
-#if defined(__x86_64__) && defined(__GNUC__)
-    int32_t cpu;
-    __asm__ __volatile__("movl %%fs:" "4" "(%1), %0"
-                         : "=r"(cpu)
-                         : "r"(restartable_area_offset));
-    if (__builtin_expect(cpu >= 0, 1))
+    int32_t cpu = (int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET);
+    if (RESTARTABLE_LIKELY(cpu >= 0))
         return cpu;
-#endif
     return restartable_cpu_slow();
 }
 
-/* ---- Operations: 0 committed, 1 compare failed, -1 aborted -------------- */
+/* *v += count on CPU `cpu`; see "Critical-section operations". */
+static inline int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu)
+{
+    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+                 RESTARTABLE_CS_EXIT_POINT("1", "%l[mismatch]")
+                 RESTARTABLE_CS_ARM("3", "rax")
+                 RESTARTABLE_CS_START("1")
+                 RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[mismatch]")
+                 "addq %[count], (%[v])\n\t" /* the commit */
+                 RESTARTABLE_CS_POST_COMMIT("2")
+                 RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+                 :
+                 : [rseq_area] "r"(restartable_area_offset), [rseq_cpu] "r"(cpu),
+                   [v] "r"(v), [count] "r"(count)
+                 : "memory", "cc", "rax"
+                 : mismatch, aborted);
+    return RESTARTABLE_COMMITTED;
+mismatch:
+    /* Not registered (cpu_id < 0): register lazily or fall back. */
+    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
+        return restartable_load_add_store_slow(v, count, cpu);
+aborted:
+    return RESTARTABLE_ABORTED;
+}
 
-/* *v += count on CPU cpu; -EINVAL for NULL v or a negative cpu. */
+/* if (*v == expect) *v = newv; on CPU `cpu`. */
+static inline int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv,
+                                              int cpu)
+{
+    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+                 RESTARTABLE_CS_EXIT_POINT("1", "%l[mismatch]")
+                 RESTARTABLE_CS_EXIT_POINT("1", "%l[differs]")
+                 RESTARTABLE_CS_ARM("3", "rax")
+                 RESTARTABLE_CS_START("1")
+                 RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[mismatch]")
+                 "cmpq %[expect], (%[v])\n\t"
+                 "jnz %l[differs]\n\t"
+                 "movq %[newv], (%[v])\n\t" /* the commit */
+                 RESTARTABLE_CS_POST_COMMIT("2")
+                 RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+                 :
+                 : [rseq_area] "r"(restartable_area_offset), [rseq_cpu] "r"(cpu),
+                   [v] "r"(v), [expect] "r"(expect), [newv] "r"(newv)
+                 : "memory", "cc", "rax"
+                 : mismatch, differs, aborted);
+    return RESTARTABLE_COMMITTED;
+differs:
+    return RESTARTABLE_COMPARE_FAILED;
+mismatch:
+    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
+        return restartable_load_cbne_store_slow(v, expect, newv, cpu);
+aborted:
+    return RESTARTABLE_ABORTED;
+}
+
+/* Adds `delta` (wrapping) to the current CPU's slot. The section reads
+   cpu_id itself, after arming, so no separate CPU check is needed: any
+   migration after that point aborts it. */
+static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta)
+{
+    const struct restartable_percpu_counter_fast *f =
+        (const struct restartable_percpu_counter_fast *)(const void *)c;
+    for (;;) {
+        __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")
+                     RESTARTABLE_CS_ARM("3", "rax")
+                     RESTARTABLE_CS_START("1")
+                     "movl %%fs:" RESTARTABLE_CPU_ID_FIELD "(%[rseq_area]), %%eax\n\t"
+                     "cmpl %[slots], %%eax\n\t" /* also rejects -1: not registered */
+                     "jae %l[cold]\n\t"
+                     "imulq %[stride], %%rax\n\t"
+                     "addq %[delta], (%[base], %%rax)\n\t" /* the commit */
+                     RESTARTABLE_CS_POST_COMMIT("2")
+                     RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+                     :
+                     : [rseq_area] "r"(restartable_area_offset), [slots] "r"(f->slots),
+                       [stride] "r"(f->stride), [base] "r"(f->base), [delta] "r"(delta)
+                     : "memory", "cc", "rax"
+                     : cold, aborted);
+        return;
+    aborted:
+        continue;
+    cold:
+        restartable_percpu_counter_add_slow(c, delta);
+        return;
+    }
+}
+
+#else /* out of line */
+
+int32_t restartable_cpu(void);
 int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu);
-/* if (*v == expect) *v = newv, on CPU cpu; -EINVAL for bad arguments. */
 int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv, int cpu);
-
-/* ---- Writing one's own critical section (x86_64, GNU C asm goto) -------
- *
- * A section is one `__asm__ goto` statement built from these fragments:
- *
- *   RESTARTABLE_CS_DESCRIPTOR(3, 1, 2, 4)  descriptor 3: start 1, post-commit 2,
- *                                          abort 4; listed in __rseq_cs_ptr_array
- *   RESTARTABLE_CS_EXIT(1, 5)              exit point: a jump from section 1 to 5
- *   RESTARTABLE_CS_ARM(3)                  store descriptor 3 in the area's rseq_cs
- *   "1:"                                   the section starts
- *   RESTARTABLE_CS_CHECK_CPU(4)            cpu_id != %[cpu]: abort
- *   ... loads and compares ...             "jne %l[failed]" leaves early
- *   "<one store>"                          the commit
- *   "2:"
- *   RESTARTABLE_CS_ABORT(4, aborted)       handler 4 in __rseq_failure, behind
- *                                          the signature, jumps to C label
- *
- * Operands the fragments use: [area] "r"(restartable_area_offset) and
- * [cpu] "r"(cpu); clobbers "memory", "cc" and "rax". The thread must be
- * registered (restartable_cpu_raw() >= 0): otherwise the CPU check fails
- * and the section always aborts. restartable_load_add_store_fast() below
- * is a worked example. Use numeric labels 1 to 9 inside one statement. */
-#if defined(__x86_64__) && defined(__GNUC__)
-
-#define RESTARTABLE_STR_(x) #x
-#define RESTARTABLE_STR(x) RESTARTABLE_STR_(x)
-
-#define RESTARTABLE_CS_DESCRIPTOR(label, start, post_commit, abort)                  \
-    ".pushsection __rseq_cs, \"aw\"\n\t"                                            \
-    ".balign 32\n\t" RESTARTABLE_STR(label) ":\n\t"                                  \
-    ".long 0, 0\n\t"                                                                 \
-    ".quad " RESTARTABLE_STR(start) "f, (" RESTARTABLE_STR(post_commit) "f - "        \
-    RESTARTABLE_STR(start) "f), " RESTARTABLE_STR(abort) "f\n\t"                      \
-    ".popsection\n\t"                                                                \
-    ".pushsection __rseq_cs_ptr_array, \"awR\"\n\t"                                  \
-    ".quad " RESTARTABLE_STR(label) "b\n\t"                                          \
-    ".popsection\n\t"
-
-#define RESTARTABLE_CS_EXIT(start, exit)                                             \
-    ".pushsection __rseq_exit_point_array, \"awR\"\n\t"                              \
-    ".quad " RESTARTABLE_STR(start) "f, " RESTARTABLE_STR(exit) "\n\t"                \
-    ".popsection\n\t"
-
-#define RESTARTABLE_CS_ARM(label)                                                    \
-    "leaq " RESTARTABLE_STR(label) "b(%%rip), %%rax\n\t"                             \
-    "movq %%rax, %%fs:" RESTARTABLE_STR(RESTARTABLE_RSEQ_CS_OFFSET) "(%[area])\n\t"
-
-#define RESTARTABLE_CS_CHECK_CPU(abort)                                              \
-    "cmpl %[cpu], %%fs:" RESTARTABLE_STR(RESTARTABLE_CPU_ID_OFFSET) "(%[area])\n\t"   \
-    "jnz " RESTARTABLE_STR(abort) "f\n\t"
-
-#define RESTARTABLE_CS_ABORT(abort, c_label)                                         \
-    ".pushsection __rseq_failure, \"ax\"\n\t"                                        \
-    ".byte 0x0f, 0xb9, 0x3d\n\t"                                                     \
-    ".long " RESTARTABLE_STR(RESTARTABLE_RSEQ_SIG) "\n\t"                             \
-    RESTARTABLE_STR(abort) ":\n\t"                                                   \
-    "jmp %l[" #c_label "]\n\t"                                                       \
-    ".popsection\n\t"
-
-/* *v += count on CPU cpu, inline: 0 committed, -1 aborted. An unregistered
- * thread goes to the out-of-line restartable_load_add_store(), which
- * registers or falls back. */
-static inline int restartable_load_add_store_fast(intptr_t *v, intptr_t count, int cpu)
-{
-    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR(3, 1, 2, 4)
-                 RESTARTABLE_CS_ARM(3)
-                 "1:\n\t"
-                 RESTARTABLE_CS_CHECK_CPU(4)
-                 "addq %[count], %[v]\n\t" /* commit */
-                 "2:\n\t"
-                 RESTARTABLE_CS_ABORT(4, aborted)
-                 :
-                 : [area] "r"(restartable_area_offset), [cpu] "r"(cpu), [v] "m"(*v),
-                   [count] "r"(count)
-                 : "memory", "cc", "rax"
-                 : aborted);
-    return 0;
-aborted:
-    if (restartable_cpu_raw() < 0)
-        return restartable_load_add_store(v, count, cpu);
-    return -1;
-}
-
-/* if (*v == expect) *v = newv, on CPU cpu, inline: 0, 1 compare failed,
- * -1 aborted; unregistered threads go out of line. */
-static inline int restartable_load_cbne_store_fast(intptr_t *v, intptr_t expect,
-                                                   intptr_t newv, int cpu)
-{
-    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR(3, 1, 2, 4)
-                 RESTARTABLE_CS_EXIT(1, %l[failed])
-                 RESTARTABLE_CS_ARM(3)
-                 "1:\n\t"
-                 RESTARTABLE_CS_CHECK_CPU(4)
-                 "cmpq %[v], %[expect]\n\t"
-                 "jnz %l[failed]\n\t"
-                 "movq %[newv], %[v]\n\t" /* commit */
-                 "2:\n\t"
-                 RESTARTABLE_CS_ABORT(4, aborted)
-                 :
-                 : [area] "r"(restartable_area_offset), [cpu] "r"(cpu), [v] "m"(*v),
-                   [expect] "r"(expect), [newv] "r"(newv)
-                 : "memory", "cc", "rax"
-                 : aborted, failed);
-    return 0;
-failed:
-    return 1;
-aborted:
-    if (restartable_cpu_raw() < 0)
-        return restartable_load_cbne_store(v, expect, newv, cpu);
-    return -1;
-}
-
-#else /* other targets: the out-of-line functions */
-
-static inline int restartable_load_add_store_fast(intptr_t *v, intptr_t count, int cpu)
-{
-    return restartable_load_add_store(v, count, cpu);
-}
-
-static inline int restartable_load_cbne_store_fast(intptr_t *v, intptr_t expect,
-                                                   intptr_t newv, int cpu)
-{
-    return restartable_load_cbne_store(v, expect, newv, cpu);
-}
+void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta);
 
 #endif
-
-/* ---- Per-CPU counter ---------------------------------------------------- */
-
-struct restartable_percpu_counter;
-struct restartable_percpu_counter *restartable_percpu_counter_new(void);
-void restartable_percpu_counter_add(struct restartable_percpu_counter *c, int64_t delta);
-int64_t restartable_percpu_counter_sum(const struct restartable_percpu_counter *c);
-void restartable_percpu_counter_reset(struct restartable_percpu_counter *c);
-void restartable_percpu_counter_free(struct restartable_percpu_counter *c);
 
 #ifdef __cplusplus
 }

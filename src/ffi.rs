@@ -1,211 +1,418 @@
-//! The C ABI of `librestartable.so` / `librestartable.a`; the declarations
-//! are in `include/restartable.h`.
+//! The C ABI: what `librestartable.so` / `librestartable.a` export and
+//! `include/restartable.h` declares.
 //!
-//! Every function has a defined result for every input: null pointers give
-//! `-EINVAL` (or do nothing, for the counter's `_add`, `_reset`, `_free`),
-//! and every call works in every mode, through the fallbacks where rseq is
-//! unavailable. Names start with `restartable_`, except [`rseq_location`].
+//! Every name starts with `restartable_`, except `rseq_location`, which
+//! keeps the name proposed for it when glibc's rseq support was designed
+//! (like `__errno_location`). None collides with librseq (`rseq_*`) or
+//! glibc (`__rseq_*`).
+//!
+//! Return conventions: registration calls return 0 or a negative errno
+//! ([`Error::to_errno`]); critical-section operations return 0 committed,
+//! 1 compare failed, -1 aborted ([`cs::Outcome`] as `i32`); reads of optional
+//! fields return -1 when the value is unavailable.
+//!
+//! On x86_64 the header implements `restartable_cpu`, the operations and
+//! the counter's add as `static inline` functions and calls the ones here
+//! only on their cold paths; other targets and other languages call these.
+//! Every function here is safe to call in every [`Owner`] mode and on
+//! every thread state: without rseq each one takes its fallback.
 
 use core::ffi::c_int;
 
 use crate::abi::Rseq;
-use crate::cs::{self, Index, Outcome};
-use crate::{Error, Owner, PerCpuCounter, ThreadState};
+use crate::cs::{self, Index};
+use crate::error::Error;
+use crate::{Owner, PerCpuCounter, ThreadState};
 
-fn status(result: Result<ThreadState, Error>) -> c_int {
+/// `RESTARTABLE_OWNER_LIBC`.
+const OWNER_LIBC: c_int = 1;
+/// `RESTARTABLE_OWNER_LIBRARY`.
+const OWNER_LIBRARY: c_int = 2;
+/// `RESTARTABLE_OWNER_NONE`.
+const OWNER_NONE: c_int = 3;
+
+/// `struct rseq_area *rseq_location(void)`: the calling thread's active
+/// area, glibc's or this library's; never null.
+#[export_name = "rseq_location"]
+pub extern "C" fn restartable_rseq_location() -> *mut Rseq {
+    crate::rseq_location()
+}
+
+fn errno_of(result: Result<ThreadState, Error>) -> c_int {
     match result {
         Ok(_) => 0,
         Err(e) => e.to_errno(),
     }
 }
 
-/// `struct rseq_area *rseq_location(void)`: the calling thread's active
-/// area (glibc's, or `__rseq_abi`); never null.
-#[no_mangle]
-pub extern "C" fn rseq_location() -> *mut Rseq {
-    crate::rseq_location()
-}
-
-/// `int restartable_register(void)`: 0, `-EOVERFLOW` (too many holds) or
-/// the negated errno of an unexpected `rseq(2)` failure.
+/// `int restartable_register(void)`: takes one hold on the calling
+/// thread's registration (see [`crate::register_current_thread`]).
+///
+/// Returns 0 when the hold was taken, whatever the thread's state then is
+/// (`restartable_thread_state()` says whether rseq serves it); `-EOVERFLOW`
+/// on hold overflow; the negated errno of an unexpected `rseq(2)` failure.
+/// Nothing changes on error.
 #[no_mangle]
 pub extern "C" fn restartable_register() -> c_int {
-    status(crate::register_current_thread())
+    errno_of(crate::register_current_thread())
 }
 
-/// `int restartable_unregister(void)`: 0, or `-EINVAL` when the calling
-/// thread holds no registration taken by `restartable_register` (nothing
-/// changes).
+/// `int restartable_unregister(void)`: releases one hold taken by
+/// `restartable_register`; the last hold unregisters what this library
+/// registered. Returns 0, or `-EINVAL` when the caller holds nothing on
+/// this thread (nothing changes).
 #[no_mangle]
 pub extern "C" fn restartable_unregister() -> c_int {
-    status(crate::unregister_current_thread())
+    errno_of(crate::unregister_current_thread())
 }
 
 /// `int restartable_owner(void)`: `RESTARTABLE_OWNER_LIBC` (1),
-/// `_LIBRARY` (2) or `_NONE` (3).
+/// `RESTARTABLE_OWNER_LIBRARY` (2) or `RESTARTABLE_OWNER_NONE` (3).
 #[no_mangle]
 pub extern "C" fn restartable_owner() -> c_int {
-    crate::owner() as c_int
+    match crate::owner() {
+        Owner::Libc => OWNER_LIBC,
+        Owner::Library => OWNER_LIBRARY,
+        Owner::Unavailable => OWNER_NONE,
+    }
 }
 
-/// `int restartable_thread_state(void)`: `RESTARTABLE_THREAD_UNREGISTERED`
-/// (0), `_REGISTERED` (1), `_BORROWED` (2) or `_FOREIGN` (3).
+/// `int restartable_thread_state(void)`: a `RESTARTABLE_THREAD_*` value,
+/// the [`ThreadState`] discriminant.
 #[no_mangle]
 pub extern "C" fn restartable_thread_state() -> c_int {
     crate::thread_state() as c_int
 }
 
-/// `int32_t restartable_cpu_slow(void)`: the out-of-line CPU read that the
-/// header's inline `restartable_cpu()` falls back to. Never negative.
+/// `int restartable_is_available(void)`: 1 when the calling thread's CPU
+/// reads and sections use rseq, 0 when they take their fallbacks.
+/// Registers lazily.
 #[no_mangle]
+pub extern "C" fn restartable_is_available() -> c_int {
+    c_int::from(crate::is_available())
+}
+
+/// `uint32_t restartable_refcount(void)`: the calling thread's
+/// `__rseq_refcount`, the holds of every component sharing `__rseq_abi`.
+#[no_mangle]
+pub extern "C" fn restartable_refcount() -> u32 {
+    crate::refcount_of_current_thread()
+}
+
+/// `int32_t restartable_cpu(void)`: the CPU the calling thread runs on;
+/// never fails (the out-of-line form of the header's inline function).
+#[no_mangle]
+pub extern "C" fn restartable_cpu() -> i32 {
+    crate::current_cpu() as i32
+}
+
+/// `int32_t restartable_cpu_slow(void)`: the cold path of the header's
+/// inline `restartable_cpu`, taken when the area reads a negative
+/// `cpu_id`: registers lazily or falls back to `sched_getcpu()`.
+#[no_mangle]
+#[cold]
 pub extern "C" fn restartable_cpu_slow() -> i32 {
     crate::current_cpu() as i32
 }
 
-/// `int32_t restartable_cpu_raw(void)`: `cpu_id` as the area holds it.
+/// `int32_t restartable_cpu_raw(void)`: `cpu_id` as the area holds it,
+/// negative when the thread is not registered; never registers.
 #[no_mangle]
 pub extern "C" fn restartable_cpu_raw() -> i32 {
     crate::current_cpu_raw()
 }
 
-/// `int32_t restartable_cpu_start(void)`: `cpu_id_start`.
+/// `uint32_t restartable_cpu_start(void)`: `cpu_id_start`, always a valid
+/// CPU number once registered (0 before).
 #[no_mangle]
-pub extern "C" fn restartable_cpu_start() -> i32 {
-    crate::cpu_id_start() as i32
+pub extern "C" fn restartable_cpu_start() -> u32 {
+    crate::cpu_id_start()
 }
 
-/// `int32_t restartable_node_id(void)`: the NUMA node, or -1.
+/// `int32_t restartable_node_id(void)`: the NUMA node, or -1 when the
+/// kernel does not provide it or the thread is not registered.
 #[no_mangle]
 pub extern "C" fn restartable_node_id() -> i32 {
     crate::node_id().map_or(-1, |n| n as i32)
 }
 
-/// `int32_t restartable_mm_cid(void)`: the concurrency id, or -1.
+/// `int32_t restartable_mm_cid(void)`: the concurrency id, or -1 when the
+/// kernel does not provide it or the thread is not registered.
 #[no_mangle]
 pub extern "C" fn restartable_mm_cid() -> i32 {
     crate::mm_cid().map_or(-1, |n| n as i32)
 }
 
-/// `uint32_t restartable_feature_size(void)`: see [`crate::feature_size`].
+/// `uint32_t restartable_feature_size(void)`: the usable feature size (0
+/// without rseq, 20 on old kernels, 28 with `node_id` and `mm_cid`).
 #[no_mangle]
 pub extern "C" fn restartable_feature_size() -> u32 {
     crate::feature_size()
 }
 
+/// `uint64_t restartable_abort_count(void)`: aborted sections seen by the
+/// library's checked operations and counters (see [`cs::abort_count`]).
+#[no_mangle]
+pub extern "C" fn restartable_abort_count() -> u64 {
+    cs::abort_count()
+}
+
 /// `void restartable_prepare_unload(void)`: clears the calling thread's
-/// `rseq_cs`, so that the kernel never reads a descriptor in code about to
-/// be unmapped. Call it on every thread that ran sections of that code.
+/// `rseq_cs`.
+///
+/// After a critical section the field keeps pointing at its descriptor
+/// until the kernel next preempts the thread; if the code holding that
+/// descriptor is unmapped first (`dlclose` of a component with sections),
+/// the kernel would read freed memory and kill the thread. Each thread that
+/// ran sections from such a component calls this before it is unloaded.
 #[no_mangle]
 pub extern "C" fn restartable_prepare_unload() {
-    if crate::owner() == Owner::Unavailable {
-        return;
-    }
     let area = crate::rseq_location();
-    // SAFETY: the calling thread's live area; `rseq_cs` is the one field
-    // user space writes.
+    // SAFETY: `area` is the calling thread's live area; `rseq_cs` is the
+    // one field user space writes (the kernel only reads and clears it), and
+    // this thread is outside any section while it runs this function.
     unsafe { (*area).rseq_cs.get().write_volatile(0) };
 }
 
-fn index_of_cpu(cpu: c_int) -> Option<u32> {
-    u32::try_from(cpu).ok()
-}
+/// Defines the C functions of one operation, indexed by CPU and by
+/// `mm_cid`.
+macro_rules! c_operation {
+    ($op:ident: $cpu_name:ident, $cid_name:ident ( $($arg:ident : $ty:ty),* )) => {
+        #[doc = concat!("`int ", stringify!($cpu_name), "(..., int cpu)`: [`cs::",
+            stringify!($op), "`] on the slot of CPU `cpu`.")]
+        ///
+        /// Returns 0 committed, 1 compare failed, -1 aborted (read the CPU
+        /// again and retry). Threads without rseq take the exact fallback.
+        ///
+        /// # Safety
+        /// Every pointer is valid and aligned for the accesses the
+        /// operation names, and the words are updated only through these
+        /// operations.
+        #[no_mangle]
+        #[allow(clippy::too_many_arguments)] // the operation's own operands
+        pub unsafe extern "C" fn $cpu_name($($arg: $ty,)* cpu: c_int) -> c_int {
+            // SAFETY: forwarded from the caller.
+            unsafe { cs::$op(Index::Cpu, $($arg,)* cpu as u32) as c_int }
+        }
 
-/// `int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu)`:
-/// 0 committed, -1 aborted (read the CPU again and retry), `-EINVAL` for a
-/// null `v` or a negative `cpu`.
-///
-/// # Safety
-/// `v` is null or valid and aligned, updated only through these functions.
-#[no_mangle]
-pub unsafe extern "C" fn restartable_load_add_store(
-    v: *mut isize,
-    count: isize,
-    cpu: c_int,
-) -> c_int {
-    let Some(cpu) = index_of_cpu(cpu).filter(|_| !v.is_null()) else {
-        return -libc::EINVAL;
+        #[doc = concat!("`int ", stringify!($cid_name), "(..., int cid)`: [`cs::",
+            stringify!($op), "`] on the slot of concurrency id `cid`.")]
+        ///
+        /// Returns as the CPU-indexed form.
+        ///
+        /// # Safety
+        /// As the CPU-indexed form.
+        #[no_mangle]
+        #[allow(clippy::too_many_arguments)] // the operation's own operands
+        pub unsafe extern "C" fn $cid_name($($arg: $ty,)* cid: c_int) -> c_int {
+            // SAFETY: forwarded from the caller.
+            unsafe { cs::$op(Index::MmCid, $($arg,)* cid as u32) as c_int }
+        }
     };
-    // SAFETY: `v` is non-null and valid (caller).
-    unsafe { cs::load_add_store(Index::Cpu, v, count, cpu) as c_int }
 }
 
-/// `int restartable_load_cbne_store(intptr_t *v, intptr_t expect,
-/// intptr_t newv, int cpu)`: 0 committed, 1 `*v != expect`, -1 aborted,
-/// `-EINVAL` for a null `v` or a negative `cpu`.
+c_operation!(load_cbne_store:
+    restartable_load_cbne_store, restartable_load_cbne_store_mm_cid(
+        v: *mut isize, expect: isize, newv: isize));
+c_operation!(load_add_store:
+    restartable_load_add_store, restartable_load_add_store_mm_cid(
+        v: *mut isize, count: isize));
+c_operation!(load_cbeq_store_add_load_store:
+    restartable_load_cbeq_store_add_load_store,
+    restartable_load_cbeq_store_add_load_store_mm_cid(
+        v: *mut isize, expectnot: isize, voffp: isize, load: *mut isize));
+c_operation!(load_cbne_load_cbne_store:
+    restartable_load_cbne_load_cbne_store, restartable_load_cbne_load_cbne_store_mm_cid(
+        v: *mut isize, expect: isize, v2: *mut isize, expect2: isize, newv: isize));
+c_operation!(load_cbne_store_store:
+    restartable_load_cbne_store_store, restartable_load_cbne_store_store_mm_cid(
+        v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize));
+c_operation!(load_cbne_store_store_release:
+    restartable_load_cbne_store_store_release,
+    restartable_load_cbne_store_store_release_mm_cid(
+        v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize));
+c_operation!(load_cbne_memcpy_store:
+    restartable_load_cbne_memcpy_store, restartable_load_cbne_memcpy_store_mm_cid(
+        v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize));
+c_operation!(load_add_load_load_add_store:
+    restartable_load_add_load_load_add_store,
+    restartable_load_add_load_load_add_store_mm_cid(
+        ptr: *mut isize, off: isize, inc: isize));
+
+/// `int restartable_load_cbne_store_slow(...)`: the cold path of the
+/// header's inline `restartable_load_cbne_store`, taken when the area reads
+/// a negative `cpu_id`; the same as the out-of-line function.
 ///
 /// # Safety
-/// `v` is null or valid and aligned, updated only through these functions.
+/// As [`restartable_load_cbne_store`].
 #[no_mangle]
-pub unsafe extern "C" fn restartable_load_cbne_store(
+#[cold]
+pub unsafe extern "C" fn restartable_load_cbne_store_slow(
     v: *mut isize,
     expect: isize,
     newv: isize,
     cpu: c_int,
 ) -> c_int {
-    let Some(cpu) = index_of_cpu(cpu).filter(|_| !v.is_null()) else {
-        return -libc::EINVAL;
-    };
-    // SAFETY: `v` is non-null and valid (caller).
-    let outcome = unsafe { cs::load_cbne_store(Index::Cpu, v, expect, newv, cpu) };
-    match outcome {
-        Outcome::Committed => 0,
-        Outcome::CompareFailed => 1,
-        Outcome::Aborted => -1,
+    // SAFETY: forwarded from the caller.
+    unsafe { restartable_load_cbne_store(v, expect, newv, cpu) }
+}
+
+/// `int restartable_load_add_store_slow(...)`: the cold path of the
+/// header's inline `restartable_load_add_store`; the same as the
+/// out-of-line function.
+///
+/// # Safety
+/// As [`restartable_load_add_store`].
+#[no_mangle]
+#[cold]
+pub unsafe extern "C" fn restartable_load_add_store_slow(
+    v: *mut isize,
+    count: isize,
+    cpu: c_int,
+) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe { restartable_load_add_store(v, count, cpu) }
+}
+
+/// `restartable_percpu_counter_t`: a [`PerCpuCounter`] behind a handle
+/// whose first fields let the header's inline add find the slots.
+///
+/// The layout up to `counter` is part of the C ABI (the header mirrors it
+/// as `struct restartable_percpu_counter_fast`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct CCounter {
+    /// Address of slot 0; each slot starts with the word that critical
+    /// sections add to (never written otherwise while the counter lives).
+    base: *mut u8,
+    /// Bytes from one slot to the next.
+    stride: usize,
+    /// Number of slots (possible CPUs).
+    slots: u32,
+    /// Offset in `struct rseq` of the field that indexes the slots
+    /// (`cpu_id`).
+    field: u32,
+    /// The counter that owns the slots.
+    counter: PerCpuCounter,
+}
+
+/// `restartable_percpu_counter_t *restartable_percpu_counter_new(void)`:
+/// a zeroed counter with one slot per possible CPU; free it with
+/// `restartable_percpu_counter_free`.
+#[no_mangle]
+pub extern "C" fn restartable_percpu_counter_new() -> *mut CCounter {
+    let counter = PerCpuCounter::new();
+    let (base, stride, slots) = counter.raw_parts();
+    Box::into_raw(Box::new(CCounter {
+        base,
+        stride,
+        slots,
+        field: crate::abi::CPU_ID_OFFSET as u32,
+        counter,
+    }))
+}
+
+/// `void restartable_percpu_counter_add(restartable_percpu_counter_t *c,
+/// int64_t delta)`: adds `delta` (wrapping) on the current CPU's slot.
+///
+/// # Safety
+/// `c` comes from `restartable_percpu_counter_new` and is not freed.
+#[no_mangle]
+pub unsafe extern "C" fn restartable_percpu_counter_add(c: *const CCounter, delta: i64) {
+    // SAFETY: a live counter (caller).
+    unsafe { &*c }.counter.add(delta);
+}
+
+/// `void restartable_percpu_counter_add_slow(restartable_percpu_counter_t
+/// *c, int64_t delta)`: the cold path of the header's inline add, taken
+/// when the thread is not registered; the same as the out-of-line add.
+///
+/// # Safety
+/// `c` comes from `restartable_percpu_counter_new` and is not freed.
+#[no_mangle]
+#[cold]
+pub unsafe extern "C" fn restartable_percpu_counter_add_slow(c: *const CCounter, delta: i64) {
+    // SAFETY: a live counter (caller).
+    unsafe { &*c }.counter.add(delta);
+}
+
+/// `int64_t restartable_percpu_counter_sum(const restartable_percpu_counter_t
+/// *c)`: the sum of every slot (exact once writers are quiescent).
+///
+/// # Safety
+/// `c` comes from `restartable_percpu_counter_new` and is not freed.
+#[no_mangle]
+pub unsafe extern "C" fn restartable_percpu_counter_sum(c: *const CCounter) -> i64 {
+    // SAFETY: a live counter (caller).
+    unsafe { &*c }.counter.sum()
+}
+
+/// `void restartable_percpu_counter_reset(restartable_percpu_counter_t
+/// *c)`: sets every slot to zero.
+///
+/// # Safety
+/// `c` comes from `restartable_percpu_counter_new` and is not freed.
+#[no_mangle]
+pub unsafe extern "C" fn restartable_percpu_counter_reset(c: *const CCounter) {
+    // SAFETY: a live counter (caller).
+    unsafe { &*c }.counter.reset();
+}
+
+/// `void restartable_percpu_counter_free(restartable_percpu_counter_t
+/// *c)`: frees the counter; null is ignored.
+///
+/// # Safety
+/// `c` is null or comes from `restartable_percpu_counter_new`, is freed
+/// once, and no thread uses it any more.
+#[no_mangle]
+pub unsafe extern "C" fn restartable_percpu_counter_free(c: *mut CCounter) {
+    if !c.is_null() {
+        // SAFETY: made by `Box::into_raw` in `_new`, freed once (caller).
+        drop(unsafe { Box::from_raw(c) });
     }
 }
 
-/// `struct restartable_percpu_counter *restartable_percpu_counter_new(void)`:
-/// a zeroed counter (never null: allocation failure aborts, as in Rust).
-#[no_mangle]
-pub extern "C" fn restartable_percpu_counter_new() -> *mut PerCpuCounter {
-    Box::into_raw(Box::new(PerCpuCounter::new()))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `void restartable_percpu_counter_add(counter, int64_t delta)`; a null
-/// counter is ignored.
-///
-/// # Safety
-/// `counter` is null or came from `restartable_percpu_counter_new` and was
-/// not freed.
-#[no_mangle]
-pub unsafe extern "C" fn restartable_percpu_counter_add(counter: *const PerCpuCounter, delta: i64) {
-    // SAFETY: null or a live counter (caller).
-    if let Some(counter) = unsafe { counter.as_ref() } {
-        counter.add(delta);
+    #[test]
+    fn registration_balance() {
+        std::thread::spawn(|| {
+            assert_eq!(restartable_unregister(), -libc::EINVAL);
+            assert_eq!(restartable_register(), 0);
+            assert_eq!(restartable_unregister(), 0);
+            assert_eq!(restartable_unregister(), -libc::EINVAL);
+        })
+        .join()
+        .unwrap();
     }
-}
 
-/// `int64_t restartable_percpu_counter_sum(counter)`: 0 for null.
-///
-/// # Safety
-/// As [`restartable_percpu_counter_add`].
-#[no_mangle]
-pub unsafe extern "C" fn restartable_percpu_counter_sum(counter: *const PerCpuCounter) -> i64 {
-    // SAFETY: null or a live counter (caller).
-    unsafe { counter.as_ref() }.map_or(0, PerCpuCounter::sum)
-}
-
-/// `void restartable_percpu_counter_reset(counter)`; null is ignored.
-///
-/// # Safety
-/// As [`restartable_percpu_counter_add`].
-#[no_mangle]
-pub unsafe extern "C" fn restartable_percpu_counter_reset(counter: *const PerCpuCounter) {
-    // SAFETY: null or a live counter (caller).
-    if let Some(counter) = unsafe { counter.as_ref() } {
-        counter.reset();
+    #[test]
+    fn counter_round_trip() {
+        let c = restartable_percpu_counter_new();
+        // SAFETY: `c` is live until the free below.
+        unsafe {
+            for _ in 0..100 {
+                restartable_percpu_counter_add(c, 2);
+            }
+            restartable_percpu_counter_add(c, -50);
+            assert_eq!(restartable_percpu_counter_sum(c), 150);
+            restartable_percpu_counter_reset(c);
+            assert_eq!(restartable_percpu_counter_sum(c), 0);
+            restartable_percpu_counter_free(c);
+            restartable_percpu_counter_free(core::ptr::null_mut());
+        }
     }
-}
 
-/// `void restartable_percpu_counter_free(counter)`; null is ignored.
-///
-/// # Safety
-/// `counter` is null or came from `restartable_percpu_counter_new`, is
-/// freed once, and no other thread uses it any more.
-#[no_mangle]
-pub unsafe extern "C" fn restartable_percpu_counter_free(counter: *mut PerCpuCounter) {
-    if !counter.is_null() {
-        // SAFETY: allocated by `Box::into_raw` in `_new`, freed once (caller).
-        drop(unsafe { Box::from_raw(counter) });
+    #[test]
+    fn owner_constants_match() {
+        let expected = match crate::owner() {
+            Owner::Libc => 1,
+            Owner::Library => 2,
+            Owner::Unavailable => 3,
+        };
+        assert_eq!(restartable_owner(), expected);
+        assert_eq!(restartable_rseq_location(), crate::rseq_location());
     }
 }

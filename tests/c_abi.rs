@@ -1,226 +1,638 @@
-//! The C face: the header compiled as C11 and as C++ against the built
-//! `librestartable.so`, the C test and example run, `dlopen` into a running
-//! multi-threaded process (one copy or two, local or global), the C example
-//! under valgrind (no rseq there: the fallback path), and the shared
-//! object's static-TLS budget and exported symbols.
+//! The C interface, end to end: `include/restartable.h` compiled as C and
+//! C++, linked to the `librestartable.so` and `librestartable.a` that this
+//! `cargo test` built, and run in every ownership mode; `dlopen` into a
+//! threaded process, two copies of the library, a classic `__rseq_abi`
+//! registrant, the C example (also under valgrind), the pkg-config file,
+//! and the shared object's TLS budget and exports, read from its ELF file.
+//!
+//! Cargo builds the library's cdylib and staticlib next to the test
+//! executables (`target/<profile>/deps/`) whenever it builds the tests, so
+//! the tests find them there and never run cargo themselves. C programs are
+//! built with `cc` / `c++` (or `$CC` / `$CXX`) into `CARGO_TARGET_TMPDIR`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 
-/// `target/<profile>`, where cargo put `librestartable.so` for this run.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("librestartable.so").exists(),
-        "no librestartable.so in {dir:?}"
-    );
-    dir
-}
-
-fn out_dir() -> PathBuf {
-    let dir = lib_dir().join("c-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
+/// The repository root (the header and the C sources live there).
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn compile(compiler: &str, extra: &[&str], source: &str, output: &str) -> PathBuf {
-    let out = out_dir().join(output);
-    let status = Command::new(compiler)
-        .args(extra)
-        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-I"])
-        .arg(root().join("include"))
-        .arg(root().join(source))
-        .arg("-L")
-        .arg(lib_dir())
-        .args(["-lrestartable", "-lpthread", "-ldl", "-o"])
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
-    assert!(status.success(), "{compiler} failed on {source}");
+/// Where cargo put this profile's `librestartable.so` and `.a`: beside the
+/// test executable.
+fn lib_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let dir = exe.parent().expect("the deps directory").to_path_buf();
+        for name in ["librestartable.so", "librestartable.a"] {
+            assert!(
+                dir.join(name).is_file(),
+                "{name} not found in {}: cargo builds it with the tests",
+                dir.display()
+            );
+        }
+        dir
+    })
+}
+
+fn shared_lib() -> PathBuf {
+    lib_dir().join("librestartable.so")
+}
+
+/// A scratch directory for this test binary's C builds.
+fn out_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_abi");
+        std::fs::create_dir_all(&dir).expect("create the C build directory");
+        dir
+    })
+}
+
+/// How each C program is compiled.
+#[derive(Clone, Copy, Debug)]
+enum Lang {
+    C99,
+    C11,
+    Cxx11,
+    Cxx17,
+}
+
+/// The native libraries a Rust staticlib needs (`rustc --print
+/// native-static-libs`), also listed in `restartable.pc`'s `Libs.private`.
+const STATIC_DEPS: &[&str] = &[
+    "-lgcc_s",
+    "-lutil",
+    "-lrt",
+    "-lpthread",
+    "-lm",
+    "-ldl",
+    "-lc",
+];
+
+/// Compiles `source` (relative to the root) into `out_dir()/name`, warnings
+/// as errors; panics with the compiler's output on failure.
+fn compile(lang: Lang, source: &str, name: &str, extra: &[&str]) -> PathBuf {
+    let (compiler, std_flag) = match lang {
+        Lang::C99 => (std::env::var("CC").unwrap_or("cc".into()), "-std=c99"),
+        Lang::C11 => (std::env::var("CC").unwrap_or("cc".into()), "-std=c11"),
+        Lang::Cxx11 => (std::env::var("CXX").unwrap_or("c++".into()), "-std=c++11"),
+        Lang::Cxx17 => (std::env::var("CXX").unwrap_or("c++".into()), "-std=c++17"),
+    };
+    let out = out_dir().join(name);
+    let mut cmd = Command::new(&compiler);
+    if matches!(lang, Lang::Cxx11 | Lang::Cxx17) {
+        cmd.args(["-x", "c++"]);
+    }
+    cmd.args([
+        std_flag,
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        "-O2",
+        "-g",
+    ])
+    .arg("-I")
+    .arg(root().join("include"))
+    .arg("-I")
+    .arg(root().join("tests/c"))
+    .arg(root().join(source));
+    if matches!(lang, Lang::Cxx11 | Lang::Cxx17) {
+        // The libraries are not C++: stop treating the next inputs as such.
+        cmd.args(["-x", "none"]);
+    }
+    cmd.args(extra).arg("-pthread").arg("-o").arg(&out);
+    let result = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run {compiler}: {e} (a C compiler is required)"));
+    assert!(
+        result.status.success(),
+        "{compiler} {source} failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     out
 }
 
-fn run(program: &Path, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .env("LD_LIBRARY_PATH", lib_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{program:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+/// Link flags for the shared library, found at run time through the rpath.
+fn link_shared() -> Vec<String> {
+    let dir = lib_dir().display().to_string();
+    vec![
+        format!("-L{dir}"),
+        "-lrestartable".into(),
+        format!("-Wl,-rpath,{dir}"),
+    ]
 }
 
-fn owner_number() -> i32 {
-    common::check_owner() as i32
+/// Link flags for the static library.
+fn link_static() -> Vec<String> {
+    let mut flags = vec![lib_dir().join("librestartable.a").display().to_string()];
+    flags.extend(STATIC_DEPS.iter().map(|s| s.to_string()));
+    flags
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The ownership mode a C program runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// glibc registers every thread (its default).
+    Libc,
+    /// `GLIBC_TUNABLES=glibc.pthread.rseq=0`: the library registers.
+    Library,
+    /// `RESTARTABLE_DISABLE=1`: fallbacks.
+    Disabled,
+}
+
+const MODES: [Mode; 3] = [Mode::Libc, Mode::Library, Mode::Disabled];
+
+/// The owner a child in `mode` must report: `libc`, `library` or `none`.
+fn expected(mode: Mode) -> &'static str {
+    if mode == Mode::Disabled || common::rseq_syscall_missing() {
+        return "none";
+    }
+    // SAFETY: dlsym with a valid C string; only the symbol's presence is used.
+    let glibc_registers =
+        !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) }.is_null();
+    match mode {
+        Mode::Libc if glibc_registers => "libc",
+        _ => "library",
+    }
+}
+
+/// Runs `program args` in `mode`; panics with its output unless it exits 0.
+fn run(mode: Mode, program: &Path, args: &[&str]) -> Output {
+    run_with(mode, &[], program, args)
+}
+
+fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Output {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    // cargo's LD_LIBRARY_PATH names target/<profile> first, where a stale
+    // copy from an earlier `cargo build` may sit; it outranks the rpath.
+    cmd.args(args)
+        .env("LD_LIBRARY_PATH", lib_dir())
+        .env("RESTARTABLE_TEST_EXPECT", expected(mode))
+        .env_remove("GLIBC_TUNABLES")
+        .env_remove("RESTARTABLE_DISABLE")
+        .env_remove("RESTARTABLE_EXPECT_OWNER");
+    match mode {
+        Mode::Libc => {}
+        Mode::Library => {
+            cmd.env("GLIBC_TUNABLES", "glibc.pthread.rseq=0");
+        }
+        Mode::Disabled => {
+            cmd.env("RESTARTABLE_DISABLE", "1");
+        }
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    assert!(
+        out.status.success(),
+        "{} {args:?} in {mode:?} mode failed ({}):\n{}\n{}",
+        program.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
-fn header_compiles_and_runs_as_c11_and_cpp() {
-    for (compiler, flags, name) in [
-        ("cc", &["-std=c11", "-pedantic"][..], "abi_test_c"),
-        ("c++", &["-x", "c++", "-std=c++17"][..], "abi_test_cpp"),
+fn header_as_c_and_cpp_against_the_shared_library() {
+    let link = link_shared();
+    for (lang, name) in [
+        (Lang::C11, "header_c11"),
+        (Lang::C99, "header_c99"),
+        (Lang::Cxx11, "header_cxx11"),
+        (Lang::Cxx17, "header_cxx17"),
     ] {
-        let program = compile(compiler, flags, "tests/c/abi_test.c", name);
-        let out = run(&program, &[]);
-        assert!(out.contains(&format!("owner {}", owner_number())), "{out}");
+        let exe = compile(lang, "tests/c/header_test.c", name, &strs(&link));
+        for mode in MODES {
+            let out = run(mode, &exe, &[]);
+            assert!(
+                stdout(&out).contains("all checks passed"),
+                "{name} in {mode:?}: {}",
+                stdout(&out)
+            );
+        }
     }
 }
 
 #[test]
-fn classic_registrant_of_rseq_abi_coexists() {
-    let program = compile(
-        "cc",
-        &["-std=c11"],
-        "tests/c/classic_test.c",
-        "classic_test",
+fn header_out_of_line_calls() {
+    // What other architectures and non-GNU compilers get: plain calls.
+    let mut flags = vec!["-DRESTARTABLE_NO_INLINE".to_string()];
+    flags.extend(link_shared());
+    let exe = compile(
+        Lang::C11,
+        "tests/c/header_test.c",
+        "header_ool",
+        &strs(&flags),
     );
-    let out = run(&program, &[]);
-    let owner = owner_number();
-    let state = if owner == 3 { 0 } else { 2 };
-    assert!(
-        out.contains(&format!("classic ok: owner {owner}, state {state}")),
-        "{out}"
+    for mode in MODES {
+        assert!(stdout(&run(mode, &exe, &[])).contains("all checks passed"));
+    }
+}
+
+#[test]
+fn header_against_the_static_library() {
+    // The constructor that sets the area offset must come along from the
+    // archive: the inline CPU read depends on it.
+    let exe = compile(
+        Lang::C11,
+        "tests/c/header_test.c",
+        "header_static",
+        &strs(&link_static()),
     );
+    for mode in MODES {
+        assert!(stdout(&run(mode, &exe, &[])).contains("all checks passed"));
+    }
+}
+
+fn dlopen_test() -> PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| compile(Lang::C11, "tests/c/dlopen_test.c", "dlopen_test", &["-ldl"]))
+        .clone()
+}
+
+#[test]
+fn dlopen_into_a_threaded_process() {
+    let exe = dlopen_test();
+    let lib = shared_lib().display().to_string();
+    for mode in MODES {
+        for scope in ["global", "local"] {
+            let out = run(mode, &exe, &["threads", &lib, scope]);
+            assert!(stdout(&out).contains("threads: ok"));
+        }
+    }
+}
+
+#[test]
+fn two_copies_in_one_process() {
+    let exe = dlopen_test();
+    let lib = shared_lib().display().to_string();
+    // A copy under another name is a second object to the dynamic linker.
+    let copy = out_dir().join("librestartable_copy.so");
+    std::fs::copy(shared_lib(), &copy).expect("copy the shared library");
+    let copy = copy.display().to_string();
+    for mode in MODES {
+        for scope in ["global", "local"] {
+            let out = run(mode, &exe, &["copies", &lib, &copy, scope]);
+            assert!(stdout(&out).contains(&format!("copies ({scope}): ok")));
+        }
+    }
+}
+
+#[test]
+fn classic_registrant_coexists() {
+    let exe = compile(
+        Lang::C11,
+        "tests/c/dlopen_test.c",
+        "dlopen_classic",
+        &["-DCLASSIC", "-rdynamic", "-ldl"],
+    );
+    let lib = shared_lib().display().to_string();
+    for mode in MODES {
+        let out = run(mode, &exe, &["classic", &lib]);
+        assert!(stdout(&out).contains("classic: ok"));
+    }
+}
+
+fn example() -> PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        compile(
+            Lang::C11,
+            "examples/c/percpu_counter.c",
+            "percpu_counter",
+            &strs(&link_shared()),
+        )
+    })
+    .clone()
+}
+
+/// Asserts the example's output shows exact sums for `total` adds.
+fn assert_exact(out: &str, total: u64) {
+    let want = format!("sum {total} (expected {total})");
+    assert_eq!(out.matches(&want).count(), 2, "inexact sums:\n{out}");
 }
 
 #[test]
 fn c_example_counts_exactly() {
-    let program = compile(
-        "cc",
-        &["-std=c11"],
-        "examples/c/percpu_counter.c",
-        "percpu_counter",
-    );
-    let out = run(&program, &["4", "200000"]);
-    assert!(out.contains("sums exact"), "{out}");
+    let exe = example();
+    for mode in MODES {
+        let out = stdout(&run(mode, &exe, &["3", "100000"]));
+        assert_exact(&out, 300_000);
+        let owner = match expected(mode) {
+            "libc" => "owner: libc",
+            "library" => "owner: library",
+            _ => "owner: none",
+        };
+        assert!(out.contains(owner), "{owner}?\n{out}");
+    }
 }
 
 #[test]
-fn c_example_runs_clean_under_valgrind() {
+fn c_example_under_valgrind() {
     if Command::new("valgrind").arg("--version").output().is_err() {
-        eprintln!("valgrind is not installed: skipped (CI installs it)");
+        println!("NOTICE: valgrind is not installed; skipping the valgrind run");
         return;
     }
-    let program = compile(
-        "cc",
-        &["-std=c11"],
-        "examples/c/percpu_counter.c",
-        "percpu_counter_vg",
+    // valgrind has no rseq: the library must find that out and fall back,
+    // with no invalid access anywhere (fallback-path test).
+    let out = run_with(
+        Mode::Libc,
+        &["valgrind", "-q", "--error-exitcode=1"],
+        &example(),
+        &["2", "2000"],
     );
-    let output = Command::new("valgrind")
-        .args(["--error-exitcode=1", "--quiet"])
-        .arg(&program)
-        .args(["2", "20000"])
-        .env("LD_LIBRARY_PATH", lib_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "valgrind: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    // valgrind has no rseq: the library must have taken its fallbacks.
-    assert!(
-        stdout.contains("owner 3") && stdout.contains("sums exact"),
-        "{stdout}"
-    );
+    let out = stdout(&out);
+    assert_exact(&out, 4000);
+    assert!(out.contains("owner: none"), "{out}");
 }
 
 #[test]
-fn dlopen_into_running_threads_one_copy_and_two() {
-    let program = compile("cc", &["-std=c11"], "tests/c/dlopen_test.c", "dlopen_test");
-    let lib = lib_dir().join("librestartable.so");
-    let copy = out_dir().join("librestartable_copy.so");
-    std::fs::copy(&lib, &copy).unwrap();
-    let (lib, copy) = (lib.to_str().unwrap(), copy.to_str().unwrap());
-    let owner = owner_number();
-    for flags in ["local", "global"] {
-        let out = run(&program, &[lib, flags]);
-        assert!(out.contains(&format!("lib0 owner={owner}")), "{out}");
-        let out = run(&program, &[lib, copy, flags]);
-        let expected_copy_state = match (owner, flags) {
-            (1, _) => "2222", // both copies borrow glibc's area
-            // Two local copies: two different `__rseq_abi`; the second
-            // finds the first registered (EINVAL) and falls back.
-            (2, "local") => "3333",
-            // Global: one `__rseq_abi`, one refcount, shared.
-            (2, _) => "1111",
-            _ => "0000",
-        };
-        assert!(
-            out.contains(&format!("lib1 owner={owner} states={expected_copy_state}")),
-            "{flags}: {out}"
+fn pkg_config_file() {
+    let pc = std::fs::read_to_string(root().join("restartable.pc")).expect("read restartable.pc");
+    let version = format!("Version: {}", env!("CARGO_PKG_VERSION"));
+    assert!(pc.lines().any(|l| l == version), "{version} missing");
+    if Command::new("pkg-config")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("NOTICE: pkg-config is not installed; checked the file's version only");
+        return;
+    }
+    // Install into a staging prefix, then build the example the way users do.
+    let prefix = out_dir().join("prefix");
+    std::fs::create_dir_all(prefix.join("include")).unwrap();
+    std::fs::create_dir_all(prefix.join("lib")).unwrap();
+    std::fs::copy(
+        root().join("include/restartable.h"),
+        prefix.join("include/restartable.h"),
+    )
+    .unwrap();
+    std::fs::copy(shared_lib(), prefix.join("lib/librestartable.so")).unwrap();
+    let flags = Command::new("pkg-config")
+        .arg(format!("--define-variable=prefix={}", prefix.display()))
+        .args(["--cflags", "--libs"])
+        .arg(root().join("restartable.pc"))
+        .output()
+        .expect("run pkg-config");
+    assert!(flags.status.success(), "{flags:?}");
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    assert!(flags.contains("-lrestartable"), "{flags}");
+    let mut args: Vec<String> = flags.split_whitespace().map(String::from).collect();
+    args.push(format!("-Wl,-rpath,{}/lib", prefix.display()));
+    let exe = compile(
+        Lang::C11,
+        "examples/c/percpu_counter.c",
+        "percpu_counter_pc",
+        &strs(&args),
+    );
+    let out = stdout(&run(Mode::Libc, &exe, &["2", "1000"]));
+    assert_exact(&out, 2000);
+}
+
+/// A tiny reader of the ELF64 little-endian fields this test needs.
+struct Elf<'a>(&'a [u8]);
+
+/// A symbol of `.dynsym` or `.symtab`.
+#[derive(Debug)]
+struct Sym {
+    name: String,
+    bind: u8,
+    kind: u8,
+    shndx: u16,
+    value: u64,
+    size: u64,
+}
+
+const PT_TLS: u32 = 7;
+const PT_DYNAMIC: u32 = 2;
+const SHT_SYMTAB: u32 = 2;
+const SHT_DYNSYM: u32 = 11;
+const STB_GLOBAL: u8 = 1;
+const STB_WEAK: u8 = 2;
+const STT_TLS: u8 = 6;
+const DT_FLAGS_1: u64 = 0x6fff_fffb;
+const DF_1_NODELETE: u64 = 0x8;
+
+impl Elf<'_> {
+    fn u16(&self, at: usize) -> u16 {
+        u16::from_le_bytes(self.0[at..at + 2].try_into().unwrap())
+    }
+    fn u32(&self, at: usize) -> u32 {
+        u32::from_le_bytes(self.0[at..at + 4].try_into().unwrap())
+    }
+    fn u64(&self, at: usize) -> u64 {
+        u64::from_le_bytes(self.0[at..at + 8].try_into().unwrap())
+    }
+
+    fn check_header(&self) {
+        assert_eq!(&self.0[..4], b"\x7fELF", "not an ELF file");
+        assert_eq!(self.0[4], 2, "not ELF64");
+        assert_eq!(self.0[5], 1, "not little-endian");
+    }
+
+    /// `(p_type, p_offset, p_filesz, p_memsz, p_align)` of each segment.
+    fn segments(&self) -> Vec<(u32, u64, u64, u64, u64)> {
+        let (off, size, n) = (
+            self.u64(0x20) as usize,
+            self.u16(0x36) as usize,
+            self.u16(0x38) as usize,
         );
-        assert!(out.contains("dlopen ok"), "{out}");
+        (0..n)
+            .map(|i| {
+                let p = off + i * size;
+                (
+                    self.u32(p),
+                    self.u64(p + 8),
+                    self.u64(p + 32),
+                    self.u64(p + 40),
+                    self.u64(p + 48),
+                )
+            })
+            .collect()
+    }
+
+    /// `(sh_type, sh_offset, sh_size, sh_link, sh_entsize)` of each section.
+    fn sections(&self) -> Vec<(u32, u64, u64, u32, u64)> {
+        let (off, size, n) = (
+            self.u64(0x28) as usize,
+            self.u16(0x3a) as usize,
+            self.u16(0x3c) as usize,
+        );
+        (0..n)
+            .map(|i| {
+                let s = off + i * size;
+                (
+                    self.u32(s + 4),
+                    self.u64(s + 24),
+                    self.u64(s + 32),
+                    self.u32(s + 40),
+                    self.u64(s + 56),
+                )
+            })
+            .collect()
+    }
+
+    /// The symbols of the first section of type `kind`.
+    fn symbols(&self, kind: u32) -> Vec<Sym> {
+        let sections = self.sections();
+        let Some(&(_, off, size, link, entsize)) = sections.iter().find(|s| s.0 == kind) else {
+            return Vec::new();
+        };
+        let strtab = sections[link as usize].1 as usize;
+        (0..(size / entsize) as usize)
+            .map(|i| {
+                let s = off as usize + i * entsize as usize;
+                let name_at = strtab + self.u32(s) as usize;
+                let end = self.0[name_at..].iter().position(|&b| b == 0).unwrap();
+                Sym {
+                    name: String::from_utf8_lossy(&self.0[name_at..name_at + end]).into_owned(),
+                    bind: self.0[s + 4] >> 4,
+                    kind: self.0[s + 4] & 0xf,
+                    shndx: self.u16(s + 6),
+                    value: self.u64(s + 8),
+                    size: self.u64(s + 16),
+                }
+            })
+            .collect()
+    }
+
+    /// The `DT_FLAGS_1` entry of the dynamic segment, or 0.
+    fn flags_1(&self) -> u64 {
+        let Some(&(_, off, filesz, _, _)) = self.segments().iter().find(|p| p.0 == PT_DYNAMIC)
+        else {
+            return 0;
+        };
+        (0..filesz as usize / 16)
+            .map(|i| off as usize + i * 16)
+            .find(|&d| self.u64(d) == DT_FLAGS_1)
+            .map_or(0, |d| self.u64(d + 8))
     }
 }
 
-/// The shared object's PT_TLS segment and dynamic symbols, read by hand.
 #[test]
-fn shared_object_fits_the_static_tls_budget_and_exports_weak_tls() {
-    let bytes = std::fs::read(lib_dir().join("librestartable.so")).unwrap();
-    let u16_at = |at: usize| u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap());
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-    assert_eq!(&bytes[..4], b"\x7fELF");
-    let (phoff, phentsize, phnum) = (
-        u64_at(0x20) as usize,
-        u16_at(0x36) as usize,
-        u16_at(0x38) as usize,
-    );
-    let tls = (0..phnum)
-        .map(|i| phoff + i * phentsize)
-        .find(|&ph| u32_at(ph) == libc::PT_TLS)
-        .expect("no PT_TLS segment");
-    let (memsz, align) = (u64_at(tls + 40), u64_at(tls + 48));
-    eprintln!("PT_TLS: {memsz} bytes, alignment {align}");
+fn tls_budget_exports_and_nodelete() {
+    let bytes = std::fs::read(shared_lib()).expect("read librestartable.so");
+    let elf = Elf(&bytes);
+    elf.check_header();
+
+    // Static TLS budget: what `dlopen` must find in glibc's surplus.
+    let tls: Vec<_> = elf
+        .segments()
+        .into_iter()
+        .filter(|p| p.0 == PT_TLS)
+        .collect();
+    assert_eq!(tls.len(), 1, "one PT_TLS segment");
+    let (_, _, filesz, memsz, align) = tls[0];
+    println!("PT_TLS: {filesz} bytes initialised, {memsz} bytes in all, align {align}");
     assert!(memsz <= 256, "TLS segment of {memsz} bytes exceeds 256");
     assert!(align <= 32, "TLS alignment {align} exceeds 32");
+    let mut tls_syms: Vec<_> = elf
+        .symbols(SHT_SYMTAB)
+        .into_iter()
+        .filter(|s| s.kind == STT_TLS)
+        .collect();
+    tls_syms.sort_by_key(|s| s.value);
+    for s in &tls_syms {
+        println!("  TLS +{:<3} {:>3} bytes  {}", s.value, s.size, s.name);
+    }
 
-    // .dynsym and its string table, from the section headers.
-    let (shoff, shentsize, shnum) = (
-        u64_at(0x28) as usize,
-        u16_at(0x3a) as usize,
-        u16_at(0x3c) as usize,
+    // The shared area and refcount: exported, weak, TLS, defined.
+    let dynsym = elf.symbols(SHT_DYNSYM);
+    for name in ["__rseq_abi", "__rseq_refcount"] {
+        let s = dynsym
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} is not exported"));
+        assert_eq!(s.kind, STT_TLS, "{name} is not TLS");
+        assert_eq!(s.bind, STB_WEAK, "{name} is not weak");
+        assert_ne!(s.shndx, 0, "{name} is not defined here");
+    }
+    assert_eq!(
+        dynsym.iter().find(|s| s.name == "__rseq_abi").unwrap().size,
+        32
     );
-    let dynsym = (0..shnum)
-        .map(|i| shoff + i * shentsize)
-        .find(|&sh| u32_at(sh + 4) == 11) // SHT_DYNSYM
-        .expect("no .dynsym");
-    let strtab = shoff + u32_at(dynsym + 40) as usize * shentsize;
-    let (sym_off, sym_size) = (u64_at(dynsym + 24) as usize, u64_at(dynsym + 32) as usize);
-    let str_off = u64_at(strtab + 24) as usize;
-    let mut found = Vec::new();
-    for sym in (sym_off..sym_off + sym_size).step_by(24) {
-        let name_at = str_off + u32_at(sym) as usize;
-        let end = bytes[name_at..].iter().position(|&b| b == 0).unwrap();
-        let name = std::str::from_utf8(&bytes[name_at..name_at + end]).unwrap();
-        let info = bytes[sym + 4];
-        let (bind, kind) = (info >> 4, info & 0xf);
-        if name == "__rseq_abi" || name == "__rseq_refcount" {
-            assert_eq!(kind, 6, "{name} is not STT_TLS");
-            assert_eq!(bind, 2, "{name} is not STB_WEAK");
-            assert_ne!(u16_at(sym + 6), 0, "{name} is undefined");
-            found.push(name.to_string());
-        }
+
+    // Every other export carries the prefix; nothing collides with glibc's
+    // `__rseq_*` or librseq's `rseq_*` names.
+    let exported: Vec<_> = dynsym
+        .iter()
+        .filter(|s| s.shndx != 0 && (s.bind == STB_GLOBAL || s.bind == STB_WEAK))
+        .map(|s| s.name.as_str())
+        .collect();
+    for name in &exported {
         assert!(
-            !name.starts_with("rseq_") || name == "rseq_location",
-            "{name} could collide with librseq"
+            name.starts_with("restartable_")
+                || matches!(*name, "rseq_location" | "__rseq_abi" | "__rseq_refcount"),
+            "unexpected export {name}"
         );
     }
-    found.sort();
-    assert_eq!(found, ["__rseq_abi", "__rseq_refcount"]);
+    for name in [
+        "rseq_location",
+        "restartable_area_offset",
+        "restartable_cpu",
+        "restartable_cpu_slow",
+        "restartable_register",
+        "restartable_unregister",
+        "restartable_owner",
+        "restartable_thread_state",
+        "restartable_prepare_unload",
+        "restartable_load_add_store",
+        "restartable_load_cbne_store",
+        "restartable_percpu_counter_new",
+        "restartable_percpu_counter_add",
+        "restartable_percpu_counter_sum",
+        "restartable_percpu_counter_reset",
+        "restartable_percpu_counter_free",
+    ] {
+        assert!(exported.contains(&name), "{name} is not exported");
+    }
+
+    // `-z nodelete`: dlclose never unmaps the area, the sections or the
+    // thread-exit destructor.
+    assert_ne!(elf.flags_1() & DF_1_NODELETE, 0, "DF_1_NODELETE not set");
+}
+
+#[test]
+fn header_declares_every_export() {
+    // Each exported function appears in the header, and each function the
+    // header declares is exported (or is one of its inline functions).
+    let header = std::fs::read_to_string(root().join("include/restartable.h")).unwrap();
+    let bytes = std::fs::read(shared_lib()).unwrap();
+    let elf = Elf(&bytes);
+    let exported: Vec<_> = elf
+        .symbols(SHT_DYNSYM)
+        .into_iter()
+        .filter(|s| s.shndx != 0 && s.name.starts_with("restartable_"))
+        .map(|s| s.name)
+        .collect();
+    for name in &exported {
+        assert!(
+            header.contains(&format!("{name}(")) || header.contains(&format!("{name};")),
+            "{name} is exported but not in the header"
+        );
+    }
 }

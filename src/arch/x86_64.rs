@@ -76,11 +76,6 @@ extern "C" {
     /// The storage of `restartable_area_offset` (defined above).
     #[link_name = "restartable_area_offset_hidden"]
     static AREA_OFFSET: core::sync::atomic::AtomicIsize;
-    /// The exported name: the same storage, unless an executable linked
-    /// against the shared object took a copy relocation of it, in which
-    /// case this resolves to the executable's copy, which C callers read.
-    #[link_name = "restartable_area_offset"]
-    static EXPORTED_AREA_OFFSET: core::sync::atomic::AtomicIsize;
 }
 
 /// The process-wide TP offset of the active area: one RIP-relative load.
@@ -102,13 +97,31 @@ pub(crate) fn area_offset() -> isize {
 }
 
 /// Sets the process-wide area offset (constructor only; see `area.rs`).
+///
+/// Writes this object's storage (through the hidden name) and whatever the
+/// exported name resolves to (through the GOT). The two differ when an
+/// executable that reads the variable, as the C header's inline functions
+/// do, was linked against `librestartable.so`: the linker then gives the
+/// executable its own copy of the variable (a copy relocation), filled with
+/// the initial 0 before this constructor runs, and only the write through
+/// the GOT reaches it.
 pub(crate) fn set_area_offset(offset: isize) {
-    use core::sync::atomic::Ordering::Relaxed;
-    // SAFETY: both names denote properly aligned 8-byte variables.
+    // SAFETY: the variable is a properly aligned `AtomicIsize`.
+    unsafe { &AREA_OFFSET }.store(offset, core::sync::atomic::Ordering::Relaxed);
+    let exported: *const core::sync::atomic::AtomicIsize;
+    // SAFETY: loads the GOT slot of `restartable_area_offset`, which the
+    // dynamic linker filled with the address of the definition every user
+    // of the name sees; nothing is written.
     unsafe {
-        AREA_OFFSET.store(offset, Relaxed);
-        EXPORTED_AREA_OFFSET.store(offset, Relaxed);
+        asm!(
+            "mov {p}, qword ptr [rip + restartable_area_offset@GOTPCREL]",
+            p = out(reg) exported, // address of the interposed definition
+            options(nostack, readonly, preserves_flags, pure)
+        );
     }
+    // SAFETY: the exported name resolves to an 8-byte, aligned, writable
+    // `intptr_t`: this library's own storage or an executable's copy of it.
+    unsafe { &*exported }.store(offset, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// Returns the thread pointer (`%fs` base), which glibc stores at `%fs:0`.

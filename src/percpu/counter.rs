@@ -134,6 +134,13 @@ impl PerCpuCounter {
     pub fn index(&self) -> Index {
         self.slots.index()
     }
+
+    /// `(base, stride, slots)` of the slot array, for the C header's inline
+    /// add (see `ffi.rs`): `Slot::rseq` is the first word of every slot.
+    pub(crate) fn raw_parts(&self) -> (*mut u8, usize, u32) {
+        let (base, stride) = self.slots.raw_parts();
+        (base, stride, self.slots.len() as u32)
+    }
 }
 
 impl Default for PerCpuCounter {
