@@ -38,3 +38,14 @@ pub(crate) fn yield_now() {
     #[cfg(not(restartable_loom))]
     std::thread::yield_now();
 }
+
+/// One step of a wait for another thread: spins a little, then yields (the
+/// thread waited for may have been preempted). `spins` counts the steps.
+pub(crate) fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        spin_hint();
+        *spins += 1;
+    } else {
+        yield_now();
+    }
+}

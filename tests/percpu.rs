@@ -4,6 +4,8 @@
 //! their fallbacks with rseq threads. Passes in every environment: glibc
 //! owns the area, the library owns it, rseq unavailable.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
@@ -29,27 +31,6 @@ fn on_threads(work: impl Fn(usize) + Send + Sync + 'static) {
     for h in handles {
         h.join().expect("worker panicked");
     }
-}
-
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is valid for writing its size.
-    let ret = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) };
-    assert_eq!(ret, 0);
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `set` is initialised.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect()
-}
-
-fn pin(tid: libc::pid_t, cpu: usize) {
-    // SAFETY: as in `allowed_cpus`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` < CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is initialised; failure (thread gone) is harmless here.
-    unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) };
 }
 
 fn gettid() -> libc::pid_t {
@@ -110,7 +91,7 @@ fn counter_is_exact_under_a_signal_storm_and_forced_migrations() {
             0
         );
     }
-    let cpus = allowed_cpus();
+    let cpus = common::allowed_cpus();
     let done = Arc::new(AtomicBool::new(false));
     let workers: Arc<Mutex<Vec<(libc::pthread_t, libc::pid_t)>>> = Arc::default();
     let barrier = Arc::new(Barrier::new(THREADS + 1));
@@ -152,7 +133,7 @@ fn counter_is_exact_under_a_signal_storm_and_forced_migrations() {
             let mut round = 0usize;
             while !done.load(Ordering::Relaxed) {
                 for (k, &(thread, tid)) in workers.iter().enumerate() {
-                    pin(tid, cpus[(round + k) % cpus.len()]);
+                    common::pin_thread(tid, cpus[(round + k) % cpus.len()]);
                     // SAFETY: the worker threads are alive until `done` is
                     // set, which happens after they are joined.
                     unsafe { libc::pthread_kill(thread, libc::SIGUSR1) };
@@ -270,41 +251,17 @@ fn per_cpu_slots_cover_every_cpu() {
 fn make_foreign() -> Box<restartable::abi::Rseq> {
     // SAFETY: an all-zero `struct rseq` is a valid value.
     let area: Box<restartable::abi::Rseq> = Box::new(unsafe { std::mem::zeroed() });
-    // SAFETY: `cpu_id` of a fresh area is set before registration, as the
-    // kernel requires nothing else of it.
-    unsafe { *area.cpu_id.get() = u32::MAX };
-    // SAFETY: the area is 32 bytes, aligned to 32, and outlives the
-    // registration (the caller unregisters it before dropping it).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_rseq,
-            &*area as *const _ as usize,
-            32u32,
-            0u32,
-            0x5305_3053u32,
-        )
-    };
-    assert_eq!(
-        ret,
-        0,
-        "private registration failed: {}",
-        std::io::Error::last_os_error()
-    );
+    // The area outlives the registration: `unmake_foreign` ends it first.
+    let ret = common::raw_register(&*area as *const _ as *mut u8);
+    assert_eq!(ret, Ok(()), "private registration failed");
     area
 }
 
 fn unmake_foreign(area: Box<restartable::abi::Rseq>) {
-    // SAFETY: unregisters exactly the area registered by `make_foreign`.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_rseq,
-            &*area as *const _ as usize,
-            32u32,
-            1u32,
-            0x5305_3053u32,
-        )
-    };
-    assert_eq!(ret, 0);
+    assert_eq!(
+        common::raw_unregister(&*area as *const _ as *mut u8),
+        Ok(())
+    );
     drop(area);
 }
 

@@ -213,6 +213,7 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
 ///
 /// # Safety
 /// None; kept for the common function set.
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model pops in its simulation
 pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
     _: *mut usize,
     _: *const usize,

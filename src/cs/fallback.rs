@@ -13,7 +13,7 @@
 //! `membarrier` (the lock and the stack); do the same in your own types.
 
 use crate::percpu::CachePadded;
-use crate::sync::{Ordering, StaticAtomicBool as AtomicBool};
+use crate::sync::{backoff, Ordering, StaticAtomicBool as AtomicBool};
 
 use super::Outcome;
 
@@ -26,17 +26,12 @@ static LOCKS: [CachePadded<AtomicBool>; STRIPES] =
 
 fn locked<R>(word: *const isize, f: impl FnOnce() -> R) -> R {
     let lock = &LOCKS[(word as usize >> 3) % STRIPES];
-    let mut spins = 0u32;
+    let mut spins = 0;
     while lock
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
-        spins += 1;
-        if spins < 64 {
-            core::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
+        backoff(&mut spins);
     }
     let result = f();
     lock.store(false, Ordering::Release);

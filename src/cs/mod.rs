@@ -142,7 +142,7 @@ fn uses_rseq(index: Index) -> bool {
     if index == Index::MmCid && crate::feature_size() < abi::MM_CID_END {
         return false;
     }
-    crate::cpu::current_cpu_raw() >= 0 || crate::registration::ensure_registered()
+    crate::is_available()
 }
 
 macro_rules! operation {
@@ -328,6 +328,7 @@ pub unsafe fn add_at_current_unchecked(
 /// - as for the `_unchecked` operations; nodes reachable from `*head` stay
 ///   readable while a section on this CPU can still commit.
 #[inline(always)]
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model pops in its simulation
 pub(crate) unsafe fn fenced_pop_unchecked(
     index: Index,
     head: *mut usize,

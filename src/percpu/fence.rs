@@ -11,7 +11,7 @@
 //! can commit on the slot until the fence is released.
 
 use crate::cs::Index;
-use crate::sync::{AtomicUsize, Ordering, StaticAtomicU8};
+use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicU8};
 
 /// A fallback thread's exclusive claim on one slot.
 ///
@@ -53,16 +53,6 @@ impl Fence {
     /// Releases the fence; pairs with the `Acquire` of the next holder.
     pub(crate) fn release(&self) {
         self.0.store(0, Ordering::Release);
-    }
-}
-
-/// Spins a little, then yields: a holder may have been preempted.
-pub(crate) fn backoff(spins: &mut u32) {
-    if *spins < 64 {
-        crate::sync::spin_hint();
-        *spins += 1;
-    } else {
-        crate::sync::yield_now();
     }
 }
 

@@ -4,10 +4,10 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use super::fence::{backoff, Fence};
+use super::fence::Fence;
 use super::{rseq, Index, PerCpu};
 use crate::cs::Outcome;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{backoff, AtomicUsize, Ordering};
 
 #[repr(C)]
 struct Slot<T> {

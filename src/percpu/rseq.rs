@@ -30,15 +30,11 @@ mod imp {
     /// when the thread cannot run critical sections.
     #[inline(always)]
     pub(crate) fn current_slot(index: Index) -> Option<u32> {
-        let raw = cs::current_index_raw(index);
-        if raw >= 0 {
-            return Some(raw as u32);
+        let mut raw = cs::current_index_raw(index);
+        if raw < 0 && crate::registration::ensure_registered() {
+            raw = cs::current_index_raw(index);
         }
-        if crate::registration::ensure_registered() {
-            let raw = cs::current_index_raw(index);
-            return (raw >= 0).then_some(raw as u32);
-        }
-        None
+        u32::try_from(raw).ok()
     }
 
     /// Adds `delta` to the first word of the current CPU's slot.

@@ -4,10 +4,10 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr;
 
-use super::fence::{backoff, Fence};
+use super::fence::Fence;
 use super::{rseq, Index, PerCpu};
 use crate::cs::Outcome;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{backoff, AtomicUsize, Ordering};
 
 /// A heap node. `next` must stay at offset 0: the pop section loads it at
 /// `head + 0`.

@@ -9,7 +9,7 @@ pub mod seccomp;
 use restartable::Owner;
 
 /// `RSEQ_SIG` on x86_64, as every registrant of `__rseq_abi` uses it.
-pub const SIG: u32 = 0x5305_3053;
+pub const SIG: u32 = restartable::abi::RSEQ_SIG;
 /// The length every registrant of a 32-byte area passes.
 pub const LEN: u32 = 32;
 /// `RSEQ_FLAG_UNREGISTER`.
@@ -110,18 +110,24 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// Pins the calling thread to one CPU; the kernel migrates it before the
 /// call returns.
 pub fn pin_to(cpu: usize) {
-    // SAFETY: an all-zero cpu_set_t is a valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` comes from `allowed_cpus`, below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid set of its size.
-    let ret = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    let ret = pin_thread(0, cpu);
     assert_eq!(
         ret,
         0,
         "sched_setaffinity({cpu}): {}",
         std::io::Error::last_os_error()
     );
+}
+
+/// Pins thread `tid` (0: the caller) to one CPU; returns sched_setaffinity's
+/// result (a thread that has exited answers -1).
+pub fn pin_thread(tid: libc::pid_t, cpu: usize) -> i32 {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` comes from `allowed_cpus`, below CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid set of its size.
+    unsafe { libc::sched_setaffinity(tid, std::mem::size_of_val(&set), &set) }
 }
 
 /// `sched_getcpu()`.
