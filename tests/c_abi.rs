@@ -12,6 +12,10 @@
 
 mod common;
 
+use common::elf::{
+    Elf, DF_1_NODELETE, PT_TLS, SHT_DYNSYM, SHT_SYMTAB, STB_GLOBAL, STB_WEAK, STT_TLS,
+};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -411,126 +415,6 @@ fn pkg_config_file() {
     );
     let out = stdout(&run(Mode::Libc, &exe, &["2", "1000"]));
     assert_exact(&out, 2000);
-}
-
-/// A tiny reader of the ELF64 little-endian fields this test needs.
-struct Elf<'a>(&'a [u8]);
-
-/// A symbol of `.dynsym` or `.symtab`.
-#[derive(Debug)]
-struct Sym {
-    name: String,
-    bind: u8,
-    kind: u8,
-    shndx: u16,
-    value: u64,
-    size: u64,
-}
-
-const PT_TLS: u32 = 7;
-const PT_DYNAMIC: u32 = 2;
-const SHT_SYMTAB: u32 = 2;
-const SHT_DYNSYM: u32 = 11;
-const STB_GLOBAL: u8 = 1;
-const STB_WEAK: u8 = 2;
-const STT_TLS: u8 = 6;
-const DT_FLAGS_1: u64 = 0x6fff_fffb;
-const DF_1_NODELETE: u64 = 0x8;
-
-impl Elf<'_> {
-    fn u16(&self, at: usize) -> u16 {
-        u16::from_le_bytes(self.0[at..at + 2].try_into().unwrap())
-    }
-    fn u32(&self, at: usize) -> u32 {
-        u32::from_le_bytes(self.0[at..at + 4].try_into().unwrap())
-    }
-    fn u64(&self, at: usize) -> u64 {
-        u64::from_le_bytes(self.0[at..at + 8].try_into().unwrap())
-    }
-
-    fn check_header(&self) {
-        assert_eq!(&self.0[..4], b"\x7fELF", "not an ELF file");
-        assert_eq!(self.0[4], 2, "not ELF64");
-        assert_eq!(self.0[5], 1, "not little-endian");
-    }
-
-    /// `(p_type, p_offset, p_filesz, p_memsz, p_align)` of each segment.
-    fn segments(&self) -> Vec<(u32, u64, u64, u64, u64)> {
-        let (off, size, n) = (
-            self.u64(0x20) as usize,
-            self.u16(0x36) as usize,
-            self.u16(0x38) as usize,
-        );
-        (0..n)
-            .map(|i| {
-                let p = off + i * size;
-                (
-                    self.u32(p),
-                    self.u64(p + 8),
-                    self.u64(p + 32),
-                    self.u64(p + 40),
-                    self.u64(p + 48),
-                )
-            })
-            .collect()
-    }
-
-    /// `(sh_type, sh_offset, sh_size, sh_link, sh_entsize)` of each section.
-    fn sections(&self) -> Vec<(u32, u64, u64, u32, u64)> {
-        let (off, size, n) = (
-            self.u64(0x28) as usize,
-            self.u16(0x3a) as usize,
-            self.u16(0x3c) as usize,
-        );
-        (0..n)
-            .map(|i| {
-                let s = off + i * size;
-                (
-                    self.u32(s + 4),
-                    self.u64(s + 24),
-                    self.u64(s + 32),
-                    self.u32(s + 40),
-                    self.u64(s + 56),
-                )
-            })
-            .collect()
-    }
-
-    /// The symbols of the first section of type `kind`.
-    fn symbols(&self, kind: u32) -> Vec<Sym> {
-        let sections = self.sections();
-        let Some(&(_, off, size, link, entsize)) = sections.iter().find(|s| s.0 == kind) else {
-            return Vec::new();
-        };
-        let strtab = sections[link as usize].1 as usize;
-        (0..(size / entsize) as usize)
-            .map(|i| {
-                let s = off as usize + i * entsize as usize;
-                let name_at = strtab + self.u32(s) as usize;
-                let end = self.0[name_at..].iter().position(|&b| b == 0).unwrap();
-                Sym {
-                    name: String::from_utf8_lossy(&self.0[name_at..name_at + end]).into_owned(),
-                    bind: self.0[s + 4] >> 4,
-                    kind: self.0[s + 4] & 0xf,
-                    shndx: self.u16(s + 6),
-                    value: self.u64(s + 8),
-                    size: self.u64(s + 16),
-                }
-            })
-            .collect()
-    }
-
-    /// The `DT_FLAGS_1` entry of the dynamic segment, or 0.
-    fn flags_1(&self) -> u64 {
-        let Some(&(_, off, filesz, _, _)) = self.segments().iter().find(|p| p.0 == PT_DYNAMIC)
-        else {
-            return 0;
-        };
-        (0..filesz as usize / 16)
-            .map(|i| off as usize + i * 16)
-            .find(|&d| self.u64(d) == DT_FLAGS_1)
-            .map_or(0, |d| self.u64(d + 8))
-    }
 }
 
 #[test]

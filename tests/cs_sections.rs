@@ -10,78 +10,20 @@
 
 use std::collections::BTreeSet;
 
+mod common;
+
+use common::elf::Elf;
 use restartable::cs::{self, Index, Outcome};
 
+/// A section's link-time address and size.
 struct Section {
     addr: u64,
     size: u64,
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-
-struct Elf {
-    bytes: Vec<u8>,
-}
-
-impl Elf {
-    fn own() -> Elf {
-        let bytes = std::fs::read("/proc/self/exe").unwrap();
-        assert_eq!(&bytes[..4], b"\x7fELF");
-        assert_eq!(bytes[4], 2, "ELFCLASS64");
-        assert_eq!(bytes[5], 1, "little endian");
-        Elf { bytes }
-    }
-
-    fn section(&self, name: &str) -> Option<Section> {
-        let b = &self.bytes;
-        let shoff = u64_at(b, 0x28) as usize;
-        let shentsize = u16_at(b, 0x3a) as usize;
-        let shnum = u16_at(b, 0x3c) as usize;
-        let shstrndx = u16_at(b, 0x3e) as usize;
-        let strtab = u64_at(b, shoff + shstrndx * shentsize + 24) as usize;
-        (0..shnum).find_map(|i| {
-            let sh = shoff + i * shentsize;
-            let name_at = strtab + u32_at(b, sh) as usize;
-            let end = b[name_at..].iter().position(|&c| c == 0).unwrap();
-            (&b[name_at..name_at + end] == name.as_bytes()).then(|| Section {
-                addr: u64_at(b, sh + 16),
-                size: u64_at(b, sh + 32),
-            })
-        })
-    }
-
-    /// Load bias: where the program headers are in memory (AT_PHDR) minus
-    /// their link-time address (PT_PHDR's p_vaddr).
-    fn load_bias(&self) -> u64 {
-        let b = &self.bytes;
-        let phoff = u64_at(b, 0x20) as usize;
-        let phentsize = u16_at(b, 0x36) as usize;
-        let phnum = u16_at(b, 0x38) as usize;
-        // SAFETY: getauxval has no preconditions.
-        let at_phdr = unsafe { libc::getauxval(libc::AT_PHDR) };
-        for i in 0..phnum {
-            let ph = phoff + i * phentsize;
-            if u32_at(b, ph) == libc::PT_PHDR {
-                return at_phdr.wrapping_sub(u64_at(b, ph + 16));
-            }
-        }
-        // No PT_PHDR: the first PT_LOAD maps file offset 0.
-        for i in 0..phnum {
-            let ph = phoff + i * phentsize;
-            if u32_at(b, ph) == libc::PT_LOAD && u64_at(b, ph + 8) == 0 {
-                return at_phdr.wrapping_sub(u64_at(b, ph + 16) + phoff as u64);
-            }
-        }
-        panic!("no PT_PHDR and no PT_LOAD at offset 0");
-    }
+fn section(elf: &Elf, name: &str) -> Option<Section> {
+    elf.section_named(name)
+        .map(|(addr, size)| Section { addr, size })
 }
 
 /// Reads `len` bytes of this process's memory at `addr`.
@@ -150,19 +92,16 @@ fn instantiate_everything() {
 #[test]
 fn every_descriptor_is_well_formed() {
     instantiate_everything();
-    let elf = Elf::own();
+    let bytes = std::fs::read("/proc/self/exe").unwrap();
+    let elf = Elf(&bytes);
+    elf.check_header();
     let bias = elf.load_bias();
-    let cs_sec = elf.section("__rseq_cs").expect("no __rseq_cs section");
-    let ptrs = elf
-        .section("__rseq_cs_ptr_array")
-        .expect("no __rseq_cs_ptr_array section");
-    let exits = elf
-        .section("__rseq_exit_point_array")
-        .expect("no __rseq_exit_point_array section");
-    let failure = elf
-        .section("__rseq_failure")
-        .expect("no __rseq_failure section");
-    let text = elf.section(".text").expect("no .text");
+    let cs_sec = section(&elf, "__rseq_cs").expect("no __rseq_cs section");
+    let ptrs = section(&elf, "__rseq_cs_ptr_array").expect("no __rseq_cs_ptr_array section");
+    let exits =
+        section(&elf, "__rseq_exit_point_array").expect("no __rseq_exit_point_array section");
+    let failure = section(&elf, "__rseq_failure").expect("no __rseq_failure section");
+    let text = section(&elf, ".text").expect("no .text");
 
     let in_text = |ip: u64| ip >= text.addr + bias && ip < text.addr + bias + text.size;
     let in_failure = |ip: u64| ip >= failure.addr + bias && ip < failure.addr + bias + failure.size;
@@ -180,11 +119,11 @@ fn every_descriptor_is_well_formed() {
         let at = cs_sec.addr + bias + 32 * i as u64;
         let d = mem(at, 32);
         assert_eq!(at % 32, 0, "descriptor {i} misaligned");
-        assert_eq!(u32_at(&d, 0), 0, "descriptor {i}: version");
-        assert_eq!(u32_at(&d, 4), 0, "descriptor {i}: flags");
-        let start = u64_at(&d, 8);
-        let len = u64_at(&d, 16);
-        let abort = u64_at(&d, 24);
+        assert_eq!(Elf(&d).u32(0), 0, "descriptor {i}: version");
+        assert_eq!(Elf(&d).u32(4), 0, "descriptor {i}: flags");
+        let start = Elf(&d).u64(8);
+        let len = Elf(&d).u64(16);
+        let abort = Elf(&d).u64(24);
         assert!(
             in_text(start),
             "descriptor {i}: start_ip {start:#x} not in .text"
@@ -209,7 +148,7 @@ fn every_descriptor_is_well_formed() {
             "descriptor {i}: not `ud1`"
         );
         assert_eq!(
-            u32_at(&before, 3),
+            Elf(&before).u32(3),
             restartable::abi::RSEQ_SIG,
             "descriptor {i}: signature"
         );
@@ -221,7 +160,7 @@ fn every_descriptor_is_well_formed() {
     // The pointer array lists every descriptor, once.
     assert_eq!(ptrs.size % 8, 0);
     let listed: Vec<u64> = (0..ptrs.size / 8)
-        .map(|i| u64_at(&mem(ptrs.addr + bias + 8 * i, 8), 0))
+        .map(|i| Elf(&mem(ptrs.addr + bias + 8 * i, 8)).u64(0))
         .collect();
     let listed_set: BTreeSet<u64> = listed.iter().copied().collect();
     assert_eq!(listed.len(), listed_set.len(), "a descriptor listed twice");
@@ -232,7 +171,7 @@ fn every_descriptor_is_well_formed() {
     assert!(exits.size / 16 >= count as u64);
     for i in 0..exits.size / 16 {
         let e = mem(exits.addr + bias + 16 * i, 16);
-        let (start, exit) = (u64_at(&e, 0), u64_at(&e, 8));
+        let (start, exit) = (Elf(&e).u64(0), Elf(&e).u64(8));
         assert!(starts.contains(&start), "exit point {i}: unknown start_ip");
         let &(_, len) = ranges.iter().find(|(s, _)| *s == start).unwrap();
         assert!(exit < start || exit >= start + len, "exit point {i} inside");
