@@ -63,8 +63,8 @@ mod tests {
                             run_as_fallback();
                         }
                         let g = l.lock();
-                        // loom reports any access not ordered after the
-                        // previous holder's.
+                        // SAFETY: the guard holds the slot; loom reports
+                        // any access not ordered after the previous holder's.
                         g.with_mut(|v| unsafe { *v += 1 });
                     })
                 })
@@ -73,6 +73,7 @@ mod tests {
                 h.join().unwrap();
             }
             let total: u32 = (0..lock.len())
+                // SAFETY: each guard holds its slot while it is read.
                 .map(|i| lock.lock_slot(i).with(|v| unsafe { *v }))
                 .sum();
             assert_eq!(total, 2);

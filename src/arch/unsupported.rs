@@ -213,6 +213,21 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
 ///
 /// # Safety
 /// None; kept for the common function set.
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
+pub(crate) unsafe fn fenced_store<const FIELD: usize>(
+    _: *mut usize,
+    _: usize,
+    _: *const usize,
+    _: usize,
+    _: u32,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
 #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model pops in its simulation
 pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
     _: *mut usize,

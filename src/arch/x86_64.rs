@@ -558,6 +558,42 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
     }
 }
 
+/// `if *fence == 0 && *v == expect { *v = newv }`, reading the fence
+/// *first*: a section that starts after a fallback thread's membarrier and
+/// finds the fence free runs after that thread released it, so `*v` is
+/// current. (Reading `*v` first could see it before the holder changed it.)
+///
+/// # Safety
+/// See the section comment above.
+#[inline(always)]
+pub(crate) unsafe fn fenced_store<const FIELD: usize>(
+    v: *mut usize,
+    expect: usize,
+    fence: *const usize,
+    newv: usize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "cmp qword ptr [{fence}], 0",
+                "jne 93f",
+                "cmp qword ptr [{v}], {expect}",
+                "jne 93f",
+                "mov qword ptr [{v}], {newv}", // commit
+            ],
+            fence = in(reg) fence,   // the slot's fence word
+            v = in(reg) v,           // the word
+            expect = in(reg) expect, // its expected value
+            newv = in(reg) newv,     // its new value
+        )
+    }
+}
+
 /// The per-CPU stack's pop: fails (1) if `*fence != 0` or the list is
 /// empty; otherwise unlinks the head, whose `next` is at offset 0, and
 /// returns it. Returns `(outcome, head)`.

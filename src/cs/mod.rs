@@ -321,6 +321,32 @@ pub unsafe fn add_at_current_unchecked(
     }
 }
 
+/// The per-CPU lock's and stack's guarded store: fails if `*fence != 0`
+/// (read first) or `*v != expect`; otherwise `*v = newv`.
+///
+/// # Safety
+/// - as for the `_unchecked` operations.
+#[inline(always)]
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
+pub(crate) unsafe fn fenced_store_unchecked(
+    index: Index,
+    v: *mut usize,
+    expect: usize,
+    fence: *const usize,
+    newv: usize,
+    cpu: u32,
+) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    Outcome::from_raw(unsafe {
+        match index {
+            Index::Cpu => arch::fenced_store::<{ abi::CPU_ID_OFFSET }>(v, expect, fence, newv, cpu),
+            Index::MmCid => {
+                arch::fenced_store::<{ abi::MM_CID_OFFSET }>(v, expect, fence, newv, cpu)
+            }
+        }
+    })
+}
+
 /// The per-CPU stack's pop: fails if `*fence != 0` or the list is empty;
 /// otherwise unlinks the head node (its `next` at offset 0).
 ///

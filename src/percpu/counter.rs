@@ -83,9 +83,8 @@ impl PerCpuCounter {
             return self.add(delta);
         }
         // Not `current()`: that would try the area (and registration) again.
-        let slot = (crate::fallback_cpu() as usize).min(self.slots.len() - 1);
         self.slots
-            .get(slot)
+            .get(self.slots.fallback_index())
             .expect("slot in range")
             .atomic
             .fetch_add(delta as u64, Ordering::Relaxed);

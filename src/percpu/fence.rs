@@ -9,6 +9,15 @@
 //! every CPU, for slots indexed by concurrency id) has been aborted or has
 //! committed, so the fence holder sees every committed store and no section
 //! can commit on the slot until the fence is released.
+//!
+//! Every such section reads the fence *before* any other word of the slot.
+//! A section that starts after the membarrier may still overlap the
+//! holder's work; reading the fence first means it either sees the fence
+//! held and fails, or sees it released and then reads the words as the
+//! holder left them. A section that read the list head first could see the
+//! head before the holder unlinked it, then the fence after its release,
+//! and commit a pointer to a freed node (the loom model in
+//! `tests/loom_percpu.rs` finds exactly that interleaving).
 
 use crate::cs::Index;
 use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicU8};

@@ -98,10 +98,10 @@ impl<T> PerCpuLock<T> {
         let mut spins = 0;
         loop {
             let Some(cpu) = rseq::current_slot(index) else {
-                return self.lock_slot(self.slots.current_index());
+                return self.lock_slot(self.slots.fallback_index());
             };
             let Some(slot) = self.slots.get(cpu as usize) else {
-                return self.lock_slot(self.slots.current_index());
+                return self.lock_slot(self.slots.fallback_index());
             };
             // SAFETY: both words belong to this live slot; `cpu` is the
             // index the section checks against the area.

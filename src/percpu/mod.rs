@@ -148,6 +148,13 @@ impl<T> PerCpu<T> {
         i.min(self.slots.len() - 1)
     }
 
+    /// The slot a thread that cannot run critical sections uses now: the
+    /// CPU from `sched_getcpu()` (or the concurrency id, if the area has
+    /// one), clamped to the slots that exist.
+    pub(crate) fn fallback_index(&self) -> usize {
+        rseq::fallback_slot(self.index).min(self.slots.len() - 1)
+    }
+
     /// Every slot, in index order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> {
         self.slots.iter().map(|s| &s.0)

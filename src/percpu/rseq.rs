@@ -37,6 +37,15 @@ mod imp {
         u32::try_from(raw).ok()
     }
 
+    /// The slot index of a thread that cannot run critical sections.
+    pub(crate) fn fallback_slot(index: Index) -> usize {
+        let cpu = crate::fallback_cpu;
+        match index {
+            Index::Cpu => cpu() as usize,
+            Index::MmCid => crate::mm_cid().unwrap_or_else(cpu) as usize,
+        }
+    }
+
     /// Adds `delta` to the first word of the current CPU's slot.
     ///
     /// # Safety
@@ -73,17 +82,7 @@ mod imp {
         cpu: u32,
     ) -> Outcome {
         // SAFETY: live words of the caller's slot; `cpu` is checked inside.
-        noted(unsafe {
-            cs::load_cbne_load_cbne_store_unchecked(
-                index,
-                lock.as_ptr() as *mut isize,
-                0,
-                fence.word() as *mut isize,
-                0,
-                1,
-                cpu,
-            )
-        })
+        noted(unsafe { cs::fenced_store_unchecked(index, lock.as_ptr(), 0, fence.word(), 1, cpu) })
     }
 
     /// `head` = `node` if `head` is still `expect` and the fence is free.
@@ -101,15 +100,7 @@ mod imp {
     ) -> Outcome {
         // SAFETY: live words of the caller's slot; `cpu` is checked inside.
         noted(unsafe {
-            cs::load_cbne_load_cbne_store_unchecked(
-                index,
-                head.as_ptr() as *mut isize,
-                expect as isize,
-                fence.word() as *mut isize,
-                0,
-                node as isize,
-                cpu,
-            )
+            cs::fenced_store_unchecked(index, head.as_ptr(), expect, fence.word(), node, cpu)
         })
     }
 
@@ -202,6 +193,13 @@ mod imp {
         Some(cpu as u32)
     }
 
+    /// A fallback thread's slot: a simulated CPU, chosen the way
+    /// [`current_slot`] chooses one, so that every execution loom explores
+    /// is decided by the schedule alone and never by the host's CPU.
+    pub(crate) fn fallback_slot(_index: Index) -> usize {
+        MACHINE.next.fetch_add(1, Ordering::Relaxed) % CPUS
+    }
+
     /// Runs `body` as a section on `cpu`: aborted if the thread is not on
     /// `cpu` or was preempted since it read its slot.
     fn section<R>(cpu: u32, body: impl FnOnce() -> Result<R, Outcome>) -> Result<R, Outcome> {
@@ -252,7 +250,7 @@ mod imp {
         cpu: u32,
     ) -> Outcome {
         match section(cpu, || {
-            if lock.load(Ordering::Acquire) != 0 || fence.is_held() {
+            if fence.is_held() || lock.load(Ordering::Acquire) != 0 {
                 return Err(Outcome::CompareFailed);
             }
             lock.store(1, Ordering::Relaxed);
@@ -272,7 +270,7 @@ mod imp {
         cpu: u32,
     ) -> Outcome {
         match section(cpu, || {
-            if head.load(Ordering::Acquire) != expect || fence.is_held() {
+            if fence.is_held() || head.load(Ordering::Acquire) != expect {
                 return Err(Outcome::CompareFailed);
             }
             head.store(node, Ordering::Release);
@@ -290,8 +288,11 @@ mod imp {
         cpu: u32,
     ) -> Result<usize, Outcome> {
         section(cpu, || {
+            if fence.is_held() {
+                return Err(Outcome::CompareFailed);
+            }
             let top = head.load(Ordering::Acquire);
-            if top == 0 || fence.is_held() {
+            if top == 0 {
                 return Err(Outcome::CompareFailed);
             }
             // SAFETY: a linked node; `next` sits at offset 0.

@@ -87,10 +87,10 @@ impl<T> PerCpuStack<T> {
         let mut spins = 0;
         loop {
             let Some(cpu) = rseq::current_slot(index) else {
-                return self.push_slot(self.slots.current_index(), node);
+                return self.push_slot(self.slots.fallback_index(), node);
             };
             let Some(slot) = self.slots.get(cpu as usize) else {
-                return self.push_slot(self.slots.current_index(), node);
+                return self.push_slot(self.slots.fallback_index(), node);
             };
             let head = slot.head.load(Ordering::Relaxed);
             // SAFETY: `node` is ours until the commit publishes it.
@@ -112,10 +112,10 @@ impl<T> PerCpuStack<T> {
         let mut spins = 0;
         loop {
             let Some(cpu) = rseq::current_slot(index) else {
-                return self.pop_slot(self.slots.current_index());
+                return self.pop_slot(self.slots.fallback_index());
             };
             let Some(slot) = self.slots.get(cpu as usize) else {
-                return self.pop_slot(self.slots.current_index());
+                return self.pop_slot(self.slots.fallback_index());
             };
             // SAFETY: both words belong to this live slot; nodes reachable
             // from `head` are live while the section may still commit (only
