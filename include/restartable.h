@@ -273,8 +273,10 @@ int restartable_load_add_load_load_add_store_mm_cid(intptr_t *ptr, intptr_t off,
 /* ------------------------------------------------------------------------ */
 /*
  * add() touches only the current CPU's slot, with no atomic instruction;
- * sum() adds every slot and is exact once writers are quiescent. Any number
- * of threads may add, sum and reset concurrently; free once nobody uses it.
+ * sum() adds every slot and is exact once writers are quiescent. reset()
+ * zeroes the counter and returns the sum it cleared: an add racing with it
+ * is counted in that value or in later sums, never lost. Any number of
+ * threads may add, sum and reset concurrently; free once nobody uses it.
  */
 typedef struct restartable_percpu_counter restartable_percpu_counter_t;
 
@@ -283,7 +285,7 @@ restartable_percpu_counter_t *restartable_percpu_counter_new(void);
 /* Cold path of the inline add (thread not registered). */
 void restartable_percpu_counter_add_slow(restartable_percpu_counter_t *c, int64_t delta);
 int64_t restartable_percpu_counter_sum(const restartable_percpu_counter_t *c);
-void restartable_percpu_counter_reset(restartable_percpu_counter_t *c);
+int64_t restartable_percpu_counter_reset(restartable_percpu_counter_t *c);
 /* Frees the counter; NULL is ignored. */
 void restartable_percpu_counter_free(restartable_percpu_counter_t *c);
 

@@ -347,15 +347,16 @@ pub unsafe extern "C" fn restartable_percpu_counter_sum(c: *const CCounter) -> i
     unsafe { &*c }.counter.sum()
 }
 
-/// `void restartable_percpu_counter_reset(restartable_percpu_counter_t
-/// *c)`: sets every slot to zero.
+/// `int64_t restartable_percpu_counter_reset(restartable_percpu_counter_t
+/// *c)`: sets the counter to zero and returns the sum it cleared; adds that
+/// race with it land in one or the other, never lost.
 ///
 /// # Safety
 /// `c` comes from `restartable_percpu_counter_new` and is not freed.
 #[no_mangle]
-pub unsafe extern "C" fn restartable_percpu_counter_reset(c: *const CCounter) {
+pub unsafe extern "C" fn restartable_percpu_counter_reset(c: *const CCounter) -> i64 {
     // SAFETY: a live counter (caller).
-    unsafe { &*c }.counter.reset();
+    unsafe { &*c }.counter.reset()
 }
 
 /// `void restartable_percpu_counter_free(restartable_percpu_counter_t
@@ -398,7 +399,7 @@ mod tests {
             }
             restartable_percpu_counter_add(c, -50);
             assert_eq!(restartable_percpu_counter_sum(c), 150);
-            restartable_percpu_counter_reset(c);
+            assert_eq!(restartable_percpu_counter_reset(c), 150);
             assert_eq!(restartable_percpu_counter_sum(c), 0);
             restartable_percpu_counter_free(c);
             restartable_percpu_counter_free(core::ptr::null_mut());

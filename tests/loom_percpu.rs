@@ -52,6 +52,24 @@ mod tests {
     }
 
     #[test]
+    fn counter_reset_loses_no_concurrent_add() {
+        loom::model(|| {
+            let counter = Arc::new(PerCpuCounter::new());
+            let c = Arc::clone(&counter);
+            let adder = thread::spawn(move || {
+                c.add(1);
+                c.add(2);
+            });
+            let c = Arc::clone(&counter);
+            let resetter = thread::spawn(move || c.reset());
+            adder.join().unwrap();
+            let cleared = resetter.join().unwrap();
+            assert!((0..=3).contains(&cleared));
+            assert_eq!(cleared + counter.sum(), 3);
+        });
+    }
+
+    #[test]
     fn lock_excludes_rseq_and_fallback_holders() {
         loom::model(|| {
             let lock = Arc::new(PerCpuLock::new(|_| UnsafeCell::new(0u32)));

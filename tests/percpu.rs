@@ -52,8 +52,36 @@ fn counter_is_exact_with_many_more_threads_than_cores() {
     let per_thread: i64 = (0..OPS).map(|n| if n % 3 == 0 { -1 } else { 2 }).sum();
     assert_eq!(counter.sum(), per_thread * THREADS as i64);
     assert_eq!(counter.per_slot().iter().sum::<i64>(), counter.sum());
-    counter.reset();
+    assert_eq!(counter.reset(), per_thread * THREADS as i64);
     assert_eq!(counter.sum(), 0);
+    assert!(counter.per_slot().iter().all(|&n| n == 0));
+}
+
+#[test]
+fn counter_reset_loses_no_concurrent_add() {
+    const OPS: i64 = 200_000;
+    let counter = Arc::new(PerCpuCounter::new());
+    let done = Arc::new(AtomicBool::new(false));
+    let resetter = {
+        let (counter, done) = (Arc::clone(&counter), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let (mut cleared, mut resets) = (0i64, 0u64);
+            while !done.load(Ordering::Relaxed) || resets == 0 {
+                cleared += counter.reset();
+                resets += 1;
+                std::thread::yield_now();
+            }
+            (cleared, resets)
+        })
+    };
+    let c = Arc::clone(&counter);
+    on_threads(move |_| (0..OPS).for_each(|_| c.add(1)));
+    done.store(true, Ordering::Relaxed);
+    let (cleared, resets) = resetter.join().unwrap();
+    assert!(resets > 0);
+    // Every add is in exactly one place: cleared by some reset, or still
+    // counted.
+    assert_eq!(cleared + counter.sum(), OPS * THREADS as i64);
 }
 
 #[test]

@@ -16,6 +16,28 @@ struct Slot {
     /// Added to only with `fetch_add`, by threads that cannot run critical
     /// sections, so that they never race with the non-atomic adds above.
     atomic: AtomicU64,
+    /// `rseq + atomic` as the last [`PerCpuCounter::reset`] read them: the
+    /// slot counts from here. A reset cannot zero the words themselves (a
+    /// store from another CPU would race with the sections' plain adds and
+    /// could be undone by one), so it moves this baseline instead.
+    base: AtomicU64,
+}
+
+impl Slot {
+    /// Everything ever added to the slot (wrapping).
+    fn total(&self) -> u64 {
+        self.rseq
+            .load(Ordering::Relaxed)
+            .wrapping_add(self.atomic.load(Ordering::Relaxed))
+    }
+
+    /// The count since the last reset.
+    fn count(&self) -> u64 {
+        // `Acquire` pairs with the reset's `Release`: the words read below
+        // are at least as new as those the baseline was taken from.
+        let base = self.base.load(Ordering::Acquire);
+        self.total().wrapping_sub(base)
+    }
 }
 
 /// A counter split across CPUs: [`add`](Self::add) touches only the slot of
@@ -25,7 +47,9 @@ struct Slot {
 /// Arithmetic wraps (as `u64`); `add` takes an `i64` so that negative deltas
 /// subtract. `sum` is exact once writers are quiescent, and otherwise a value
 /// the counter held at some point during the call, give or take adds that
-/// race with it.
+/// race with it. [`reset`](Self::reset) loses nothing even while others add:
+/// it returns what it cleared, and every concurrent add lands either in that
+/// or in the count after it.
 ///
 /// # Examples
 /// ```
@@ -96,37 +120,54 @@ impl PerCpuCounter {
         self.add(1);
     }
 
-    /// The sum of every slot (wrapping), as `i64`.
+    /// The sum of every slot since the last reset (wrapping), as `i64`.
     pub fn sum(&self) -> i64 {
         self.slots
             .iter()
-            .map(|s| {
-                s.rseq
-                    .load(Ordering::Relaxed)
-                    .wrapping_add(s.atomic.load(Ordering::Relaxed))
-            })
+            .map(Slot::count)
             .fold(0u64, u64::wrapping_add) as i64
     }
 
-    /// The count of each slot, in slot order.
+    /// The count of each slot since the last reset, in slot order.
     pub fn per_slot(&self) -> Vec<i64> {
-        self.slots
-            .iter()
-            .map(|s| {
-                s.rseq
-                    .load(Ordering::Relaxed)
-                    .wrapping_add(s.atomic.load(Ordering::Relaxed)) as i64
-            })
-            .collect()
+        self.slots.iter().map(|s| s.count() as i64).collect()
     }
 
-    /// Sets every slot to zero. Adds that run concurrently may survive or
-    /// be lost; reset while writers are quiescent for an exact zero.
-    pub fn reset(&self) {
+    /// Sets the counter to zero and returns the sum it cleared.
+    ///
+    /// Exact even while other threads add: each add is counted either in
+    /// the returned value or in the sums after the reset, never both and
+    /// never neither. Concurrent resets split what they clear between them.
+    ///
+    /// # Examples
+    /// ```
+    /// let counter = restartable::PerCpuCounter::new();
+    /// counter.add(5);
+    /// assert_eq!(counter.reset(), 5);
+    /// counter.add(2);
+    /// assert_eq!(counter.sum(), 2);
+    /// ```
+    pub fn reset(&self) -> i64 {
+        let mut cleared = 0u64;
         for s in self.slots.iter() {
-            s.rseq.store(0, Ordering::Relaxed);
-            s.atomic.store(0, Ordering::Relaxed);
+            let mut base = s.base.load(Ordering::Acquire);
+            loop {
+                let total = s.total();
+                // A failed exchange means another reset moved the baseline:
+                // take a fresh total, so that the baseline only moves forward.
+                match s
+                    .base
+                    .compare_exchange_weak(base, total, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        cleared = cleared.wrapping_add(total.wrapping_sub(base));
+                        break;
+                    }
+                    Err(now) => base = now,
+                }
+            }
         }
+        cleared as i64
     }
 
     /// How slots are indexed.

@@ -166,7 +166,7 @@ static void check_counting(void)
     CHECK_EQ(sum(slots), (intptr_t)THREADS * ITERATIONS);
     CHECK_EQ(sum(cbne_slots), (intptr_t)THREADS * ITERATIONS);
     CHECK_EQ(restartable_percpu_counter_sum(counter), 3LL * THREADS * ITERATIONS);
-    restartable_percpu_counter_reset(counter);
+    CHECK_EQ(restartable_percpu_counter_reset(counter), 3LL * THREADS * ITERATIONS);
     CHECK_EQ(restartable_percpu_counter_sum(counter), 0);
     restartable_percpu_counter_add_slow(counter, -7);
     restartable_percpu_counter_add(counter, 2);
