@@ -6,6 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{exit, Command};
 
 #[path = "../tests/common/seccomp.rs"]
+#[allow(dead_code)] // the tests' syscall traps are not needed here
 mod seccomp;
 
 fn main() {

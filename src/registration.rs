@@ -14,9 +14,12 @@
 //! it holds the lazy registration, released at thread exit by a
 //! `pthread_key_t` destructor.
 //!
-//! All signals are blocked while the refcount and the system call change, so
-//! a signal handler that reads the CPU (and registers lazily) never sees a
-//! half-updated count.
+//! In `Library` mode all signals are blocked while the refcount and the
+//! system call change, so a signal handler that reads the CPU (and
+//! registers lazily) never sees a half-updated count. In `Libc` and
+//! `Unavailable` modes registering changes nothing but this copy's own
+//! tally of caller holds, so it makes no system call at all: not `rseq(2)`,
+//! and no signal-mask change either.
 
 use core::fmt;
 
@@ -77,9 +80,11 @@ impl fmt::Display for ThreadState {
 
 /// This copy's private per-thread record, in static TLS beside the area.
 ///
-/// Written only by the owning thread, with all signals blocked; read by the
-/// owning thread (a signal handler that interrupts a read finishes its own
-/// update before the read resumes).
+/// Written only by the owning thread; in `Library` mode with all signals
+/// blocked. In the other modes only `caller_holds` changes, by one per call,
+/// and a signal handler that registers and unregisters in balance leaves it
+/// as it found it. Read by the owning thread (a signal handler that
+/// interrupts a read finishes its own update before the read resumes).
 #[derive(Debug)]
 #[repr(C, align(8))]
 pub struct ThreadRecord {
@@ -188,6 +193,19 @@ fn with_signals_blocked<R>(f: impl FnOnce(&mut ThreadRecord, &mut u32) -> R) -> 
         libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut());
     }
     result
+}
+
+/// Runs `f` on this thread's record and `__rseq_refcount`: with every
+/// signal blocked in `Library` mode, where the refcount and the kernel's
+/// registration change; as it is in the other modes, where `f` makes no
+/// system call and only moves this copy's tally of caller holds.
+fn with_thread_state<R>(f: impl FnOnce(&mut ThreadRecord, &mut u32) -> R) -> R {
+    if area::owner() == Owner::Library {
+        return with_signals_blocked(f);
+    }
+    // SAFETY: this thread's record and refcount, in its static TLS, touched
+    // by no other thread (see `ThreadRecord` for signal handlers).
+    unsafe { f(&mut *arch::own_thread_state(), &mut *arch::own_refcount()) }
 }
 
 /// Who is taking or releasing a hold.
@@ -373,8 +391,9 @@ impl Kernel for Process {
 
 /// Registers the calling thread's area, or counts one more hold on it.
 ///
-/// `Libc` and `Unavailable` modes make no system call: the hold is counted
-/// so that [`unregister_current_thread`] stays balanced. In `Library` mode
+/// `Libc` and `Unavailable` modes make no system call at all (not even a
+/// signal-mask change): the hold is counted so that
+/// [`unregister_current_thread`] stays balanced. In `Library` mode
 /// the first hold registers `__rseq_abi`; see the module docs for `EBUSY`
 /// (borrowed) and `EINVAL` (foreign). Returns the thread's state afterwards;
 /// a foreign or unavailable thread is counted too and served by fallbacks.
@@ -392,7 +411,7 @@ impl Kernel for Process {
 #[doc(alias = "rseq_register_current_thread")]
 pub fn register_current_thread() -> Result<ThreadState, Error> {
     area::init();
-    with_signals_blocked(|record, count| acquire(&mut Process, record, count, Holder::Caller))
+    with_thread_state(|record, count| acquire(&mut Process, record, count, Holder::Caller))
 }
 
 /// Releases one hold taken by [`register_current_thread`]; the last hold in
@@ -412,7 +431,7 @@ pub fn register_current_thread() -> Result<ThreadState, Error> {
 #[doc(alias = "rseq_unregister_current_thread")]
 pub fn unregister_current_thread() -> Result<ThreadState, Error> {
     area::init();
-    with_signals_blocked(|record, count| release(&mut Process, record, count, Holder::Caller))
+    with_thread_state(|record, count| release(&mut Process, record, count, Holder::Caller))
 }
 
 /// The calling thread's registration state, without registering.

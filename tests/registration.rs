@@ -13,6 +13,7 @@ use restartable::{
     register_current_thread, rseq_location, stats, thread_state, unregister_current_thread, Error,
     Owner, RegistrationGuard, ThreadState,
 };
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 
 /// The state a thread with at least one hold reports, per owner.
 fn held_state(owner: Owner) -> ThreadState {
@@ -368,4 +369,81 @@ fn unavailable_registration_is_a_counted_no_op() {
         let s = stats();
         assert_eq!((s.registrations, s.unregistrations, s.borrowed), (0, 0, 0));
     });
+}
+
+/// System calls the filter of [`no_syscall_outside_library_mode`] trapped,
+/// by the thread that installed it: `rseq`, `rt_sigprocmask`, others.
+static TRAPPED: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+
+/// Counts a trapped call and makes it return 0, as if it had done nothing.
+extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    // `siginfo_t._sifields._sigsys._syscall`: the int after `_call_addr`,
+    // at byte 24 on x86_64 (`include/uapi/asm-generic/siginfo.h`).
+    // SAFETY: the kernel passes a full siginfo for SIGSYS.
+    let nr = unsafe { *(info as *const u8).add(24).cast::<i32>() } as u32;
+    let slot = match nr {
+        common::seccomp::NR_RSEQ_X86_64 => 0,
+        common::seccomp::NR_RT_SIGPROCMASK_X86_64 => 1,
+        _ => 2,
+    };
+    TRAPPED[slot].fetch_add(1, AtomicOrdering::Relaxed);
+    // SAFETY: SA_SIGINFO handlers get the interrupted context; the result
+    // register is written back when the handler returns.
+    unsafe { (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RAX as usize] = 0 };
+}
+
+#[test]
+fn no_syscall_outside_library_mode() {
+    let owner = check_owner();
+    if owner == Owner::Library || !cfg!(target_arch = "x86_64") {
+        // Library mode registers with one `rseq` call per thread and masks
+        // signals around it; the other tests count its registrations.
+        return;
+    }
+    // SAFETY: installs a handler that only touches atomics and the context
+    // it is given; no other test raises SIGSYS.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigsys as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        assert_eq!(
+            libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let counts = on_fresh_thread(move || {
+        use common::seccomp::{trap_syscalls, NR_RSEQ_X86_64, NR_RT_SIGPROCMASK_X86_64};
+        trap_syscalls(&[NR_RSEQ_X86_64, NR_RT_SIGPROCMASK_X86_64]).unwrap();
+        // The filter works: a direct call is trapped, and counted.
+        // SAFETY: an empty mask change, trapped before it runs.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_BLOCK,
+                0usize,
+                0usize,
+                8usize,
+            )
+        };
+        assert_eq!(TRAPPED[1].load(AtomicOrdering::Relaxed), 1);
+        TRAPPED[1].store(0, AtomicOrdering::Relaxed);
+
+        for _ in 0..100 {
+            assert_eq!(register_current_thread(), Ok(held_state(owner)));
+            let guard = RegistrationGuard::new().unwrap();
+            std::hint::black_box(current_cpu());
+            drop(guard);
+            assert_eq!(unregister_current_thread(), Ok(held_state(owner)));
+        }
+        assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
+        let counter = restartable::PerCpuCounter::new();
+        counter.add(1);
+        assert_eq!(counter.sum(), 1);
+        TRAPPED.each_ref().map(|t| t.load(AtomicOrdering::Relaxed))
+    });
+    assert_eq!(
+        counts,
+        [0, 0, 0],
+        "rseq, rt_sigprocmask and other calls made"
+    );
 }

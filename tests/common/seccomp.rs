@@ -1,6 +1,9 @@
-//! A seccomp filter that makes `rseq(2)` fail with `ENOSYS`, as it does
-//! under valgrind, qemu-user or an old kernel. Shared by
-//! `examples/without_rseq.rs` and `tests/unavailable.rs`; only `libc`.
+//! Seccomp filters for the tests, with only `libc`:
+//! - [`block_rseq`] makes `rseq(2)` fail with `ENOSYS`, as it does under
+//!   valgrind, qemu-user or an old kernel (shared by
+//!   `examples/without_rseq.rs` and `tests/unavailable.rs`);
+//! - [`trap_syscalls`] turns chosen system calls of one thread into
+//!   `SIGSYS`, so that a test can count the calls a piece of code makes.
 
 use std::io;
 
@@ -30,12 +33,15 @@ const BPF_RET_K: u16 = 0x06; // BPF_RET (6) | BPF_K (0)
 const SECCOMP_MODE_FILTER: libc::c_ulong = 2;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 /// Offsets in `struct seccomp_data`.
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
 /// `__NR_rseq` on x86_64.
-const NR_RSEQ_X86_64: u32 = 334;
+pub const NR_RSEQ_X86_64: u32 = 334;
+/// `__NR_rt_sigprocmask` on x86_64.
+pub const NR_RT_SIGPROCMASK_X86_64: u32 = 14;
 
 const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
     SockFilter { code, jt, jf, k }
@@ -59,15 +65,40 @@ static FILTER: [SockFilter; 6] = [
 /// Only `prctl` is called, so this is async-signal-safe and may run
 /// between `fork` and `exec`.
 pub fn block_rseq() -> io::Result<()> {
+    install(&FILTER)
+}
+
+/// Makes each of the x86_64 system calls `nrs` raise `SIGSYS` instead of
+/// running, on the calling thread only (and threads it creates later). The
+/// handler finds the number in `siginfo` and sets the result register.
+/// Nothing can remove the filter: use a thread of its own.
+pub fn trap_syscalls(nrs: &[u32]) -> io::Result<()> {
+    assert!(nrs.len() < 200, "jump offsets are one byte");
+    let n = nrs.len() as u8;
+    let mut prog = vec![
+        insn(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET),
+        insn(BPF_JMP_JEQ_K, 0, n + 1, AUDIT_ARCH_X86_64),
+        insn(BPF_LD_W_ABS, 0, 0, NR_OFFSET),
+    ];
+    for (i, &nr) in nrs.iter().enumerate() {
+        // A match jumps to the trap after the remaining tests and the allow.
+        prog.push(insn(BPF_JMP_JEQ_K, n - i as u8, 0, nr));
+    }
+    prog.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
+    prog.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRAP));
+    install(&prog)
+}
+
+fn install(filter: &[SockFilter]) -> io::Result<()> {
     if !cfg!(target_arch = "x86_64") {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "the filter knows rseq's number on x86_64 only",
+            "the filters know system call numbers on x86_64 only",
         ));
     }
     let prog = SockFprog {
-        len: FILTER.len() as u16,
-        filter: FILTER.as_ptr(),
+        len: filter.len() as u16,
+        filter: filter.as_ptr(),
     };
     // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
