@@ -32,6 +32,14 @@ fn main() {
     println!("mm_cid              : {}", show(restartable::mm_cid()));
     println!("possible cpus       : {}", restartable::possible_cpus());
     println!(
+        "lock/stack sections : {} (needs membarrier's rseq fence, Linux 5.10)",
+        if restartable::lock_sections_enabled() {
+            "yes"
+        } else {
+            "no: atomics in every thread"
+        }
+    );
+    println!(
         "refcount            : {}",
         restartable::refcount_of_current_thread()
     );

@@ -89,8 +89,10 @@
 //! Rust 1.95 (the `rust-version` of `Cargo.toml`; the only toolchain the
 //! crate is tested with). rseq needs Linux 4.18; `node_id` and `mm_cid` need
 //! Linux 6.3 (`AT_RSEQ_FEATURE_SIZE` >= 28); fallback threads mixing with
-//! rseq threads on a [`PerCpuLock`] or [`PerCpuStack`] use
-//! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, Linux 5.10. Tested on Linux 6.18
+//! rseq threads on a [`PerCpuLock`] or [`PerCpuStack`] need
+//! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, Linux 5.10; without it those two
+//! types use an atomic compare-exchange in every thread
+//! ([`lock_sections_enabled`] says which). Tested on Linux 6.18
 //! with glibc 2.36, x86_64; other architectures build and run through the
 //! fallbacks.
 //!
@@ -137,7 +139,10 @@ pub use error::Error;
 #[cfg(restartable_loom)]
 #[doc(hidden)]
 pub use percpu::run_as_fallback;
-pub use percpu::{CachePadded, PerCpu, PerCpuCounter, PerCpuLock, PerCpuLockGuard, PerCpuStack};
+pub use percpu::{
+    lock_sections_enabled, CachePadded, PerCpu, PerCpuCounter, PerCpuLock, PerCpuLockGuard,
+    PerCpuStack,
+};
 pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, RegistrationGuard, Stats, ThreadState,

@@ -274,6 +274,118 @@ fn per_cpu_slots_cover_every_cpu() {
     );
 }
 
+/// Half the threads go through the sections (`lock`, `push`, `pop`), half
+/// through the fence on purpose (`lock_slot`, `push_to`, `pop_from`), on
+/// the same slots: the lock keeps a plain two-word payload in step, and the
+/// stack loses and duplicates no value, in every mode.
+fn sections_and_fence_holders_mix() {
+    const OPS: usize = 20_000;
+    let lock = Arc::new(PerCpuLock::new(|_| (0u64, 0u64)));
+    let stack = Arc::new(PerCpuStack::new());
+    let popped = Arc::new(Mutex::new(Vec::new()));
+    let (l, s, p) = (Arc::clone(&lock), Arc::clone(&stack), Arc::clone(&popped));
+    on_threads(move |i| {
+        let mut mine = Vec::new();
+        let slots = l.len();
+        for n in 0..OPS {
+            let value = i * OPS + n;
+            let mut g = if i % 2 == 0 {
+                l.lock()
+            } else {
+                l.lock_slot(n % slots)
+            };
+            let (a, b) = *g;
+            assert_eq!(a, b, "two holders at once on slot {}", g.slot());
+            *g = (a + 1, b + 1);
+            drop(g);
+            if i % 2 == 0 {
+                s.push(value);
+                mine.extend(s.pop());
+            } else {
+                s.push_to(n % slots, value);
+                mine.extend(s.pop_from((n + i) % slots));
+            }
+        }
+        p.lock().unwrap().extend(mine);
+    });
+    let total: u64 = Arc::try_unwrap(lock)
+        .unwrap()
+        .into_inner()
+        .iter()
+        .map(|&(a, b)| {
+            assert_eq!(a, b);
+            a
+        })
+        .sum();
+    assert_eq!(total, (OPS * THREADS) as u64);
+    let mut all = Arc::try_unwrap(popped).unwrap().into_inner().unwrap();
+    while let Some(v) = stack.pop_any() {
+        all.push(v);
+    }
+    assert_eq!(all.len(), OPS * THREADS, "lost or duplicated values");
+    let unique: HashSet<_> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "duplicated values");
+}
+
+#[test]
+fn sections_and_fence_holders_mix_exactly() {
+    sections_and_fence_holders_mix();
+}
+
+/// Set in the environment of the child of [`lock_and_stack_without_rseq_membarrier`].
+const NO_MEMBARRIER_CHILD: &str = "RESTARTABLE_TEST_NO_MEMBARRIER_CHILD";
+
+/// Whether this kernel offers `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`.
+fn kernel_has_rseq_membarrier() -> bool {
+    const QUERY: libc::c_long = 0;
+    const PRIVATE_EXPEDITED_RSEQ: libc::c_long = 1 << 7;
+    // SAFETY: the query takes integers only.
+    let mask = unsafe { libc::syscall(libc::SYS_membarrier, QUERY, 0, 0) };
+    mask > 0 && mask & PRIVATE_EXPEDITED_RSEQ != 0
+}
+
+/// Without the rseq membarrier (before Linux 5.10, here simulated by a
+/// seccomp filter that makes `membarrier` answer `ENOSYS`), the lock and
+/// the stack run no sections at all, and stay exact.
+#[test]
+fn lock_and_stack_without_rseq_membarrier() {
+    if std::env::var_os(NO_MEMBARRIER_CHILD).is_some() {
+        assert!(!kernel_has_rseq_membarrier());
+        assert!(!restartable::lock_sections_enabled());
+        sections_and_fence_holders_mix();
+        foreign_mix();
+        println!("no-membarrier child: all checks passed");
+        return;
+    }
+    assert_eq!(
+        restartable::lock_sections_enabled(),
+        kernel_has_rseq_membarrier()
+    );
+    if !cfg!(target_arch = "x86_64") {
+        return; // the filter knows x86_64's system call numbers only
+    }
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.args([
+        "--exact",
+        "lock_and_stack_without_rseq_membarrier",
+        "--nocapture",
+    ])
+    .env(NO_MEMBARRIER_CHILD, "1");
+    // SAFETY: `block_membarrier` makes only `prctl` calls, which are
+    // async-signal-safe, as the code between fork and exec must be.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, common::seccomp::block_membarrier)
+    };
+    let out = cmd.output().expect("re-run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "child failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Registers a private area for the calling thread, so the library finds
 /// the thread foreign (`EINVAL`). Returns the area, to unregister later.
 fn make_foreign() -> Box<restartable::abi::Rseq> {
@@ -295,6 +407,10 @@ fn unmake_foreign(area: Box<restartable::abi::Rseq>) {
 
 #[test]
 fn foreign_threads_mix_with_rseq_threads_exactly() {
+    foreign_mix();
+}
+
+fn foreign_mix() {
     if restartable::owner() != Owner::Library {
         // glibc registered every thread (no thread can be foreign), or rseq
         // is unavailable (every thread is on the fallbacks, tested above).

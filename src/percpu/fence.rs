@@ -18,9 +18,14 @@
 //! head before the holder unlinked it, then the fence after its release,
 //! and commit a pointer to a freed node (the loom model in
 //! `tests/loom_percpu.rs` finds exactly that interleaving).
+//!
+//! A kernel without that membarrier command (before Linux 5.10) leaves no
+//! way to fence sections, so the lock and the stack then run none: every
+//! thread takes the fence, and the fence alone excludes
+//! ([`lock_sections_enabled`]).
 
 use crate::cs::Index;
-use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicU8};
+use crate::sync::{backoff, AtomicUsize, Ordering};
 
 /// A fallback thread's exclusive claim on one slot.
 ///
@@ -70,43 +75,88 @@ fn rseq_may_run() -> bool {
     crate::owner() != crate::Owner::Unavailable || crate::stats().registrations > 0
 }
 
-const UNKNOWN: u8 = 0;
-const REGISTERED: u8 = 1;
-const UNSUPPORTED: u8 = 2;
+#[cfg(not(restartable_loom))]
+const UNDECIDED: u8 = 0;
+#[cfg(not(restartable_loom))]
+const SECTIONS: u8 = 1;
+#[cfg(not(restartable_loom))]
+const NO_SECTIONS: u8 = 2;
 
-/// Whether this process registered for rseq membarriers: set once, `Relaxed`
-/// (the kernel call itself orders everything that matters).
-static MEMBARRIER: StaticAtomicU8 = StaticAtomicU8::new(UNKNOWN);
+/// Whether the lock and the stack run critical sections: decided once per
+/// process, the first time either needs to know.
+#[cfg(not(restartable_loom))]
+static SECTIONS_ALLOWED: crate::sync::StaticAtomicU8 = crate::sync::StaticAtomicU8::new(UNDECIDED);
 
 fn membarrier(cmd: u32, flags: u32, cpu: i32) -> i64 {
     // SAFETY: membarrier takes three integers and touches no user memory.
     unsafe { libc::syscall(libc::SYS_membarrier, cmd, flags, cpu) as i64 }
 }
 
+/// Whether [`PerCpuLock`](super::PerCpuLock) and
+/// [`PerCpuStack`](super::PerCpuStack) update their slots with critical
+/// sections.
+///
+/// They do when the kernel lets a fallback thread fence the sections of one
+/// CPU, with `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)` (Linux
+/// 5.10). Without it, nothing could stop a section that read a slot's fence
+/// as free from committing after a fallback thread took it, so every thread
+/// takes the fence path instead (an atomic compare-exchange per operation):
+/// slower, never wrong. The answer is decided once per process, on first
+/// use, and never changes.
+///
+/// # Examples
+/// ```
+/// // Linux 5.10 or later, with rseq in use:
+/// if restartable::is_available() {
+///     println!("per-CPU lock and stack use sections: {}",
+///              restartable::lock_sections_enabled());
+/// }
+/// ```
+#[cfg(not(restartable_loom))]
+#[inline]
+pub fn lock_sections_enabled() -> bool {
+    match SECTIONS_ALLOWED.load(Ordering::Relaxed) {
+        SECTIONS => true,
+        NO_SECTIONS => false,
+        _ => decide(),
+    }
+}
+
+/// The simulated machine always has its `membarrier`.
+#[cfg(restartable_loom)]
+pub fn lock_sections_enabled() -> bool {
+    true
+}
+
+/// Asks the kernel for the rseq membarrier and registers for it. Racing
+/// callers may each ask; the first answer published is the only one used.
+/// Async-signal-safe: two system calls and a compare-exchange.
+#[cold]
+#[cfg(not(restartable_loom))]
+fn decide() -> bool {
+    use linux_raw_sys::general::membarrier_cmd::{
+        MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ as EXPEDITED_RSEQ, MEMBARRIER_CMD_QUERY as QUERY,
+        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ as REGISTER,
+    };
+    let supported = membarrier(QUERY as u32, 0, 0);
+    let usable = supported >= 0
+        && supported & i64::from(EXPEDITED_RSEQ as u32) != 0
+        && membarrier(REGISTER as u32, 0, 0) == 0;
+    let mine = if usable { SECTIONS } else { NO_SECTIONS };
+    match SECTIONS_ALLOWED.compare_exchange(UNDECIDED, mine, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => usable,
+        Err(first) => first == SECTIONS,
+    }
+}
+
 /// Aborts or completes every critical section running on the slot's CPU.
 #[cfg_attr(restartable_loom, allow(dead_code))] // the simulation has its own
 pub(crate) fn expedite_rseq(index: Index, slot: usize) {
-    use linux_raw_sys::general::membarrier_cmd::{
-        MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ as EXPEDITED_RSEQ,
-        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ as REGISTER,
-    };
+    use linux_raw_sys::general::membarrier_cmd::MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ as EXPEDITED_RSEQ;
     use linux_raw_sys::general::membarrier_cmd_flag::MEMBARRIER_CMD_FLAG_CPU as FLAG_CPU;
 
-    if MEMBARRIER.load(Ordering::Relaxed) == UNKNOWN {
-        let state = if membarrier(REGISTER as u32, 0, 0) == 0 {
-            REGISTERED
-        } else {
-            UNSUPPORTED
-        };
-        MEMBARRIER.store(state, Ordering::Relaxed);
-    }
-    if MEMBARRIER.load(Ordering::Relaxed) != REGISTERED {
-        // Linux < 5.10: no rseq membarrier. A section that read the fence as
-        // free commits within a few instructions unless it is preempted, and
-        // preemption aborts it; yielding a few times lets it finish.
-        for _ in 0..4 {
-            std::thread::yield_now();
-        }
+    if !lock_sections_enabled() {
+        // No section ever runs on a fenced slot: nothing to wait for.
         return;
     }
     let ret = match index {

@@ -97,7 +97,7 @@ impl<T> PerCpuLock<T> {
         let index = self.slots.index();
         let mut spins = 0;
         loop {
-            let Some(cpu) = rseq::current_slot(index) else {
+            let Some(cpu) = rseq::fenced_slot(index) else {
                 return self.lock_slot(self.slots.fallback_index());
             };
             let Some(slot) = self.slots.get(cpu as usize) else {

@@ -17,6 +17,9 @@
 //!   use in the process) runs `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)`
 //!   so that every critical section in flight on that CPU is either
 //!   committed or aborted, and every later one sees the fence and backs off.
+//!   On kernels without that membarrier command (before Linux 5.10) every
+//!   thread takes the fence path of the lock and the stack instead; see
+//!   [`lock_sections_enabled`].
 
 mod counter;
 mod fence;
@@ -25,6 +28,7 @@ mod rseq;
 mod stack;
 
 pub use counter::PerCpuCounter;
+pub use fence::lock_sections_enabled;
 pub use lock::{PerCpuLock, PerCpuLockGuard};
 pub use stack::PerCpuStack;
 

@@ -8,6 +8,17 @@ pub(crate) use imp::*;
 #[cfg(restartable_loom)]
 pub use imp::run_as_fallback;
 
+/// The slot index for a lock or stack section, or `None` when the thread
+/// must take the fence path: it cannot run sections, or the kernel cannot
+/// fence them (see [`lock_sections_enabled`](super::fence::lock_sections_enabled)).
+#[inline]
+pub(crate) fn fenced_slot(index: crate::cs::Index) -> Option<u32> {
+    if !super::fence::lock_sections_enabled() {
+        return None;
+    }
+    current_slot(index)
+}
+
 /// What one attempt to add to the current CPU's slot did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Add {

@@ -86,7 +86,7 @@ impl<T> PerCpuStack<T> {
         let index = self.slots.index();
         let mut spins = 0;
         loop {
-            let Some(cpu) = rseq::current_slot(index) else {
+            let Some(cpu) = rseq::fenced_slot(index) else {
                 return self.push_slot(self.slots.fallback_index(), node);
             };
             let Some(slot) = self.slots.get(cpu as usize) else {
@@ -111,7 +111,7 @@ impl<T> PerCpuStack<T> {
         let index = self.slots.index();
         let mut spins = 0;
         loop {
-            let Some(cpu) = rseq::current_slot(index) else {
+            let Some(cpu) = rseq::fenced_slot(index) else {
                 return self.pop_slot(self.slots.fallback_index());
             };
             let Some(slot) = self.slots.get(cpu as usize) else {

@@ -2,6 +2,8 @@
 //! - [`block_rseq`] makes `rseq(2)` fail with `ENOSYS`, as it does under
 //!   valgrind, qemu-user or an old kernel (shared by
 //!   `examples/without_rseq.rs` and `tests/unavailable.rs`);
+//! - [`block_membarrier`] does the same to `membarrier(2)`, leaving the
+//!   per-CPU lock and stack without their rseq fence (`tests/percpu.rs`);
 //! - [`trap_syscalls`] turns chosen system calls of one thread into
 //!   `SIGSYS`, so that a test can count the calls a piece of code makes.
 
@@ -40,6 +42,8 @@ const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
 /// `__NR_rseq` on x86_64.
 pub const NR_RSEQ_X86_64: u32 = 334;
+/// `__NR_membarrier` on x86_64.
+pub const NR_MEMBARRIER_X86_64: u32 = 324;
 /// `__NR_rt_sigprocmask` on x86_64.
 pub const NR_RT_SIGPROCMASK_X86_64: u32 = 14;
 
@@ -47,25 +51,38 @@ const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
     SockFilter { code, jt, jf, k }
 }
 
-/// The program: on x86_64, `rseq` answers `-ENOSYS`; everything else runs.
-static FILTER: [SockFilter; 6] = [
-    insn(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET),
-    // Another architecture (or the i386 entry points): allow.
-    insn(BPF_JMP_JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
-    insn(BPF_LD_W_ABS, 0, 0, NR_OFFSET),
-    insn(BPF_JMP_JEQ_K, 0, 1, NR_RSEQ_X86_64),
-    insn(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-    insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
-];
+/// A program under which system call `nr` of x86_64 answers `-errno` and
+/// everything else runs.
+const fn deny(nr: u32, errno: i32) -> [SockFilter; 6] {
+    [
+        insn(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET),
+        // Another architecture (or the i386 entry points): allow.
+        insn(BPF_JMP_JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        insn(BPF_LD_W_ABS, 0, 0, NR_OFFSET),
+        insn(BPF_JMP_JEQ_K, 0, 1, nr),
+        insn(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | errno as u32),
+        insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ]
+}
 
-/// Installs the filter on the calling thread (inherited by `fork` and kept
-/// across `exec`), after `PR_SET_NO_NEW_PRIVS`, which an unprivileged
-/// process needs.
+static NO_RSEQ: [SockFilter; 6] = deny(NR_RSEQ_X86_64, libc::ENOSYS);
+static NO_MEMBARRIER: [SockFilter; 6] = deny(NR_MEMBARRIER_X86_64, libc::ENOSYS);
+
+/// Makes `rseq(2)` answer `ENOSYS`. Installs the filter on the calling
+/// thread (inherited by `fork` and kept across `exec`), after
+/// `PR_SET_NO_NEW_PRIVS`, which an unprivileged process needs.
 ///
 /// Only `prctl` is called, so this is async-signal-safe and may run
 /// between `fork` and `exec`.
 pub fn block_rseq() -> io::Result<()> {
-    install(&FILTER)
+    install(&NO_RSEQ)
+}
+
+/// Makes `membarrier(2)` answer `ENOSYS`, as on a kernel built without it;
+/// like a kernel before Linux 5.10, it then offers no rseq fence. Installed
+/// as [`block_rseq`] is.
+pub fn block_membarrier() -> io::Result<()> {
+    install(&NO_MEMBARRIER)
 }
 
 /// Makes each of the x86_64 system calls `nrs` raise `SIGSYS` instead of
