@@ -5,7 +5,9 @@
 //! (read the CPU, then `cs::load_add_store` with a CPU compare), one shared
 //! `AtomicU64::fetch_add`, `fetch_add` on the current CPU's padded slot, and
 //! a `Mutex<u64>`. Prints ns per add per thread and the ratios the README
-//! reports, then runs criterion on the single-thread cases. Run it again
+//! reports; then the per-CPU lock (against its own fence path, a `Mutex` per
+//! CPU and one `Mutex`) and the per-CPU stack (against a `Mutex<Vec>`);
+//! then runs criterion on the single-thread cases. Run it again
 //! with `GLIBC_TUNABLES=glibc.pthread.rseq=0` (library-owned area) and
 //! `RESTARTABLE_DISABLE=1` (the fallback path).
 
@@ -16,7 +18,7 @@ use std::time::Instant;
 
 use criterion::Criterion;
 use restartable::cs::{self, Index, Outcome};
-use restartable::{PerCpu, PerCpuCounter};
+use restartable::{PerCpu, PerCpuCounter, PerCpuLock, PerCpuStack};
 
 const OPS: u64 = 4_000_000;
 const RUNS: usize = 5;
@@ -80,6 +82,31 @@ fn mutex_add(m: &Mutex<u64>) {
     *m.lock().unwrap() += 1;
 }
 
+fn percpu_lock(l: &PerCpuLock<u64>) {
+    *l.lock() += 1;
+}
+
+/// The path a thread that cannot run sections takes: fence, membarrier.
+fn percpu_lock_fenced(l: &PerCpuLock<u64>) {
+    *l.lock_slot(restartable::current_cpu() as usize % l.len()) += 1;
+}
+
+fn mutex_per_cpu(m: &PerCpu<Mutex<u64>>) {
+    *m.current().lock().unwrap() += 1;
+}
+
+fn percpu_push_pop(s: &PerCpuStack<u64>) {
+    s.push(1);
+    black_box(s.pop());
+}
+
+// Boxed like the stack's nodes, so both sides allocate and free per value.
+#[allow(clippy::vec_box)]
+fn mutex_vec_push_pop(m: &Mutex<Vec<Box<u64>>>) {
+    m.lock().unwrap().push(Box::new(1));
+    black_box(m.lock().unwrap().pop());
+}
+
 fn slots() -> Arc<Slots> {
     Arc::new(Slots(PerCpu::new(|_| AtomicU64::new(0))))
 }
@@ -110,6 +137,36 @@ fn main() {
         );
     }
     println!("aborted sections: {}", cs::abort_count());
+
+    println!(
+        "\nlock, add, unlock / push then pop (lock sections: {})",
+        restartable::lock_sections_enabled()
+    );
+    println!(
+        "threads | PerCpuLock | fence path | Mutex per CPU | one Mutex | PerCpuStack | Mutex<Vec> | lock: per-CPU Mutex / ours | stack: Mutex<Vec> / ours"
+    );
+    for threads in [1, 2, 2 * cpus.max(2)] {
+        let new_lock = || Arc::new(PerCpuLock::new(|_| 0u64));
+        let l = measure(threads, new_lock(), percpu_lock);
+        let f = measure(threads, new_lock(), percpu_lock_fenced);
+        let pm = measure(
+            threads,
+            Arc::new(PerCpu::new(|_| Mutex::new(0))),
+            mutex_per_cpu,
+        );
+        let m = measure(threads, Arc::new(Mutex::new(0)), mutex_add);
+        let st = measure(threads, Arc::new(PerCpuStack::new()), percpu_push_pop);
+        let v = measure(
+            threads,
+            Arc::new(Mutex::new(Vec::new())),
+            mutex_vec_push_pop,
+        );
+        println!(
+            "{threads:>7} | {l:>7.2} ns | {f:>7.0} ns | {pm:>10.2} ns | {m:>6.1} ns | {st:>8.2} ns | {v:>7.1} ns | {:>26.1}x | {:>24.1}x",
+            pm / l,
+            v / st
+        );
+    }
 
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("add, 1 thread");
