@@ -123,6 +123,10 @@ fn counter_is_exact_under_a_signal_storm_and_forced_migrations() {
     let done = Arc::new(AtomicBool::new(false));
     let workers: Arc<Mutex<Vec<(libc::pthread_t, libc::pid_t)>>> = Arc::default();
     let barrier = Arc::new(Barrier::new(THREADS + 1));
+    // Workers stay alive, past their last add, until the storm has stopped:
+    // a joined thread's `pthread_t` must never reach `pthread_kill`.
+    let finished = Arc::new(Barrier::new(THREADS + 1));
+    let storm_over = Arc::new(Barrier::new(THREADS + 1));
     let adds = Arc::new(AtomicU64::new(0));
     let handles: Vec<_> = (0..THREADS)
         .map(|_| {
@@ -131,6 +135,7 @@ fn counter_is_exact_under_a_signal_storm_and_forced_migrations() {
                 Arc::clone(&barrier),
                 Arc::clone(&adds),
             );
+            let (finished, storm_over) = (Arc::clone(&finished), Arc::clone(&storm_over));
             thread::spawn(move || {
                 // The first add registers (lazily) before any signal comes.
                 counter.add(1);
@@ -150,6 +155,8 @@ fn counter_is_exact_under_a_signal_storm_and_forced_migrations() {
                     mine += 1;
                 }
                 adds.fetch_add(mine, Ordering::Relaxed);
+                finished.wait();
+                storm_over.wait();
             })
         })
         .collect();
@@ -162,8 +169,8 @@ fn counter_is_exact_under_a_signal_storm_and_forced_migrations() {
             while !done.load(Ordering::Relaxed) {
                 for (k, &(thread, tid)) in workers.iter().enumerate() {
                     common::pin_thread(tid, cpus[(round + k) % cpus.len()]);
-                    // SAFETY: the worker threads are alive until `done` is
-                    // set, which happens after they are joined.
+                    // SAFETY: the workers wait on `storm_over`, alive,
+                    // until this thread has been joined.
                     unsafe { libc::pthread_kill(thread, libc::SIGUSR1) };
                 }
                 round += 1;
@@ -171,11 +178,13 @@ fn counter_is_exact_under_a_signal_storm_and_forced_migrations() {
             }
         })
     };
+    finished.wait();
+    done.store(true, Ordering::Relaxed);
+    storm.join().unwrap();
+    storm_over.wait();
     for h in handles {
         h.join().unwrap();
     }
-    done.store(true, Ordering::Relaxed);
-    storm.join().unwrap();
     let handled = HANDLED.load(Ordering::Relaxed) as i64;
     assert!(handled > 0, "the storm delivered no signal");
     assert_eq!(counter.sum(), adds.load(Ordering::Relaxed) as i64 + handled);
