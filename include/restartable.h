@@ -146,7 +146,8 @@ _Static_assert(_Alignof(struct restartable_cs) == 32, "struct restartable_cs is 
 /* ------------------------------------------------------------------------ */
 
 /* The calling thread's active area: glibc's, or the library's `__rseq_abi`
-   (cpu_id < 0 until registered). Never NULL. */
+   (cpu_id < 0 until registered), or, where rseq is unavailable, an inert
+   area no one registers (cpu_id always < 0). Never NULL. */
 struct rseq_area *rseq_location(void);
 
 /* Offset of the active area from the thread pointer, the same for every

@@ -95,7 +95,7 @@ pub(crate) fn set_unavailable() {
         &Statics,
         Decision {
             owner: Owner::Unavailable,
-            offset: offset(),
+            offset: arch::inert_area_offset(),
             feature_size: 0,
         },
     );
@@ -147,8 +147,9 @@ pub fn area_offset() -> isize {
     offset()
 }
 
-/// The calling thread's active area: glibc's in `Libc` mode, otherwise this
-/// library's `__rseq_abi` (which reads `cpu_id < 0` until registered).
+/// The calling thread's active area: glibc's in `Libc` mode, this
+/// library's `__rseq_abi` in `Library` mode (it reads `cpu_id < 0` until
+/// registered), and an inert area no one registers in `Unavailable` mode.
 /// Never null; exported to C under the same name.
 ///
 /// # Examples
@@ -218,6 +219,7 @@ fn decide() {
         libc: libc_registration(),
         kernel_feature_size: kernel,
         own_offset: arch::own_area_offset(),
+        inert_offset: arch::inert_area_offset(),
     };
     let decision = choose(&probe);
     publish(&Statics, decision);
@@ -242,6 +244,8 @@ pub struct Probe {
     pub kernel_feature_size: u32,
     /// The TP offset of this library's own `__rseq_abi`.
     pub own_offset: isize,
+    /// The TP offset of an area no one registers (`cpu_id` always -1).
+    pub inert_offset: isize,
 }
 
 /// The process-wide values fixed once.
@@ -264,7 +268,7 @@ pub fn choose(probe: &Probe) -> Decision {
     if probe.disabled || !probe.arch_available {
         return Decision {
             owner: Owner::Unavailable,
-            offset: probe.own_offset,
+            offset: probe.inert_offset,
             feature_size: 0,
         };
     }

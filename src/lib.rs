@@ -50,7 +50,7 @@
 //! |---|---|---|---|
 //! | `Libc` | glibc >= 2.35 registered (`__rseq_size > 0`) | glibc's, at `__rseq_offset` | counted, no system call |
 //! | `Library` | the kernel has rseq, libc did not register | the weak TLS `__rseq_abi` | refcounted: first hold registers, last unregisters |
-//! | `Unavailable` | `ENOSYS`/`EPERM` (old kernel, valgrind, seccomp), another architecture, or `RESTARTABLE_DISABLE=1` | none | counted; fallbacks |
+//! | `Unavailable` | `ENOSYS`/`EPERM` (old kernel, valgrind, seccomp, another signature on `__rseq_abi`), another architecture, or `RESTARTABLE_DISABLE=1` | an inert one, never registered (`cpu_id` -1) | counted; fallbacks |
 //!
 //! `GLIBC_TUNABLES=glibc.pthread.rseq=0` stops glibc from registering, so
 //! the library registers its own area: that is how the `Library` mode is
@@ -112,8 +112,13 @@
 //! - The area offset is set by a constructor of priority 101; code that runs
 //!   in an earlier constructor of the same object must not call this crate.
 //! - A component that registers `__rseq_abi` with a signature other than
-//!   `RSEQ_SIG` makes the kernel answer `EPERM`; the process then uses the
-//!   fallbacks.
+//!   `RSEQ_SIG` makes the kernel refuse the library's registration with
+//!   `EPERM`; the process then turns `Unavailable` and every thread uses the
+//!   fallbacks (the active area becomes an inert one that no one
+//!   registers). Until the library itself asks the kernel on such a
+//!   thread, though, the thread looks registered and runs sections, which
+//!   the kernel kills on their first abort; the classic registrants
+//!   (kernel selftests, librseq, tcmalloc) all use `RSEQ_SIG`.
 
 pub mod abi;
 mod arch;

@@ -474,3 +474,85 @@ fn delays_inside_sections_force_aborts_and_sums_stay_exact() {
         assert_eq!(aborts, 0, "fallbacks run no section");
     }
 }
+
+/// Set in the child that sees fewer possible CPUs than the kernel numbers.
+const FEW_CPUS_CHILD: &str = "RESTARTABLE_TEST_FEW_CPUS_CHILD";
+
+/// A thread on a CPU beyond the slots (containers can show fewer possible
+/// CPUs than the kernel numbers) counts, locks and stacks on the fallback
+/// slot, exactly, and never loops. The child runs in a mount namespace of
+/// its own where `/sys/devices/system/cpu/possible` reads `0`.
+#[test]
+fn cpus_beyond_the_slots_fall_back() {
+    if std::env::var_os(FEW_CPUS_CHILD).is_some() {
+        assert_eq!(restartable::possible_cpus(), 1);
+        const OPS: i64 = 100_000;
+        let counter = PerCpuCounter::new();
+        let lock = PerCpuLock::new(|_| 0i64);
+        let stack = PerCpuStack::new();
+        assert_eq!((counter.per_slot().len(), lock.len()), (1, 1));
+        common::pin_to(1);
+        for i in 0..OPS {
+            counter.add(1);
+            *lock.lock() += 1;
+            stack.push(i);
+        }
+        assert_eq!(restartable::current_cpu(), 1);
+        assert_eq!(counter.sum(), OPS);
+        assert_eq!(*lock.lock(), OPS);
+        let mut popped = 0;
+        while stack.pop().is_some() {
+            popped += 1;
+        }
+        assert_eq!(popped, OPS);
+        println!("few-cpus child: all checks passed");
+        return;
+    }
+    if !common::allowed_cpus().contains(&1) {
+        eprintln!("skipped: CPU 1 is not allowed here");
+        return;
+    }
+    let possible =
+        std::env::temp_dir().join(format!("restartable-possible-{}", std::process::id()));
+    std::fs::write(&possible, "0\n").unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "mount --bind {} /sys/devices/system/cpu/possible && exec {} --exact \
+         cpus_beyond_the_slots_fall_back --nocapture",
+        possible.display(),
+        exe.display()
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env(FEW_CPUS_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run unshare (util-linux)");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the child did not finish: a thread beyond the slots loops");
+        }
+        thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_file(&possible).unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    if !status.success() && stderr.contains("unshare failed") {
+        // No mount namespaces for this user: nothing to check here.
+        eprintln!("skipped: {stderr}");
+        return;
+    }
+    assert!(
+        status.success() && stdout.contains("all checks passed"),
+        "child failed ({status}):\n{stdout}\n{stderr}"
+    );
+}

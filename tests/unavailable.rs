@@ -25,6 +25,9 @@ const DONE: &str = "unavailable-child: all checks passed";
 enum Block {
     Seccomp,
     Disable,
+    /// The library owns the areas (glibc told not to register), and a
+    /// component registers `__rseq_abi` with another signature.
+    ForeignSignature,
 }
 
 /// Runs test `name` of this binary again in a child, blocked by `block`;
@@ -43,6 +46,9 @@ fn run_child(name: &str, block: Block) {
         }
         Block::Disable => {
             cmd.env("RESTARTABLE_DISABLE", "1");
+        }
+        Block::ForeignSignature => {
+            cmd.env("GLIBC_TUNABLES", "glibc.pthread.rseq=0");
         }
     }
     let out = cmd.output().expect("re-run the test binary");
@@ -116,5 +122,82 @@ fn disabled_by_environment() {
         child_checks(false);
     } else {
         run_child("disabled_by_environment", Block::Disable);
+    }
+}
+
+/// A signature no abort handler of this library is preceded by.
+const OTHER_SIG: u32 = 0x1234_5678;
+
+/// A component registered the shared `__rseq_abi` with another signature:
+/// the library's registration is refused (`EPERM`), the process turns
+/// `Unavailable`, and from then on no thread runs a section on that area.
+/// One would be fatal: the kernel kills a thread whose section aborts into
+/// a handler not preceded by the registered signature.
+fn foreign_signature_checks() {
+    if owner() != Owner::Library {
+        // No rseq in this environment at all: nothing to check.
+        assert_eq!(owner(), Owner::Unavailable);
+        println!("{DONE}");
+        return;
+    }
+    let counter = std::sync::Arc::new(restartable::PerCpuCounter::new());
+    let cpu = common::allowed_cpus()[0];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A spinner sharing the CPU makes the scheduler preempt the counting
+    // thread, inside its sections as often as not.
+    let spinner = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            pin_to(cpu);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let c = std::sync::Arc::clone(&counter);
+    let adds = on_fresh_thread(move || {
+        pin_to(cpu);
+        let area = restartable::rseq_location().cast::<u8>();
+        assert_eq!(current_cpu_raw(), -1, "not registered yet");
+        assert_eq!(common::raw_rseq(area, 32, 0, OTHER_SIG), Ok(()));
+        assert!(current_cpu_raw() >= 0, "the kernel fills the shared area");
+        assert_eq!(register_current_thread(), Ok(ThreadState::Unregistered));
+        assert_eq!(owner(), Owner::Unavailable);
+        assert_ne!(restartable::rseq_location().cast::<u8>(), area);
+        assert!(current_cpu_raw() < 0, "the active area is never registered");
+        assert!(!is_available());
+        assert_eq!(current_cpu() as usize, cpu);
+        let start = std::time::Instant::now();
+        let mut adds = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            for _ in 0..1000 {
+                c.add(1);
+            }
+            adds += 1000;
+        }
+        assert_eq!(
+            common::raw_rseq(area, 32, common::UNREGISTER, OTHER_SIG),
+            Ok(())
+        );
+        adds
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinner.join().unwrap();
+    // The main thread registered before the change; it falls back too.
+    assert!(current_cpu_raw() < 0);
+    counter.add(1);
+    assert_eq!(counter.sum(), adds as i64 + 1);
+    println!("{DONE}");
+}
+
+#[test]
+fn foreign_signature_on_the_shared_area() {
+    if std::env::var_os(CHILD).is_some() {
+        foreign_signature_checks();
+    } else {
+        run_child(
+            "foreign_signature_on_the_shared_area",
+            Block::ForeignSignature,
+        );
     }
 }

@@ -60,6 +60,12 @@ pub(crate) fn own_area_offset() -> isize {
     0
 }
 
+/// The area used where rseq cannot be: the same never-registered one.
+#[inline]
+pub(crate) fn inert_area_offset() -> isize {
+    0
+}
+
 /// The calling thread's never-registered area.
 #[inline]
 pub(crate) fn own_area() -> *mut Rseq {

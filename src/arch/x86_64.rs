@@ -33,6 +33,21 @@ global_asm!(
     ".long -1",         // cpu_id
     ".quad 0",          // rseq_cs
     ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
+    // `restartable_inert_area`: an area no one ever registers, so its
+    // `cpu_id` stays -1. The active-area offset names it until the owner is
+    // decided and whenever rseq is unavailable: every fast path then takes
+    // its cold path, and no section can run on an area registered by a
+    // component we cannot vouch for (another signature, say).
+    ".balign 32",
+    ".globl restartable_inert_area",
+    ".hidden restartable_inert_area",
+    ".type restartable_inert_area, @object",
+    ".size restartable_inert_area, 32",
+    "restartable_inert_area:",
+    ".long 0",          // cpu_id_start
+    ".long -1",         // cpu_id
+    ".quad 0",          // rseq_cs
+    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
     ".popsection",
     // `__rseq_refcount`: how many holds the components sharing `__rseq_abi`
     // have on this thread's registration; weak for the same reason.
@@ -52,11 +67,13 @@ global_asm!(
     "restartable_thread_record:",
     ".zero 8",
     ".popsection",
-    // `restartable_area_offset`: the TP offset of the active area, set once
-    // by the constructor, read by every CPU read (and by the C header's
-    // inline functions, under the exported name). The hidden second label
-    // lets this library read it RIP-relative, without a GOT load, even in
-    // the shared object, where the exported name is preemptible.
+    // `restartable_area_offset`: the TP offset of the active area, set by
+    // the constructor, read by every CPU read (and by the C header's inline
+    // functions, under the exported name). The hidden second label lets
+    // this library read it RIP-relative, without a GOT load, even in the
+    // shared object, where the exported name is preemptible. (A static
+    // initial value naming the inert area would need a TP-relative data
+    // relocation, which a shared object cannot have.)
     ".pushsection .data.restartable_area_offset, \"aw\", @progbits",
     ".balign 8",
     ".globl restartable_area_offset",
@@ -80,8 +97,10 @@ extern "C" {
 
 /// The process-wide TP offset of the active area: one RIP-relative load.
 ///
-/// `pure`: the value changes only in the constructor, before any code that
-/// could have read it runs, so the compiler may hoist the load out of loops.
+/// `pure`: the value is set by the constructor, before the code that reads
+/// it runs, and changes at most once more, to the inert area when the
+/// process turns `Unavailable`; so the compiler may hoist the load out of
+/// loops. A loop that hoisted it keeps a live area of its own thread.
 #[inline(always)]
 pub(crate) fn area_offset() -> isize {
     let offset: isize;
@@ -151,6 +170,22 @@ pub(crate) fn own_area_offset() -> isize {
         asm!(
             "mov {o}, qword ptr [rip + __rseq_abi@GOTTPOFF]",
             o = out(reg) offset, // TP-relative offset of `__rseq_abi`
+            options(nostack, readonly, preserves_flags, pure)
+        );
+    }
+    offset
+}
+
+/// Offset of this thread's inert area (never registered) from the thread
+/// pointer.
+#[inline]
+pub(crate) fn inert_area_offset() -> isize {
+    let offset: isize;
+    // SAFETY: as in `own_area_offset`, for `restartable_inert_area`.
+    unsafe {
+        asm!(
+            "mov {o}, qword ptr [rip + restartable_inert_area@GOTTPOFF]",
+            o = out(reg) offset, // TP-relative offset of the inert area
             options(nostack, readonly, preserves_flags, pure)
         );
     }

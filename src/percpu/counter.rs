@@ -104,7 +104,27 @@ impl PerCpuCounter {
     #[inline(never)]
     fn add_cold(&self, delta: i64) {
         if crate::registration::ensure_registered() {
-            return self.add(delta);
+            // Registered now: sections again, but no second trip here. A
+            // thread that is registered and still cold runs on a CPU beyond
+            // the slots (a container that shows fewer possible CPUs than
+            // the kernel numbers, say): it takes the fallback below.
+            let (base, stride) = self.slots.raw_parts();
+            loop {
+                // SAFETY: as in `add`.
+                match unsafe {
+                    rseq::add(
+                        self.slots.index(),
+                        base,
+                        stride,
+                        self.slots.len() as u32,
+                        delta,
+                    )
+                } {
+                    rseq::Add::Done => return,
+                    rseq::Add::Retry => crate::sync::spin_hint(),
+                    rseq::Add::Cold => break,
+                }
+            }
         }
         // Not `current()`: that would try the area (and registration) again.
         self.slots
