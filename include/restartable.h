@@ -221,10 +221,19 @@ uint64_t restartable_abort_count(void);
  * restartable_cpu() just before): it checks that the thread still runs on
  * `cpu`, does its loads and compares, and ends with a single commit store.
  * Returns RESTARTABLE_COMMITTED (0), RESTARTABLE_COMPARE_FAILED (1) or
- * RESTARTABLE_ABORTED (-1: read the CPU again and retry). Threads without
- * rseq take an exact fallback (atomics, or a striped lock) and ignore `cpu`.
- * The `_mm_cid` forms index by concurrency id instead. Words passed to these
- * functions must be updated only through them.
+ * RESTARTABLE_ABORTED (-1: read the CPU again and retry); -EINVAL, with
+ * memory untouched, when `cpu` is negative. Threads without rseq take a
+ * fallback (atomics, or a striped lock) and ignore `cpu`. The `_mm_cid`
+ * forms index by concurrency id instead. Words passed to these functions
+ * must be updated only through them.
+ *
+ * Exactness: updates to a word are exact when every thread writing it takes
+ * the same path, all sections (RESTARTABLE_OWNER_LIBC or _LIBRARY) or all
+ * fallback (RESTARTABLE_OWNER_NONE). A RESTARTABLE_THREAD_FOREIGN thread
+ * falls back while its neighbours run sections, and a section's commit is
+ * a plain store: the two can lose an update on a shared word. The per-CPU
+ * counter below keeps the two paths on separate words and is exact with
+ * any mix of threads.
  *
  *     intptr_t *slots = ...;               one word per possible CPU
  *     int cpu;
@@ -285,6 +294,7 @@ typedef struct restartable_percpu_counter restartable_percpu_counter_t;
 restartable_percpu_counter_t *restartable_percpu_counter_new(void);
 /* Cold path of the inline add (thread not registered). */
 void restartable_percpu_counter_add_slow(restartable_percpu_counter_t *c, int64_t delta);
+/* A NULL counter: add() does nothing, sum() and reset() return 0. */
 int64_t restartable_percpu_counter_sum(const restartable_percpu_counter_t *c);
 int64_t restartable_percpu_counter_reset(restartable_percpu_counter_t *c);
 /* Frees the counter; NULL is ignored. */
@@ -443,8 +453,9 @@ static inline int restartable_load_add_store(intptr_t *v, intptr_t count, int cp
                  : mismatch, aborted);
     return RESTARTABLE_COMMITTED;
 mismatch:
-    /* Not registered (cpu_id < 0): register lazily or fall back. */
-    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
+    /* Not registered (cpu_id < 0): register lazily or fall back. A negative
+       `cpu` is refused there too. */
+    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0 || cpu < 0)
         return restartable_load_add_store_slow(v, count, cpu);
 aborted:
     return RESTARTABLE_ABORTED;
@@ -474,7 +485,7 @@ static inline int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intp
 differs:
     return RESTARTABLE_COMPARE_FAILED;
 mismatch:
-    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
+    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0 || cpu < 0)
         return restartable_load_cbne_store_slow(v, expect, newv, cpu);
 aborted:
     return RESTARTABLE_ABORTED;
@@ -487,6 +498,8 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
 {
     const struct restartable_percpu_counter_fast *f =
         (const struct restartable_percpu_counter_fast *)(const void *)c;
+    if (c == NULL)
+        return;
     for (;;) {
         __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
                      RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")

@@ -182,7 +182,8 @@ macro_rules! c_operation {
             stringify!($op), "`] on the slot of CPU `cpu`.")]
         ///
         /// Returns 0 committed, 1 compare failed, -1 aborted (read the CPU
-        /// again and retry). Threads without rseq take the exact fallback.
+        /// again and retry), and `-EINVAL`, touching nothing, for a
+        /// negative `cpu`. Threads without rseq take the fallback.
         ///
         /// # Safety
         /// Every pointer is valid and aligned for the accesses the
@@ -191,8 +192,11 @@ macro_rules! c_operation {
         #[no_mangle]
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe extern "C" fn $cpu_name($($arg: $ty,)* cpu: c_int) -> c_int {
+            let Ok(cpu) = u32::try_from(cpu) else {
+                return -libc::EINVAL;
+            };
             // SAFETY: forwarded from the caller.
-            unsafe { cs::$op(Index::Cpu, $($arg,)* cpu as u32) as c_int }
+            unsafe { cs::$op(Index::Cpu, $($arg,)* cpu) as c_int }
         }
 
         #[doc = concat!("`int ", stringify!($cid_name), "(..., int cid)`: [`cs::",
@@ -205,8 +209,11 @@ macro_rules! c_operation {
         #[no_mangle]
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe extern "C" fn $cid_name($($arg: $ty,)* cid: c_int) -> c_int {
+            let Ok(cid) = u32::try_from(cid) else {
+                return -libc::EINVAL;
+            };
             // SAFETY: forwarded from the caller.
-            unsafe { cs::$op(Index::MmCid, $($arg,)* cid as u32) as c_int }
+            unsafe { cs::$op(Index::MmCid, $($arg,)* cid) as c_int }
         }
     };
 }
@@ -316,11 +323,14 @@ pub extern "C" fn restartable_percpu_counter_new() -> *mut CCounter {
 /// int64_t delta)`: adds `delta` (wrapping) on the current CPU's slot.
 ///
 /// # Safety
-/// `c` comes from `restartable_percpu_counter_new` and is not freed.
+/// `c` is null (a no-op, or 0) or comes from
+/// `restartable_percpu_counter_new` and is not freed.
 #[no_mangle]
 pub unsafe extern "C" fn restartable_percpu_counter_add(c: *const CCounter, delta: i64) {
-    // SAFETY: a live counter (caller).
-    unsafe { &*c }.counter.add(delta);
+    // SAFETY: null or a live counter (caller).
+    if let Some(c) = unsafe { c.as_ref() } {
+        c.counter.add(delta);
+    }
 }
 
 /// `void restartable_percpu_counter_add_slow(restartable_percpu_counter_t
@@ -328,23 +338,25 @@ pub unsafe extern "C" fn restartable_percpu_counter_add(c: *const CCounter, delt
 /// when the thread is not registered; the same as the out-of-line add.
 ///
 /// # Safety
-/// `c` comes from `restartable_percpu_counter_new` and is not freed.
+/// `c` is null (a no-op, or 0) or comes from
+/// `restartable_percpu_counter_new` and is not freed.
 #[no_mangle]
 #[cold]
 pub unsafe extern "C" fn restartable_percpu_counter_add_slow(c: *const CCounter, delta: i64) {
-    // SAFETY: a live counter (caller).
-    unsafe { &*c }.counter.add(delta);
+    // SAFETY: null or a live counter (caller).
+    unsafe { restartable_percpu_counter_add(c, delta) }
 }
 
 /// `int64_t restartable_percpu_counter_sum(const restartable_percpu_counter_t
 /// *c)`: the sum of every slot (exact once writers are quiescent).
 ///
 /// # Safety
-/// `c` comes from `restartable_percpu_counter_new` and is not freed.
+/// `c` is null (a no-op, or 0) or comes from
+/// `restartable_percpu_counter_new` and is not freed.
 #[no_mangle]
 pub unsafe extern "C" fn restartable_percpu_counter_sum(c: *const CCounter) -> i64 {
-    // SAFETY: a live counter (caller).
-    unsafe { &*c }.counter.sum()
+    // SAFETY: null or a live counter (caller).
+    unsafe { c.as_ref() }.map_or(0, |c| c.counter.sum())
 }
 
 /// `int64_t restartable_percpu_counter_reset(restartable_percpu_counter_t
@@ -352,11 +364,12 @@ pub unsafe extern "C" fn restartable_percpu_counter_sum(c: *const CCounter) -> i
 /// race with it land in one or the other, never lost.
 ///
 /// # Safety
-/// `c` comes from `restartable_percpu_counter_new` and is not freed.
+/// `c` is null (a no-op, or 0) or comes from
+/// `restartable_percpu_counter_new` and is not freed.
 #[no_mangle]
 pub unsafe extern "C" fn restartable_percpu_counter_reset(c: *const CCounter) -> i64 {
-    // SAFETY: a live counter (caller).
-    unsafe { &*c }.counter.reset()
+    // SAFETY: null or a live counter (caller).
+    unsafe { c.as_ref() }.map_or(0, |c| c.counter.reset())
 }
 
 /// `void restartable_percpu_counter_free(restartable_percpu_counter_t

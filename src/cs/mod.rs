@@ -19,6 +19,20 @@
 //! `_unchecked` form is the bare section, for callers that checked
 //! [`is_available`](crate::is_available) themselves.
 //!
+//! # Exactness
+//!
+//! Updates to one word are exact when every thread that writes it takes
+//! the same path: all run sections (the usual case in `Libc` and `Library`
+//! mode), or all take the fallback (`Unavailable` mode). A thread with
+//! another area registered ([`ThreadState::Foreign`](crate::ThreadState))
+//! takes the fallback while its neighbours run sections, and a section's
+//! commit is a plain store that no atomic or lock orders, so the two can
+//! lose an update on a shared word. Where such threads may exist, keep the
+//! two paths on separate words, as [`PerCpuCounter`](crate::PerCpuCounter)
+//! does, or fence one slot at a time, as
+//! [`PerCpuLock`](crate::PerCpuLock) and [`PerCpuStack`](crate::PerCpuStack)
+//! do; those types are exact with any mix of threads.
+//!
 //! # Examples
 //! ```
 //! use restartable::cs::{self, Index, Outcome};
@@ -159,7 +173,8 @@ macro_rules! operation {
         /// - every pointer is valid for the accesses the operation names,
         ///   and aligned;
         /// - other threads update these words only through the operations
-        ///   of this module (see `fallback.rs` on mixing the two paths).
+        ///   of this module (see "Exactness" in the module docs on mixing
+        ///   the two paths).
         #[inline]
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $name(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {

@@ -163,9 +163,31 @@ pub(crate) fn expedite_rseq(index: Index, slot: usize) {
         Index::Cpu => membarrier(EXPEDITED_RSEQ as u32, FLAG_CPU as u32, slot as i32),
         Index::MmCid => -1,
     };
-    if ret != 0 {
-        // Slots by concurrency id, or a CPU the kernel refuses to target
-        // (offline): every CPU.
-        membarrier(EXPEDITED_RSEQ as u32, 0, 0);
+    if ret == 0 {
+        return;
+    }
+    // Slots by concurrency id, or a CPU the kernel refuses to target
+    // (offline): every CPU. The holder may not go on unfenced; the one
+    // failure this registered command can have is a transient ENOMEM.
+    loop {
+        match membarrier(EXPEDITED_RSEQ as u32, 0, 0) {
+            0 => return,
+            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM) => {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+            _ => {
+                // The kernel answered QUERY and REGISTER but refuses the
+                // fence: continuing could let a section commit under the
+                // holder.
+                let msg = b"restartable: membarrier(PRIVATE_EXPEDITED_RSEQ) failed\n";
+                // SAFETY: writes a static buffer to stderr, then aborts;
+                // both are async-signal-safe.
+                unsafe {
+                    libc::write(2, msg.as_ptr().cast(), msg.len());
+                    libc::abort();
+                }
+            }
+        }
     }
 }

@@ -127,7 +127,13 @@ impl<T> PerCpuStack<T> {
                     let node = unsafe { Box::from_raw(node as *mut Node<T>) };
                     return Some(node.value);
                 }
-                Err(Outcome::CompareFailed) if slot.fence.is_held() => backoff(&mut spins),
+                // The fence was held, or the list was empty: empty still,
+                // with the fence free, means empty.
+                Err(Outcome::CompareFailed)
+                    if slot.fence.is_held() || slot.head.load(Ordering::Relaxed) != 0 =>
+                {
+                    backoff(&mut spins)
+                }
                 Err(Outcome::CompareFailed) => return None,
                 Err(_) => crate::sync::spin_hint(),
             }

@@ -256,16 +256,33 @@ static void check_operations(void)
 
     /* A section for a CPU the thread is not on aborts and changes nothing
        (without rseq the fallback ignores the CPU and commits). */
+    cpu = (int)ncpus + 5; /* no thread runs there */
     if (owner_expected != RESTARTABLE_OWNER_NONE) {
-        CHECK_EQ(restartable_load_add_store(&w[0], 1, -5), RESTARTABLE_ABORTED);
-        CHECK_EQ(restartable_load_add_store_slow(&w[0], 1, -5), RESTARTABLE_ABORTED);
-        CHECK_EQ(restartable_load_cbne_store(&w[0], 0, 1, -5), RESTARTABLE_ABORTED);
+        CHECK_EQ(restartable_load_add_store(&w[0], 1, cpu), RESTARTABLE_ABORTED);
+        CHECK_EQ(restartable_load_add_store_slow(&w[0], 1, cpu), RESTARTABLE_ABORTED);
+        CHECK_EQ(restartable_load_cbne_store(&w[0], 0, 1, cpu), RESTARTABLE_ABORTED);
         CHECK_EQ(sum(w), 0);
     } else {
-        CHECK_EQ(restartable_load_add_store(&w[0], 1, -5), RESTARTABLE_COMMITTED);
+        CHECK_EQ(restartable_load_add_store(&w[0], 1, cpu), RESTARTABLE_COMMITTED);
         CHECK_EQ(sum(w), 1);
         w[0] = 0;
     }
+    /* A negative CPU or concurrency id is refused, in every mode, touching
+       nothing: a retry loop on RESTARTABLE_ABORTED ends. */
+    CHECK_EQ(restartable_load_add_store(&w[0], 1, -5), -EINVAL);
+    CHECK_EQ(restartable_load_add_store_slow(&w[0], 1, -1), -EINVAL);
+    CHECK_EQ(restartable_load_cbne_store(&w[0], 0, 1, -5), -EINVAL);
+    CHECK_EQ(restartable_load_cbne_store_slow(&w[0], 0, 1, -5), -EINVAL);
+    CHECK_EQ(restartable_load_cbne_store_store(&w[0], 0, &w2[0], 3, 1, -2), -EINVAL);
+    CHECK_EQ(restartable_load_add_store_mm_cid(&w[0], 1, -1), -EINVAL);
+    CHECK_EQ(sum(w), 0);
+    CHECK_EQ(w2[0], 0);
+    /* A NULL counter: add does nothing, sum and reset read 0. */
+    restartable_percpu_counter_add(NULL, 1);
+    restartable_percpu_counter_add_slow(NULL, 1);
+    CHECK_EQ(restartable_percpu_counter_sum(NULL), 0);
+    CHECK_EQ(restartable_percpu_counter_reset(NULL), 0);
+    restartable_percpu_counter_free(NULL);
     free(w);
     free(w2);
 }
