@@ -19,7 +19,8 @@ fn pinned(index: Index, f: impl FnOnce(u32, u32) + Send + 'static) {
             Index::Cpu => restartable::current_cpu(),
             Index::MmCid => restartable::mm_cid().expect("mm_cid"),
         };
-        let elsewhere = here + 1;
+        // No CPU or concurrency id is ever this large.
+        let elsewhere = u32::MAX - 7;
         f(here, elsewhere)
     });
 }
@@ -68,7 +69,7 @@ fn load_cbne_store() {
             // SAFETY: `p` is a live local for every call below.
             unsafe {
                 assert_eq!(
-                    cs::load_cbne_store(index, p, 4, 9, cpu),
+                    commit(|| cs::load_cbne_store(index, p, 4, 9, cpu)),
                     Outcome::CompareFailed
                 );
                 assert_eq!(*p, 5);
@@ -170,8 +171,8 @@ fn load_cbne_load_cbne_store() {
             // SAFETY: live locals.
             unsafe {
                 let op = move |e, e2, c| cs::load_cbne_load_cbne_store(index, p, e, p2, e2, 7, c);
-                assert_eq!(op(0, 2, cpu), Outcome::CompareFailed);
-                assert_eq!(op(1, 0, cpu), Outcome::CompareFailed);
+                assert_eq!(commit(|| op(0, 2, cpu)), Outcome::CompareFailed);
+                assert_eq!(commit(|| op(1, 0, cpu)), Outcome::CompareFailed);
                 assert_eq!((*p, *p2), (1, 2));
                 if expect_wrong_cpu(op(1, 2, other)) {
                     assert_eq!((*p, *p2), (1, 2));
@@ -202,7 +203,7 @@ fn load_cbne_store_store_and_release() {
                         }
                     }
                 };
-                assert_eq!(op(0, cpu), Outcome::CompareFailed);
+                assert_eq!(commit(|| op(0, cpu)), Outcome::CompareFailed);
                 // SAFETY: live locals.
                 unsafe {
                     assert_eq!((*p, *p2), (1, 2));
@@ -233,7 +234,7 @@ fn load_cbne_memcpy_store() {
                 // SAFETY: `src` and `dst` hold 100 bytes; `p` is live.
                 unsafe { cs::load_cbne_memcpy_store(index, p, e, d, s, len, 4, c) }
             };
-            assert_eq!(op(0, 100, cpu), Outcome::CompareFailed);
+            assert_eq!(commit(|| op(0, 100, cpu)), Outcome::CompareFailed);
             // SAFETY: live local.
             assert_eq!(unsafe { *p }, 3);
             if expect_wrong_cpu(op(3, 100, other)) {
@@ -307,7 +308,11 @@ fn a_section_written_with_the_macro() {
                 )
             }
         };
-        assert_eq!(store_max(3, cpu, &mut max), 1, "3 < 5: compare failed");
+        let mut outcome = -1;
+        while outcome == -1 {
+            outcome = store_max(3, cpu, &mut max); // aborts only if preempted
+        }
+        assert_eq!(outcome, 1, "3 < 5: compare failed");
         assert_eq!(max, 5);
         assert_eq!(store_max(9, other, &mut max), -1, "wrong CPU: aborted");
         assert_eq!(max, 5);
