@@ -453,11 +453,13 @@ static inline int restartable_load_add_store(intptr_t *v, intptr_t count, int cp
                  : mismatch, aborted);
     return RESTARTABLE_COMMITTED;
 mismatch:
-    /* Not registered (cpu_id < 0): register lazily or fall back. A negative
-       `cpu` is refused there too. */
-    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0 || cpu < 0)
+    /* Not registered (cpu_id < 0): register lazily or fall back. */
+    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
         return restartable_load_add_store_slow(v, count, cpu);
 aborted:
+    /* A negative `cpu` never matches: the out-of-line call refuses it. */
+    if (cpu < 0)
+        return restartable_load_add_store_slow(v, count, cpu);
     return RESTARTABLE_ABORTED;
 }
 
@@ -485,9 +487,11 @@ static inline int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intp
 differs:
     return RESTARTABLE_COMPARE_FAILED;
 mismatch:
-    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0 || cpu < 0)
+    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
         return restartable_load_cbne_store_slow(v, expect, newv, cpu);
 aborted:
+    if (cpu < 0)
+        return restartable_load_cbne_store_slow(v, expect, newv, cpu);
     return RESTARTABLE_ABORTED;
 }
 
