@@ -462,21 +462,7 @@ fn foreign_mix() {
 fn delays_inside_sections_force_aborts_and_sums_stay_exact() {
     // The abort count is the process's: run alone in a child, so that no
     // other test's aborts can stand in for this one's.
-    const ALONE: &str = "RESTARTABLE_TEST_ABORT_STRESS_ALONE";
-    const NAME: &str = "delays_inside_sections_force_aborts_and_sums_stay_exact";
-    if std::env::var_os(ALONE).is_none() {
-        let out = std::process::Command::new("/proc/self/exe")
-            .args(["--exact", NAME, "--nocapture"])
-            .env(ALONE, "1")
-            .output()
-            .expect("re-run the test binary");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("1 passed"),
-            "child failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if !common::in_child_alone("delays_inside_sections_force_aborts_and_sums_stay_exact") {
         return;
     }
     const OPS: i64 = 100_000;

@@ -161,3 +161,30 @@ pub fn on_fresh_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static
         .join()
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
+
+/// Set in a child that runs one test alone (see [`in_child_alone`]).
+const ALONE: &str = "RESTARTABLE_TEST_ALONE";
+
+/// For tests that read process-wide tallies (abort count, registration
+/// stats), which other tests of the binary move concurrently: in the
+/// parent, runs test `name` alone in a child process, asserts that it
+/// passed, and returns false; in that child, returns true (run the body).
+#[allow(dead_code)] // not every test binary has such a test
+pub fn in_child_alone(name: &str) -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let out = std::process::Command::new("/proc/self/exe")
+        .args(["--exact", name, "--nocapture"])
+        .env(ALONE, "1")
+        .output()
+        .expect("re-run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
