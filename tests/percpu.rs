@@ -397,21 +397,19 @@ fn lock_and_stack_without_rseq_membarrier() {
 
 /// Registers a private area for the calling thread, so the library finds
 /// the thread foreign (`EINVAL`). Returns the area, to unregister later.
-fn make_foreign() -> Box<restartable::abi::Rseq> {
+fn make_foreign() -> &'static restartable::abi::Rseq {
     // SAFETY: an all-zero `struct rseq` is a valid value.
     let area: Box<restartable::abi::Rseq> = Box::new(unsafe { std::mem::zeroed() });
-    // The area outlives the registration: `unmake_foreign` ends it first.
-    let ret = common::raw_register(&*area as *const _ as *mut u8);
+    // Leaked: the kernel may write the area until the thread unregisters
+    // it or exits, and a failing assertion unwinds before either.
+    let area: &'static restartable::abi::Rseq = Box::leak(area);
+    let ret = common::raw_register(area as *const _ as *mut u8);
     assert_eq!(ret, Ok(()), "private registration failed");
     area
 }
 
-fn unmake_foreign(area: Box<restartable::abi::Rseq>) {
-    assert_eq!(
-        common::raw_unregister(&*area as *const _ as *mut u8),
-        Ok(())
-    );
-    drop(area);
+fn unmake_foreign(area: &'static restartable::abi::Rseq) {
+    assert_eq!(common::raw_unregister(area as *const _ as *mut u8), Ok(()));
 }
 
 #[test]

@@ -322,10 +322,10 @@ fn private_registrant_first_makes_the_thread_foreign() {
     }
     let before = stats();
     on_fresh_thread(|| {
-        // The private area outlives its registration: it is unregistered
-        // below, before this box is dropped.
-        let mut private = Box::new(PrivateArea([0, u32::MAX, 0, 0, 0, 0, 0, 0]));
-        let ptr = (&mut *private as *mut PrivateArea).cast::<u8>();
+        // Leaked: the kernel may write the area until it is unregistered
+        // below or the thread exits, and a failing assertion unwinds first.
+        let private = Box::leak(Box::new(PrivateArea([0, u32::MAX, 0, 0, 0, 0, 0, 0])));
+        let ptr = (private as *mut PrivateArea).cast::<u8>();
         assert_eq!(raw_register(ptr), Ok(()));
 
         let cpu = sched_getcpu_pinned();
@@ -346,7 +346,6 @@ fn private_registrant_first_makes_the_thread_foreign() {
         assert!(!restartable::is_available());
 
         assert_eq!(raw_unregister(ptr), Ok(()));
-        drop(private);
     });
     assert!(stats().foreign > before.foreign);
 }
