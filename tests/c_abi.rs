@@ -201,9 +201,7 @@ fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Outpu
             cmd.env("RESTARTABLE_DISABLE", "1");
         }
     }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    let out = common::output_within(&mut cmd, common::CHILD_LIMIT);
     assert!(
         out.status.success(),
         "{} {args:?} in {mode:?} mode failed ({}):\n{}\n{}",

@@ -385,7 +385,7 @@ fn lock_and_stack_without_rseq_membarrier() {
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, common::seccomp::block_membarrier)
     };
-    let out = cmd.output().expect("re-run the test binary");
+    let out = common::output_within(&mut cmd, common::CHILD_LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("all checks passed"),

@@ -51,7 +51,7 @@ fn run_child(name: &str, block: Block) {
             cmd.env("GLIBC_TUNABLES", "glibc.pthread.rseq=0");
         }
     }
-    let out = cmd.output().expect("re-run the test binary");
+    let out = common::output_within(&mut cmd, common::CHILD_LIMIT);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

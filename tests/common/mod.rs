@@ -174,11 +174,12 @@ pub fn in_child_alone(name: &str) -> bool {
     if std::env::var_os(ALONE).is_some() {
         return true;
     }
-    let out = std::process::Command::new("/proc/self/exe")
-        .args(["--exact", name, "--nocapture"])
-        .env(ALONE, "1")
-        .output()
-        .expect("re-run the test binary");
+    let out = output_within(
+        std::process::Command::new("/proc/self/exe")
+            .args(["--exact", name, "--nocapture"])
+            .env(ALONE, "1"),
+        CHILD_LIMIT,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
@@ -188,3 +189,60 @@ pub fn in_child_alone(name: &str) -> bool {
     );
     false
 }
+
+/// Runs `cmd` to completion like `Command::output`, but kills it and
+/// panics, with what it printed, if it runs past `limit`: a regression that
+/// makes a child spin fails the test instead of hanging the suite.
+#[allow(dead_code)] // not every test binary runs children
+pub fn output_within(
+    cmd: &mut std::process::Command,
+    limit: std::time::Duration,
+) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    // Readers drain both pipes, so a child that prints much never blocks.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).unwrap();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    let Some(status) = status else {
+        panic!(
+            "{cmd:?} ran past {limit:?} and was killed:\n{}\n{}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// How long a test's child process may run.
+#[allow(dead_code)] // not every test binary runs children
+pub const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
