@@ -9,19 +9,13 @@ mod common;
 use restartable::cs::{self, Index, Outcome};
 use restartable::{abi, rseq_asm};
 
-/// Runs `f` on a fresh thread pinned to one allowed CPU, passing the CPU
-/// (or concurrency id) the sections must check and one they must not.
-fn pinned(index: Index, f: impl FnOnce(u32, u32) + Send + 'static) {
+/// Runs `f` on a fresh thread pinned to one allowed CPU, passing a CPU (or
+/// concurrency id) the thread can never have: sections checking it abort.
+fn pinned(f: impl FnOnce(u32) + Send + 'static) {
     common::on_fresh_thread(move || {
-        let cpus = common::allowed_cpus();
-        common::pin_to(cpus[0]);
-        let here = match index {
-            Index::Cpu => restartable::current_cpu(),
-            Index::MmCid => restartable::mm_cid().expect("mm_cid"),
-        };
+        common::pin_to(common::allowed_cpus()[0]);
         // No CPU or concurrency id is ever this large.
-        let elsewhere = u32::MAX - 7;
-        f(here, elsewhere)
+        f(u32::MAX - 7)
     });
 }
 
@@ -33,10 +27,16 @@ fn indexes() -> Vec<Index> {
     v
 }
 
-/// Retries while the kernel aborts (a rare preemption of the pinned thread).
-fn commit(mut op: impl FnMut() -> Outcome) -> Outcome {
+/// Retries while the kernel aborts (a rare preemption of the pinned
+/// thread), reading the index again for each try: a pinned thread keeps
+/// its CPU, but its concurrency id may be renumbered.
+fn commit(index: Index, mut op: impl FnMut(u32) -> Outcome) -> Outcome {
     for _ in 0..1000 {
-        let outcome = op();
+        let here = match index {
+            Index::Cpu => restartable::current_cpu(),
+            Index::MmCid => restartable::mm_cid().expect("mm_cid"),
+        };
+        let outcome = op(here);
         if outcome != Outcome::Aborted {
             return outcome;
         }
@@ -63,13 +63,13 @@ fn mode_is_expected() {
 #[test]
 fn load_cbne_store() {
     for index in indexes() {
-        pinned(index, move |cpu, other| {
+        pinned(move |other| {
             let mut v: isize = 5;
             let p = &mut v as *mut isize;
             // SAFETY: `p` is a live local for every call below.
             unsafe {
                 assert_eq!(
-                    commit(|| cs::load_cbne_store(index, p, 4, 9, cpu)),
+                    commit(index, |cpu| cs::load_cbne_store(index, p, 4, 9, cpu)),
                     Outcome::CompareFailed
                 );
                 assert_eq!(*p, 5);
@@ -79,7 +79,7 @@ fn load_cbne_store() {
                     *p = 5;
                 }
                 assert_eq!(
-                    commit(|| cs::load_cbne_store(index, p, 5, 9, cpu)),
+                    commit(index, |cpu| cs::load_cbne_store(index, p, 5, 9, cpu)),
                     Outcome::Committed
                 );
                 assert_eq!(*p, 9);
@@ -91,7 +91,7 @@ fn load_cbne_store() {
 #[test]
 fn load_add_store() {
     for index in indexes() {
-        pinned(index, move |cpu, other| {
+        pinned(move |other| {
             let mut v: isize = 40;
             let p = &mut v as *mut isize;
             // SAFETY: `p` is a live local.
@@ -102,12 +102,12 @@ fn load_add_store() {
                     *p = 40;
                 }
                 assert_eq!(
-                    commit(|| cs::load_add_store(index, p, 2, cpu)),
+                    commit(index, |cpu| cs::load_add_store(index, p, 2, cpu)),
                     Outcome::Committed
                 );
                 assert_eq!(*p, 42);
                 assert_eq!(
-                    commit(|| cs::load_add_store(index, p, -50, cpu)),
+                    commit(index, |cpu| cs::load_add_store(index, p, -50, cpu)),
                     Outcome::Committed
                 );
                 assert_eq!(*p, -8);
@@ -125,7 +125,7 @@ struct Node {
 #[test]
 fn load_cbeq_store_add_load_store_pops_a_list() {
     for index in indexes() {
-        pinned(index, move |cpu, other| {
+        pinned(move |other| {
             let second = Box::into_raw(Box::new(Node { next: 0, value: 2 }));
             let first = Box::into_raw(Box::new(Node {
                 next: second as isize,
@@ -144,16 +144,16 @@ fn load_cbeq_store_add_load_store_pops_a_list() {
                 } else {
                     *h = first as isize;
                 }
-                let pop = || cs::load_cbeq_store_add_load_store(index, h, 0, 0, out, cpu);
-                assert_eq!(commit(pop), Outcome::Committed);
+                let pop = |cpu| cs::load_cbeq_store_add_load_store(index, h, 0, 0, out, cpu);
+                assert_eq!(commit(index, pop), Outcome::Committed);
                 assert_eq!(popped, first as isize);
                 assert_eq!((*(popped as *const Node)).value, 1);
                 assert_eq!(*h, second as isize);
-                assert_eq!(commit(pop), Outcome::Committed);
+                assert_eq!(commit(index, pop), Outcome::Committed);
                 assert_eq!(popped, second as isize);
                 assert_eq!(*h, 0);
                 // Empty list: the comparison fails, nothing changes.
-                assert_eq!(commit(pop), Outcome::CompareFailed);
+                assert_eq!(commit(index, pop), Outcome::CompareFailed);
                 assert_eq!(*h, 0);
                 drop(Box::from_raw(first));
                 drop(Box::from_raw(second));
@@ -165,21 +165,21 @@ fn load_cbeq_store_add_load_store_pops_a_list() {
 #[test]
 fn load_cbne_load_cbne_store() {
     for index in indexes() {
-        pinned(index, move |cpu, other| {
+        pinned(move |other| {
             let (mut v, mut v2) = (1isize, 2isize);
             let (p, p2) = (&mut v as *mut isize, &mut v2 as *mut isize);
             // SAFETY: live locals.
             unsafe {
                 let op = move |e, e2, c| cs::load_cbne_load_cbne_store(index, p, e, p2, e2, 7, c);
-                assert_eq!(commit(|| op(0, 2, cpu)), Outcome::CompareFailed);
-                assert_eq!(commit(|| op(1, 0, cpu)), Outcome::CompareFailed);
+                assert_eq!(commit(index, |cpu| op(0, 2, cpu)), Outcome::CompareFailed);
+                assert_eq!(commit(index, |cpu| op(1, 0, cpu)), Outcome::CompareFailed);
                 assert_eq!((*p, *p2), (1, 2));
                 if expect_wrong_cpu(op(1, 2, other)) {
                     assert_eq!((*p, *p2), (1, 2));
                 } else {
                     *p = 1;
                 }
-                assert_eq!(commit(|| op(1, 2, cpu)), Outcome::Committed);
+                assert_eq!(commit(index, |cpu| op(1, 2, cpu)), Outcome::Committed);
                 assert_eq!((*p, *p2), (7, 2));
             }
         });
@@ -190,7 +190,7 @@ fn load_cbne_load_cbne_store() {
 fn load_cbne_store_store_and_release() {
     for index in indexes() {
         for release in [false, true] {
-            pinned(index, move |cpu, other| {
+            pinned(move |other| {
                 let (mut v, mut v2) = (1isize, 2isize);
                 let (p, p2) = (&mut v as *mut isize, &mut v2 as *mut isize);
                 let op = move |e, c| {
@@ -203,7 +203,7 @@ fn load_cbne_store_store_and_release() {
                         }
                     }
                 };
-                assert_eq!(commit(|| op(0, cpu)), Outcome::CompareFailed);
+                assert_eq!(commit(index, |cpu| op(0, cpu)), Outcome::CompareFailed);
                 // SAFETY: live locals.
                 unsafe {
                     assert_eq!((*p, *p2), (1, 2));
@@ -212,7 +212,7 @@ fn load_cbne_store_store_and_release() {
                     } else {
                         (*p, *p2) = (1, 2);
                     }
-                    assert_eq!(commit(|| op(1, cpu)), Outcome::Committed);
+                    assert_eq!(commit(index, |cpu| op(1, cpu)), Outcome::Committed);
                     assert_eq!((*p, *p2), (10, 20));
                 }
             });
@@ -223,7 +223,7 @@ fn load_cbne_store_store_and_release() {
 #[test]
 fn load_cbne_memcpy_store() {
     for index in indexes() {
-        pinned(index, move |cpu, other| {
+        pinned(move |other| {
             let mut v = 3isize;
             let p = &mut v as *mut isize;
             let src: Vec<u8> = (0..100).collect();
@@ -234,7 +234,7 @@ fn load_cbne_memcpy_store() {
                 // SAFETY: `src` and `dst` hold 100 bytes; `p` is live.
                 unsafe { cs::load_cbne_memcpy_store(index, p, e, d, s, len, 4, c) }
             };
-            assert_eq!(commit(|| op(0, 100, cpu)), Outcome::CompareFailed);
+            assert_eq!(commit(index, |cpu| op(0, 100, cpu)), Outcome::CompareFailed);
             // SAFETY: live local.
             assert_eq!(unsafe { *p }, 3);
             if expect_wrong_cpu(op(3, 100, other)) {
@@ -244,10 +244,10 @@ fn load_cbne_memcpy_store() {
                 // SAFETY: live local.
                 unsafe { *p = 3 };
             }
-            assert_eq!(commit(|| op(3, 0, cpu)), Outcome::Committed);
+            assert_eq!(commit(index, |cpu| op(3, 0, cpu)), Outcome::Committed);
             // SAFETY: live local.
             unsafe { *p = 3 };
-            assert_eq!(commit(|| op(3, 100, cpu)), Outcome::Committed);
+            assert_eq!(commit(index, |cpu| op(3, 100, cpu)), Outcome::Committed);
             // SAFETY: live local.
             assert_eq!(unsafe { *p }, 4);
             assert_eq!(dst, src);
@@ -258,7 +258,7 @@ fn load_cbne_memcpy_store() {
 #[test]
 fn load_add_load_load_add_store() {
     for index in indexes() {
-        pinned(index, move |cpu, other| {
+        pinned(move |other| {
             let mut target: isize = 100;
             // An object whose second word points at `target`.
             let object: [isize; 2] = [0, &mut target as *mut isize as isize];
@@ -273,7 +273,9 @@ fn load_add_load_load_add_store() {
                     target = 100;
                 }
                 assert_eq!(
-                    commit(|| cs::load_add_load_load_add_store(index, r, 8, 5, cpu)),
+                    commit(index, |cpu| cs::load_add_load_load_add_store(
+                        index, r, 8, 5, cpu
+                    )),
                     Outcome::Committed
                 );
             }
@@ -284,7 +286,8 @@ fn load_add_load_load_add_store() {
 
 #[test]
 fn a_section_written_with_the_macro() {
-    pinned(Index::Cpu, |cpu, other| {
+    pinned(|other| {
+        let cpu = restartable::current_cpu(); // pinned: it stays
         if !restartable::is_available() {
             assert_eq!(restartable::owner(), restartable::Owner::Unavailable);
             return;
