@@ -373,25 +373,18 @@ fn lock_and_stack_without_rseq_membarrier() {
     if !cfg!(target_arch = "x86_64") {
         return; // the filter knows x86_64's system call numbers only
     }
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.args([
-        "--exact",
-        "lock_and_stack_without_rseq_membarrier",
-        "--nocapture",
-    ])
-    .env(NO_MEMBARRIER_CHILD, "1");
-    // SAFETY: `block_membarrier` makes only `prctl` calls, which are
-    // async-signal-safe, as the code between fork and exec must be.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, common::seccomp::block_membarrier)
-    };
-    let out = common::output_within(&mut cmd, common::CHILD_LIMIT);
+    let out = common::run_test_in_child("lock_and_stack_without_rseq_membarrier", |cmd| {
+        cmd.env(NO_MEMBARRIER_CHILD, "1");
+        // SAFETY: `block_membarrier` makes only `prctl` calls, which are
+        // async-signal-safe, as the code between fork and exec must be.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, common::seccomp::block_membarrier)
+        };
+    });
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("all checks passed"),
-        "child failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains("all checks passed"),
+        "the child did not run the checks:\n{stdout}"
     );
 }
 
@@ -525,35 +518,18 @@ fn cpus_beyond_the_slots_fall_back() {
         possible.display(),
         exe.display()
     );
-    // Output goes to files, so a child that writes much never blocks on a
-    // pipe while the loop below waits for it.
-    let (out_path, err_path) = (
-        possible.with_extension("out"),
-        possible.with_extension("err"),
+    let out = common::output_within(
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env(FEW_CPUS_CHILD, "1"),
+        std::time::Duration::from_secs(60),
     );
-    let mut child = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env(FEW_CPUS_CHILD, "1")
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("run unshare (util-linux)");
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > std::time::Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("the child did not finish: a thread beyond the slots loops");
-        }
-        thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let stdout = std::fs::read_to_string(&out_path).unwrap();
-    let stderr = std::fs::read_to_string(&err_path).unwrap();
-    for path in [&possible, &out_path, &err_path] {
-        std::fs::remove_file(path).unwrap();
-    }
+    std::fs::remove_file(&possible).unwrap();
+    let (status, stdout, stderr) = (
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     let exec_started = stdout.contains("running 1 test");
     if !status.success() && !exec_started {
         // No mount namespace, or a read-only /sys: nothing to check here.

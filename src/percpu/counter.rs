@@ -86,6 +86,16 @@ impl PerCpuCounter {
     /// Adds `delta` (wrapping) to the slot of the current CPU.
     #[inline]
     pub fn add(&self, delta: i64) {
+        if !self.add_in_section(delta) {
+            self.add_cold(delta);
+        }
+    }
+
+    /// Adds `delta` with a critical section, retrying aborts; false, with
+    /// nothing added, when the thread cannot run one on a slot (not
+    /// registered, or on a CPU beyond the slots).
+    #[inline(always)]
+    fn add_in_section(&self, delta: i64) -> bool {
         let (base, stride) = self.slots.raw_parts();
         let slots = self.slots.len() as u32;
         loop {
@@ -93,9 +103,9 @@ impl PerCpuCounter {
             // slot array, whose `Slot::rseq` word sits at offset 0 of each
             // slot and is written only by these sections.
             match unsafe { rseq::add(self.slots.index(), base, stride, slots, delta) } {
-                rseq::Add::Done => return,
+                rseq::Add::Done => return true,
                 rseq::Add::Retry => crate::sync::spin_hint(),
-                rseq::Add::Cold => return self.add_cold(delta),
+                rseq::Add::Cold => return false,
             }
         }
     }
@@ -103,28 +113,12 @@ impl PerCpuCounter {
     #[cold]
     #[inline(never)]
     fn add_cold(&self, delta: i64) {
-        if crate::registration::ensure_registered() {
-            // Registered now: sections again, but no second trip here. A
-            // thread that is registered and still cold runs on a CPU beyond
-            // the slots (a container that shows fewer possible CPUs than
-            // the kernel numbers, say): it takes the fallback below.
-            let (base, stride) = self.slots.raw_parts();
-            loop {
-                // SAFETY: as in `add`.
-                match unsafe {
-                    rseq::add(
-                        self.slots.index(),
-                        base,
-                        stride,
-                        self.slots.len() as u32,
-                        delta,
-                    )
-                } {
-                    rseq::Add::Done => return,
-                    rseq::Add::Retry => crate::sync::spin_hint(),
-                    rseq::Add::Cold => break,
-                }
-            }
+        // Registered now, sections again, once: a thread that is registered
+        // and still cold runs on a CPU beyond the slots (a container that
+        // shows fewer possible CPUs than the kernel numbers, say) and takes
+        // the fallback.
+        if crate::registration::ensure_registered() && self.add_in_section(delta) {
+            return;
         }
         // Not `current()`: that would try the area (and registration) again.
         self.slots

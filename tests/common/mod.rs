@@ -165,6 +165,28 @@ pub fn on_fresh_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static
 /// Set in a child that runs one test alone (see [`in_child_alone`]).
 const ALONE: &str = "RESTARTABLE_TEST_ALONE";
 
+/// Runs test `name` of this binary again, alone, in a child process that
+/// `configure` prepares (environment, extra arguments, `pre_exec`); asserts
+/// that the child ran the test and passed, and returns its output.
+#[allow(dead_code)] // not every test binary runs children
+pub fn run_test_in_child(
+    name: &str,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.args(["--exact", name, "--nocapture"]);
+    configure(&mut cmd);
+    let out = output_within(&mut cmd, CHILD_LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// For tests that read process-wide tallies (abort count, registration
 /// stats), which other tests of the binary move concurrently: in the
 /// parent, runs test `name` alone in a child process, asserts that it
@@ -174,19 +196,9 @@ pub fn in_child_alone(name: &str) -> bool {
     if std::env::var_os(ALONE).is_some() {
         return true;
     }
-    let out = output_within(
-        std::process::Command::new("/proc/self/exe")
-            .args(["--exact", name, "--nocapture"])
-            .env(ALONE, "1"),
-        CHILD_LIMIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_test_in_child(name, |cmd| {
+        cmd.env(ALONE, "1");
+    });
     false
 }
 
