@@ -23,6 +23,10 @@ pub enum Error {
     Unavailable,
     /// Another component registered a different rseq area for this thread.
     ForeignArea,
+    /// Called from a signal handler that interrupted a registration change
+    /// on the same thread; nothing was changed, and the fallbacks serve the
+    /// handler.
+    Busy,
     /// `rseq(2)` failed with an errno this library does not expect.
     Kernel {
         /// The positive errno.
@@ -38,6 +42,7 @@ impl Error {
             Error::TooManyHolds => libc::EOVERFLOW,
             Error::Unavailable => libc::ENOSYS,
             Error::ForeignArea => libc::EBUSY,
+            Error::Busy => libc::EAGAIN,
             Error::Kernel { errno } => errno,
         }
     }
@@ -62,6 +67,11 @@ impl fmt::Display for Error {
                 "another library registered a different rseq area for this thread; \
                  falling back to sched_getcpu and atomics (let glibc own rseq, or make \
                  that library use __rseq_abi)",
+            ),
+            Error::Busy => f.write_str(
+                "a registration change is in progress on this thread (this call comes from a \
+                 signal handler that interrupted it); nothing was changed, and the fallbacks \
+                 serve the call: register outside the handler",
             ),
             Error::Kernel { errno } => write!(
                 f,

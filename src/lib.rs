@@ -132,8 +132,8 @@ mod registration;
 mod sync;
 
 pub use area::{
-    area_offset, feature_size, kernel_area_align, kernel_feature_size, libc_rseq_size, owner,
-    rseq_location, Owner,
+    area_is_exported, area_offset, feature_size, kernel_area_align, kernel_feature_size,
+    libc_rseq_size, owner, rseq_location, Owner,
 };
 pub use cpu::{
     cpu_id_start, current_cpu, current_cpu_raw, fallback_cpu, is_available, mm_cid, node_id,
@@ -150,7 +150,7 @@ pub use percpu::{
 };
 pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
-    unregister_current_thread, RegistrationGuard, Stats, ThreadState,
+    unregister_current_thread, RegistrationGuard, Stats, ThreadState, UNCOUNTED_OWNER,
 };
 
 /// The pure state machines behind registration and ownership, driven by

@@ -1,33 +1,54 @@
 //! Registering the calling thread's area: refcounted, shared, signal-safe.
 //!
-//! In `Library` mode the thread's registration of `__rseq_abi` is shared by
-//! every holder: callers of [`register_current_thread`], the lazy hold taken
-//! on first use, other copies of this library, and other components that
-//! follow the `__rseq_refcount` convention. The weak TLS `__rseq_refcount`
-//! counts the holds; the first hold makes the system call, the last release
-//! unregisters. If another component registered the area without counting
-//! (`rseq(2)` answers `EBUSY`), its registration is counted as one hold that
-//! is never released, so this library never unregisters it.
+//! In `Library` mode the thread's registration of the shared `__rseq_abi`
+//! is shared by every holder: callers of [`register_current_thread`], the
+//! lazy hold taken on first use, other copies of this library, and other
+//! components that follow the `__rseq_refcount` convention. The shared TLS
+//! `__rseq_refcount` counts the holds; a hold finds the area registered
+//! (and only counts) or registers it; the last release unregisters it.
+//!
+//! The kernel, not the count, says whether the area is registered: a
+//! registered area reads `cpu_id >= 0`. So a registration that vanished
+//! under the holders (a classic registrant unregistered the area it had
+//! registered, or the private area that made this thread
+//! [`ThreadState::Foreign`] was unregistered) is made again on the next
+//! use, with the count as it was. When the area was found registered by a
+//! component that does not count (`rseq(2)` answers `EBUSY` for the very
+//! same area, length and signature), the count carries
+//! [`UNCOUNTED_OWNER`]: the library then never unregisters it, and drops
+//! the mark when that registration is gone.
 //!
 //! Each copy of the library also keeps a private [`ThreadRecord`]: how many
-//! holds its callers own (so an unbalanced unregister is refused) and whether
-//! it holds the lazy registration, released at thread exit by a
-//! `pthread_key_t` destructor.
+//! holds its callers own (so an unbalanced unregister is refused), whether
+//! it holds the lazy registration (released at thread exit by a
+//! `pthread_key_t` destructor), and what it last learnt of the thread.
 //!
-//! In `Library` mode all signals are blocked while the refcount and the
-//! system call change, so a signal handler that reads the CPU (and
-//! registers lazily) never sees a half-updated count. In `Libc` and
-//! `Unavailable` modes registering changes nothing but this copy's own
-//! tally of caller holds, so it makes no system call at all: not `rseq(2)`,
-//! and no signal-mask change either.
+//! Signal safety in `Library` mode: while the count or the kernel's
+//! registration changes, the shared busy word is set. A signal handler that
+//! interrupts the change and calls into the library finds it set, leaves
+//! everything alone and takes the fallbacks (an explicit register call
+//! answers [`Error::Busy`]). So a first registration costs one system call,
+//! `rseq(2)`, and nothing blocks signals. In `Libc` and `Unavailable`
+//! modes registering changes nothing but this copy's own tally of caller
+//! holds, so it makes no system call at all.
 
 use core::fmt;
+use core::sync::atomic::{compiler_fence, Ordering as Fence};
 
 use crate::abi::{self, MIN_REGISTRATION_LEN};
 use crate::arch;
 use crate::area::{self, Owner};
 use crate::error::Error;
 use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
+
+/// The mark in `__rseq_refcount` that says a component that does not count
+/// holds registered the area: the library never unregisters it. The low
+/// 31 bits count the holds of the components that do count.
+pub const UNCOUNTED_OWNER: u32 = 1 << 31;
+
+/// How many uses of a [`ThreadState::Foreign`] thread pass between two
+/// attempts to register (the other area may have been unregistered since).
+const FOREIGN_RETRY_EVERY: u8 = 32;
 
 /// What the calling thread's registration is, as this library sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,8 +64,13 @@ pub enum ThreadState {
     /// refcount. It is used, never unregistered.
     Borrowed = 2,
     /// Another component registered a *different* area for this thread; the
-    /// kernel allows one, so this thread uses the fallbacks.
+    /// kernel allows one, so this thread uses the fallbacks, and tries
+    /// again now and then (the other area may be unregistered).
     Foreign = 3,
+    /// The kernel refused `rseq(2)` to this thread (a seccomp filter
+    /// installed on it); the other threads are not affected. This thread
+    /// uses the fallbacks.
+    Refused = 4,
 }
 
 impl ThreadState {
@@ -53,12 +79,20 @@ impl ThreadState {
             1 => ThreadState::Registered,
             2 => ThreadState::Borrowed,
             3 => ThreadState::Foreign,
+            4 => ThreadState::Refused,
             _ => ThreadState::Unregistered,
         }
     }
 
     /// Whether the thread's area is registered with the kernel, so that the
     /// fast paths (not the fallbacks) serve it.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::ThreadState;
+    /// assert!(ThreadState::Borrowed.uses_rseq());
+    /// assert!(!ThreadState::Foreign.uses_rseq());
+    /// ```
     pub fn uses_rseq(self) -> bool {
         matches!(self, ThreadState::Registered | ThreadState::Borrowed)
     }
@@ -74,29 +108,35 @@ impl fmt::Display for ThreadState {
                 "another library registered a different rseq area for this thread; \
                  using sched_getcpu and atomics"
             }
+            ThreadState::Refused => {
+                "the kernel refused rseq to this thread (a seccomp filter); \
+                 using sched_getcpu and atomics"
+            }
         })
     }
 }
 
 /// This copy's private per-thread record, in static TLS beside the area.
 ///
-/// Written only by the owning thread; in `Library` mode with all signals
-/// blocked. In the other modes only `caller_holds` changes, by one per call,
-/// and a signal handler that registers and unregisters in balance leaves it
-/// as it found it. Read by the owning thread (a signal handler that
-/// interrupts a read finishes its own update before the read resumes).
+/// Written only by the owning thread, in `Library` mode while the shared
+/// busy word is set (or, for `retry_in`, at any time: a hint). In the other
+/// modes only `caller_holds` changes, by one per call, and a signal
+/// handler that registers and unregisters in balance leaves it as it found
+/// it. Read by the owning thread (a signal handler that interrupts a read
+/// finishes its own update before the read resumes).
 #[derive(Debug)]
 #[repr(C, align(8))]
 pub struct ThreadRecord {
     /// Holds taken by explicit `register` calls through this copy.
     caller_holds: u32,
-    /// A `ThreadState` as `u8`.
+    /// A `ThreadState` as `u8`: what this copy last learnt.
     state: u8,
     /// 1 while this copy holds the lazy registration.
     lazy: u8,
     /// 1 once the thread-exit destructor is armed.
     exit_armed: u8,
-    _pad: u8,
+    /// Uses left before a foreign thread tries to register again.
+    retry_in: u8,
 }
 
 impl ThreadRecord {
@@ -107,7 +147,7 @@ impl ThreadRecord {
         state: 0,
         lazy: 0,
         exit_armed: 0,
-        _pad: 0,
+        retry_in: 0,
     };
 
     /// Holds taken by explicit `register` calls.
@@ -115,12 +155,13 @@ impl ThreadRecord {
         self.caller_holds
     }
 
-    /// The thread's state as recorded.
+    /// The thread's state as last recorded.
     pub fn state(&self) -> ThreadState {
         ThreadState::from_u8(self.state)
     }
 
     /// Whether the lazy hold is taken.
+    #[allow(dead_code)] // read by the unit tests and the loom model
     pub fn holds_lazily(&self) -> bool {
         self.lazy == 1
     }
@@ -171,41 +212,60 @@ fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Runs `f` with every signal blocked, restoring the mask afterwards; `f`
-/// gets this thread's record and `__rseq_refcount`.
-fn with_signals_blocked<R>(f: impl FnOnce(&mut ThreadRecord, &mut u32) -> R) -> R {
-    let mut all = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    let mut old = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset initialises `all`; pthread_sigmask reads `all` and
-    // writes `old`, both valid; it cannot fail with these arguments.
-    unsafe {
-        libc::sigfillset(all.as_mut_ptr());
-        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
-    }
-    // SAFETY: the record and the refcount are this thread's, in its static
-    // TLS; with signals blocked nothing else on this thread can touch them
-    // while `f` runs, and no other thread ever does (see `ThreadRecord`;
-    // other components sharing `__rseq_refcount` change it only on their
-    // own thread, with signals blocked too).
-    let result = unsafe { f(&mut *arch::own_thread_state(), &mut *arch::own_refcount()) };
-    // SAFETY: `old` was initialised by the call above.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), core::ptr::null_mut());
-    }
-    result
+/// The calling thread's instances of the shared block's words.
+struct Words {
+    area: *mut abi::Rseq,
+    refcount: *mut u32,
+    busy: *mut u32,
 }
 
-/// Runs `f` on this thread's record and `__rseq_refcount`: with every
-/// signal blocked in `Library` mode, where the refcount and the kernel's
-/// registration change; as it is in the other modes, where `f` makes no
-/// system call and only moves this copy's tally of caller holds.
-fn with_thread_state<R>(f: impl FnOnce(&mut ThreadRecord, &mut u32) -> R) -> R {
-    if area::owner() == Owner::Library {
-        return with_signals_blocked(f);
+fn words() -> Words {
+    let block = area::shared();
+    let tp = arch::thread_pointer();
+    Words {
+        area: tp.wrapping_add_signed(block.area) as *mut abi::Rseq,
+        refcount: tp.wrapping_add_signed(block.refcount) as *mut u32,
+        busy: tp.wrapping_add_signed(block.busy) as *mut u32,
     }
-    // SAFETY: this thread's record and refcount, in its static TLS, touched
-    // by no other thread (see `ThreadRecord` for signal handlers).
-    unsafe { f(&mut *arch::own_thread_state(), &mut *arch::own_refcount()) }
+}
+
+/// Runs `f` on this thread's record and the shared `__rseq_refcount`. In
+/// `Library` mode, where the count and the kernel's registration change,
+/// the shared busy word is set while `f` runs, and a call that finds it
+/// set already (a signal handler that interrupted a change) runs nothing
+/// and answers [`Error::Busy`]. In the other modes `f` makes no system call
+/// and only moves this copy's tally of caller holds.
+fn with_thread_state<R>(
+    owner: Owner,
+    f: impl FnOnce(&mut ThreadRecord, &mut u32) -> R,
+) -> Result<R, Error> {
+    let words = words();
+    // SAFETY: the record is this copy's, in the calling thread's static
+    // TLS; no other thread ever touches it (see `ThreadRecord`).
+    let record = unsafe { &mut *arch::own_thread_state() };
+    if owner != Owner::Library {
+        // SAFETY: the thread's refcount, in its static TLS; `f` reads it
+        // at most (no registration changes outside `Library` mode).
+        return Ok(f(record, unsafe { &mut *words.refcount }));
+    }
+    // SAFETY: the busy word and the refcount are the calling thread's, in
+    // static TLS, and only this thread (and its signal handlers) touch
+    // them: other copies of the library and other components change them
+    // only on their own thread.
+    unsafe {
+        if words.busy.read_volatile() != 0 {
+            return Err(Error::Busy);
+        }
+        words.busy.write_volatile(1);
+        // A handler that runs from here on sees the word set: the compiler
+        // may not move the changes below above the store, nor the clear
+        // below above them.
+        compiler_fence(Fence::SeqCst);
+        let result = f(record, &mut *words.refcount);
+        compiler_fence(Fence::SeqCst);
+        words.busy.write_volatile(0);
+        Ok(result)
+    }
 }
 
 /// Who is taking or releasing a hold.
@@ -236,10 +296,14 @@ pub enum Event {
 pub trait Kernel {
     /// Who owns the areas of the process.
     fn owner(&self) -> Owner;
-    /// `rseq(own area, 32, flags, SIG)` for the calling thread: 0 or a
+    /// Whether the thread's area is registered now: its `cpu_id` reads a
+    /// CPU (the kernel writes it on every return to user space).
+    fn area_registered(&self) -> bool;
+    /// `rseq(shared area, 32, flags, SIG)` for the calling thread: 0 or a
     /// negated errno.
     fn rseq(&mut self, flags: u32) -> i32;
-    /// The kernel refused rseq: the process becomes `Unavailable`.
+    /// The shared area is registered with another signature: no section
+    /// may run on it, so the process becomes `Unavailable`.
     fn set_unavailable(&mut self);
     /// Counts an event.
     fn note(&mut self, event: Event);
@@ -248,35 +312,37 @@ pub trait Kernel {
     fn arm_exit_release(&mut self) -> bool;
 }
 
-/// Takes one hold on the calling thread's registration.
+/// Takes one hold on the calling thread's registration; a lazy hold that
+/// is already taken is not taken twice, but the registration is checked
+/// again (and made again if it vanished).
 ///
 /// `record` is this copy's record of the thread, `refcount` the thread's
 /// shared `__rseq_refcount`; the caller keeps both from changing under it
-/// (real code: signals blocked). Nothing changes on error.
+/// (real code: the busy word). Nothing changes on error.
 pub fn acquire<K: Kernel + ?Sized>(
     kernel: &mut K,
     record: &mut ThreadRecord,
     refcount: &mut u32,
     holder: Holder,
 ) -> Result<ThreadState, Error> {
-    if holder == Holder::Lazy && record.lazy == 1 {
-        return Ok(ThreadState::from_u8(record.state));
-    }
+    let new_hold = holder == Holder::Caller || record.lazy == 0;
     if holder == Holder::Caller && record.caller_holds == u32::MAX {
         return Err(Error::TooManyHolds);
     }
     let state = match kernel.owner() {
-        Owner::Libc => ThreadState::Borrowed,
-        Owner::Unavailable => ThreadState::Unregistered,
-        Owner::Library => library_acquire(kernel, record, refcount)?,
+        Owner::Libc if kernel.area_registered() => ThreadState::Borrowed,
+        Owner::Libc | Owner::Unavailable => ThreadState::Unregistered,
+        Owner::Library => library_acquire(kernel, record, refcount, new_hold)?,
     };
     record.state = state as u8;
-    match holder {
-        Holder::Caller => record.caller_holds += 1,
-        Holder::Lazy => {
-            record.lazy = 1;
-            if record.exit_armed == 0 && kernel.arm_exit_release() {
-                record.exit_armed = 1;
+    if new_hold {
+        match holder {
+            Holder::Caller => record.caller_holds += 1,
+            Holder::Lazy => {
+                record.lazy = 1;
+                if record.exit_armed == 0 && kernel.arm_exit_release() {
+                    record.exit_armed = 1;
+                }
             }
         }
     }
@@ -287,40 +353,65 @@ fn library_acquire<K: Kernel + ?Sized>(
     kernel: &mut K,
     record: &ThreadRecord,
     refcount: &mut u32,
+    new_hold: bool,
 ) -> Result<ThreadState, Error> {
-    let current = ThreadState::from_u8(record.state);
-    if current == ThreadState::Foreign {
-        return Ok(current);
+    let holds = *refcount & !UNCOUNTED_OWNER;
+    let holds = if new_hold {
+        Some(holds + 1)
+            .filter(|h| h & UNCOUNTED_OWNER == 0)
+            .ok_or(Error::TooManyHolds)?
+    } else {
+        holds
+    };
+    if record.state() == ThreadState::Refused {
+        // A filter on this thread: it stays.
+        *refcount = (*refcount & UNCOUNTED_OWNER) | holds;
+        return Ok(ThreadState::Refused);
     }
-    if *refcount > 0 {
-        *refcount = refcount.checked_add(1).ok_or(Error::TooManyHolds)?;
-        return Ok(match current {
-            ThreadState::Unregistered => ThreadState::Registered,
-            other => other,
+    if kernel.area_registered() {
+        if *refcount != 0 {
+            // Registered by one of the counting holders, or by the
+            // uncounted owner already found: count the hold.
+            let uncounted = *refcount & UNCOUNTED_OWNER;
+            *refcount = uncounted | holds;
+            return Ok(if uncounted != 0 {
+                ThreadState::Borrowed
+            } else {
+                ThreadState::Registered
+            });
+        }
+        // Registered, and no one counts: a component that does not follow
+        // the refcount registered it. Before any section runs on it, the
+        // kernel confirms that it used this library's signature.
+        return Ok(match -kernel.rseq(0) {
+            libc::EBUSY => {
+                kernel.note(Event::Borrowed);
+                *refcount = UNCOUNTED_OWNER | holds;
+                ThreadState::Borrowed
+            }
+            // Another signature (EPERM) or another length (EINVAL): the
+            // kernel would kill the thread at the first abort.
+            _ => {
+                kernel.set_unavailable();
+                ThreadState::Unregistered
+            }
         });
     }
-    let (state, holds) = match -kernel.rseq(0) {
+    // Not registered: never yet, or the registration vanished, and with
+    // it any uncounted owner.
+    let state = match -kernel.rseq(0) {
         0 => {
             kernel.note(Event::Registered);
-            (ThreadState::Registered, 1)
-        }
-        // The very same area, length and signature are registered by a
-        // component that did not count: its hold is the bottom one and is
-        // never released.
-        libc::EBUSY => {
-            kernel.note(Event::Borrowed);
-            (ThreadState::Borrowed, 2)
+            ThreadState::Registered
         }
         // A different area is registered for this thread.
         libc::EINVAL => {
             kernel.note(Event::Foreign);
-            (ThreadState::Foreign, 0)
+            ThreadState::Foreign
         }
-        // No kernel support, or a filter refuses the call.
-        libc::ENOSYS | libc::EPERM => {
-            kernel.set_unavailable();
-            (ThreadState::Unregistered, 0)
-        }
+        // The decision found the kernel answering: a filter refuses this
+        // thread.
+        libc::ENOSYS | libc::EPERM => ThreadState::Refused,
         errno => return Err(Error::Kernel { errno }),
     };
     *refcount = holds;
@@ -341,19 +432,31 @@ pub fn release<K: Kernel + ?Sized>(
         Holder::Lazy if record.lazy == 0 => return Ok(ThreadState::from_u8(record.state)),
         Holder::Lazy => record.lazy = 0,
     }
-    let state = ThreadState::from_u8(record.state);
-    if kernel.owner() != Owner::Library || !state.uses_rseq() {
-        return Ok(state);
+    match kernel.owner() {
+        Owner::Library => {}
+        Owner::Libc if kernel.area_registered() => return Ok(ThreadState::Borrowed),
+        _ => return Ok(ThreadState::Unregistered),
     }
-    *refcount = refcount.saturating_sub(1);
-    if *refcount > 0 {
-        return Ok(state);
-    }
-    if kernel.rseq(abi::FLAG_UNREGISTER) == 0 {
-        kernel.note(Event::Unregistered);
-    }
-    record.state = ThreadState::Unregistered as u8;
-    Ok(ThreadState::Unregistered)
+    let uncounted = *refcount & UNCOUNTED_OWNER;
+    let holds = (*refcount & !UNCOUNTED_OWNER).saturating_sub(1);
+    *refcount = uncounted | holds;
+    let registered = kernel.area_registered();
+    let state = match (registered, uncounted != 0) {
+        (true, true) => ThreadState::Borrowed,
+        (true, false) if holds > 0 => ThreadState::Registered,
+        (true, false) => {
+            if kernel.rseq(abi::FLAG_UNREGISTER) == 0 {
+                kernel.note(Event::Unregistered);
+            }
+            ThreadState::Unregistered
+        }
+        (false, _) => match record.state() {
+            s @ (ThreadState::Foreign | ThreadState::Refused) => s,
+            _ => ThreadState::Unregistered,
+        },
+    };
+    record.state = state as u8;
+    Ok(state)
 }
 
 /// The real world: this process, this thread, the kernel.
@@ -364,11 +467,21 @@ impl Kernel for Process {
         area::owner()
     }
 
+    fn area_registered(&self) -> bool {
+        let offset = match area::owner() {
+            Owner::Libc => area::offset(),
+            _ => area::shared().area,
+        };
+        // SAFETY: glibc's area or the shared `__rseq_abi`: a live area of
+        // the calling thread, in static TLS.
+        (unsafe { arch::load_u32::<{ abi::CPU_ID_OFFSET }>(offset) } as i32) >= 0
+    }
+
     fn rseq(&mut self, flags: u32) -> i32 {
-        // SAFETY: this thread's static-TLS `__rseq_abi`: 32 bytes, aligned
-        // to 32, alive until the thread exits (when the kernel drops the
-        // registration); unregistering passes the same arguments.
-        unsafe { arch::sys_rseq(arch::own_area(), MIN_REGISTRATION_LEN, flags, arch::SIG) }
+        // SAFETY: this thread's static-TLS shared `__rseq_abi`: 32 bytes,
+        // aligned to 32, alive until the thread exits (when the kernel
+        // drops the registration); unregistering passes the same arguments.
+        unsafe { arch::sys_rseq(words().area, MIN_REGISTRATION_LEN, flags, arch::SIG) }
     }
 
     fn set_unavailable(&mut self) {
@@ -391,16 +504,19 @@ impl Kernel for Process {
 
 /// Registers the calling thread's area, or counts one more hold on it.
 ///
-/// `Libc` and `Unavailable` modes make no system call at all (not even a
-/// signal-mask change): the hold is counted so that
-/// [`unregister_current_thread`] stays balanced. In `Library` mode
-/// the first hold registers `__rseq_abi`; see the module docs for `EBUSY`
-/// (borrowed) and `EINVAL` (foreign). Returns the thread's state afterwards;
-/// a foreign or unavailable thread is counted too and served by fallbacks.
+/// `Libc` and `Unavailable` modes make no system call at all: the hold is
+/// counted so that [`unregister_current_thread`] stays balanced. In
+/// `Library` mode the hold registers the shared `__rseq_abi` unless it is
+/// registered already; see the module docs for `EBUSY` (borrowed) and
+/// `EINVAL` (foreign; a foreign thread tries again on every call). Returns
+/// the thread's state afterwards; a foreign, refused or unavailable thread
+/// is counted too and served by fallbacks.
 ///
 /// # Errors
-/// [`Error::TooManyHolds`] on overflow, [`Error::Kernel`] for an errno the
-/// kernel documents for none of the cases above. Nothing changes on error.
+/// [`Error::TooManyHolds`] on overflow; [`Error::Busy`] when called from a
+/// signal handler that interrupted a registration change on this thread;
+/// [`Error::Kernel`] for an errno the kernel documents for none of the
+/// cases above. Nothing changes on error.
 ///
 /// # Examples
 /// ```
@@ -410,8 +526,10 @@ impl Kernel for Process {
 /// ```
 #[doc(alias = "rseq_register_current_thread")]
 pub fn register_current_thread() -> Result<ThreadState, Error> {
-    area::init();
-    with_thread_state(|record, count| acquire(&mut Process, record, count, Holder::Caller))
+    let owner = area::owner();
+    with_thread_state(owner, |record, count| {
+        acquire(&mut Process, record, count, Holder::Caller)
+    })?
 }
 
 /// Releases one hold taken by [`register_current_thread`]; the last hold in
@@ -419,7 +537,8 @@ pub fn register_current_thread() -> Result<ThreadState, Error> {
 ///
 /// # Errors
 /// [`Error::NotRegistered`] when the caller holds nothing on this thread
-/// (an unbalanced unregister); nothing changes.
+/// (an unbalanced unregister); [`Error::Busy`] from a signal handler that
+/// interrupted a registration change. Nothing changes on error.
 ///
 /// # Examples
 /// ```
@@ -430,68 +549,129 @@ pub fn register_current_thread() -> Result<ThreadState, Error> {
 /// ```
 #[doc(alias = "rseq_unregister_current_thread")]
 pub fn unregister_current_thread() -> Result<ThreadState, Error> {
-    area::init();
-    with_thread_state(|record, count| release(&mut Process, record, count, Holder::Caller))
+    let owner = area::owner();
+    with_thread_state(owner, |record, count| {
+        release(&mut Process, record, count, Holder::Caller)
+    })?
 }
 
-/// The calling thread's registration state, without registering.
+/// The calling thread's registration state, as the kernel has it now,
+/// without registering.
 ///
 /// # Examples
 /// ```
 /// use restartable::{owner, thread_state, Owner, ThreadState};
 /// restartable::current_cpu(); // registers lazily where rseq is usable
-/// if owner() == Owner::Libc {
-///     assert_eq!(thread_state(), ThreadState::Borrowed);
+/// if owner() == Owner::Unavailable {
+///     assert_eq!(thread_state(), ThreadState::Unregistered);
 /// }
 /// ```
 pub fn thread_state() -> ThreadState {
-    if area::owner() == Owner::Libc {
-        return ThreadState::Borrowed;
+    let owner = area::owner();
+    if owner != Owner::Library {
+        return if owner == Owner::Libc && Process.area_registered() {
+            ThreadState::Borrowed
+        } else {
+            ThreadState::Unregistered
+        };
+    }
+    let words = words();
+    if Process.area_registered() {
+        // SAFETY: the thread's shared refcount; a plain read.
+        let count = unsafe { words.refcount.read_volatile() };
+        return if count == 0 || count & UNCOUNTED_OWNER != 0 {
+            ThreadState::Borrowed
+        } else {
+            ThreadState::Registered
+        };
     }
     // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
-    unsafe { (*arch::own_thread_state()).state() }
+    match unsafe { (*arch::own_thread_state()).state() } {
+        ThreadState::Foreign => foreign_still(),
+        ThreadState::Refused => ThreadState::Refused,
+        _ => ThreadState::Unregistered,
+    }
+}
+
+/// Asks the kernel whether the other area that made this thread foreign is
+/// still registered: registering the shared area succeeds only if not, and
+/// is then undone at once.
+fn foreign_still() -> ThreadState {
+    let asked = with_thread_state(Owner::Library, |record, _| match -Process.rseq(0) {
+        libc::EINVAL => ThreadState::Foreign,
+        0 => {
+            Process.rseq(abi::FLAG_UNREGISTER);
+            record.state = ThreadState::Unregistered as u8;
+            ThreadState::Unregistered
+        }
+        _ => record.state(),
+    });
+    asked.unwrap_or(ThreadState::Foreign)
 }
 
 /// The number of holds callers own on this thread through this copy of the
 /// library (the lazy hold is not counted).
+///
+/// # Examples
+/// ```
+/// let before = restartable::caller_holds();
+/// let guard = restartable::RegistrationGuard::new().unwrap();
+/// assert_eq!(restartable::caller_holds(), before + 1);
+/// drop(guard);
+/// ```
 pub fn caller_holds() -> u32 {
     // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
     unsafe { (*arch::own_thread_state()).caller_holds() }
 }
 
-/// The calling thread's `__rseq_refcount`: holds of every component sharing
-/// `__rseq_abi` (0 in `Libc` and `Unavailable` modes).
+/// The holds on the calling thread's registration counted in the shared
+/// `__rseq_refcount`, by every component sharing `__rseq_abi` (0 in
+/// `Libc` and `Unavailable` modes); [`UNCOUNTED_OWNER`] is not included.
+///
+/// # Examples
+/// ```
+/// let guard = restartable::RegistrationGuard::new().unwrap();
+/// if restartable::owner() == restartable::Owner::Library {
+///     assert!(restartable::refcount_of_current_thread() >= 1);
+/// }
+/// drop(guard);
+/// ```
 pub fn refcount_of_current_thread() -> u32 {
     // SAFETY: this thread's refcount; a plain read.
-    unsafe { *arch::own_refcount() }
+    unsafe { words().refcount.read_volatile() & !UNCOUNTED_OWNER }
 }
 
-/// Takes the library's own hold, the one made on first use. Idempotent.
-pub(crate) fn register_lazily() {
-    // Errors leave the thread unregistered; the readers then fall back.
-    let _ =
-        with_signals_blocked(|record, count| acquire(&mut Process, record, count, Holder::Lazy));
-}
-
-/// The cold path of every reader: registers lazily if that can help, and
-/// says whether the area now serves the thread.
+/// The cold path of every reader: registers lazily (or again, where the
+/// registration vanished) if that can help, and says whether the area now
+/// serves the thread. Never waits: while the owner is being decided, or
+/// from a signal handler that interrupted a registration change, it
+/// answers false (the fallbacks serve the call).
 #[cold]
 #[inline(never)]
 pub(crate) fn ensure_registered() -> bool {
-    if area::owner() != Owner::Library {
+    if area::owner_now() != Some(Owner::Library) {
         return false;
     }
-    // SAFETY: this thread's record; a plain read (see `ThreadRecord`).
-    let (lazy, state) = unsafe {
-        let record = &*arch::own_thread_state();
-        (record.holds_lazily(), record.state())
-    };
-    if state == ThreadState::Foreign {
-        return false;
+    let record = arch::own_thread_state();
+    // SAFETY: this thread's record; single-byte reads and a write of the
+    // retry hint, which a handler may race harmlessly (see `ThreadRecord`).
+    unsafe {
+        match ThreadState::from_u8((*record).state) {
+            ThreadState::Refused => return false,
+            ThreadState::Foreign => {
+                let left = (*record).retry_in;
+                if left > 0 {
+                    (*record).retry_in = left - 1;
+                    return false;
+                }
+                (*record).retry_in = FOREIGN_RETRY_EVERY - 1;
+            }
+            _ => {}
+        }
     }
-    if !lazy {
-        register_lazily();
-    }
+    let _ = with_thread_state(Owner::Library, |record, count| {
+        acquire(&mut Process, record, count, Holder::Lazy)
+    });
     // SAFETY: the process-wide offset names this thread's live area.
     let cpu = unsafe { arch::load_u32::<{ abi::CPU_ID_OFFSET }>(area::offset()) } as i32;
     cpu >= 0
@@ -499,31 +679,47 @@ pub(crate) fn ensure_registered() -> bool {
 
 /// Arms the `pthread_key_t` destructor that releases the lazy hold when
 /// the thread exits.
+///
+/// The key is created on first need and published with a compare-exchange
+/// (a racing loser deletes its own): nothing waits for another thread, so
+/// a `fork` child never inherits a half-made key it would wait for.
 fn arm_exit_release() -> bool {
-    static KEY: once_cell::sync::OnceCell<Option<libc::pthread_key_t>> =
-        once_cell::sync::OnceCell::new();
-    let key = KEY.get_or_init(|| {
-        let mut key: libc::pthread_key_t = 0;
-        // SAFETY: `key` is valid for writing; `release_at_exit` has the
+    /// The key plus one; 0 while none is published. `Relaxed`: the key is
+    /// a plain number, and pthread orders its own data.
+    static KEY: crate::sync::StaticAtomicU64 = crate::sync::StaticAtomicU64::new(0);
+    let mut key = KEY.load(Ordering::Relaxed);
+    if key == 0 {
+        let mut made: libc::pthread_key_t = 0;
+        // SAFETY: `made` is valid for writing; `release_at_exit` has the
         // destructor's signature.
-        let ret = unsafe { libc::pthread_key_create(&mut key, Some(release_at_exit)) };
-        (ret == 0).then_some(key)
-    });
+        if unsafe { libc::pthread_key_create(&mut made, Some(release_at_exit)) } != 0 {
+            return false;
+        }
+        key = u64::from(made) + 1;
+        if let Err(first) = KEY.compare_exchange(0, key, Ordering::Relaxed, Ordering::Relaxed) {
+            // SAFETY: `made` was created above and never handed out.
+            unsafe { libc::pthread_key_delete(made) };
+            key = first;
+        }
+    }
     // Any non-null value makes the destructor run at thread exit.
-    // SAFETY: `key` was created above.
-    key.is_some_and(
-        |key| unsafe { libc::pthread_setspecific(key, core::ptr::dangling::<libc::c_void>()) } == 0,
-    )
+    // SAFETY: the key was created above or by the first caller.
+    unsafe {
+        libc::pthread_setspecific(
+            (key - 1) as libc::pthread_key_t,
+            core::ptr::dangling::<libc::c_void>(),
+        ) == 0
+    }
 }
 
 unsafe extern "C" fn release_at_exit(_value: *mut libc::c_void) {
-    let released = with_signals_blocked(|record, count| {
+    let released = with_thread_state(area::owner(), |record, count| {
         record.exit_armed = 0;
         let held = record.lazy == 1;
         let _ = release(&mut Process, record, count, Holder::Lazy);
         held
     });
-    if released {
+    if released == Ok(true) {
         bump(&EXIT_RELEASES);
     }
 }
@@ -579,7 +775,11 @@ mod tests {
     /// Which area the simulated kernel has registered for the thread.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     enum Area {
+        /// The shared `__rseq_abi`, with `RSEQ_SIG`.
         Ours,
+        /// The shared `__rseq_abi`, with another signature.
+        OursOtherSig,
+        /// A private area of another component.
         Other,
     }
 
@@ -609,6 +809,10 @@ mod tests {
         fn owner(&self) -> Owner {
             self.owner
         }
+        fn area_registered(&self) -> bool {
+            self.owner == Owner::Libc
+                || matches!(self.registered, Some(Area::Ours | Area::OursOtherSig))
+        }
         fn rseq(&mut self, flags: u32) -> i32 {
             self.syscalls += 1;
             if let Some(errno) = self.forced {
@@ -620,6 +824,7 @@ mod tests {
                     0
                 }
                 (0, Some(Area::Ours)) => -libc::EBUSY,
+                (0, Some(Area::OursOtherSig)) => -libc::EPERM,
                 (0, Some(Area::Other)) => -libc::EINVAL,
                 (abi::FLAG_UNREGISTER, Some(Area::Ours)) => {
                     self.registered = None;
@@ -682,14 +887,14 @@ mod tests {
                 acquire(&mut k, &mut r, &mut count, Caller),
                 Ok(ThreadState::Borrowed)
             );
-            assert_eq!(count, n + 1);
+            assert_eq!(count, UNCOUNTED_OWNER | n);
         }
         for n in (0..3).rev() {
             assert_eq!(
                 release(&mut k, &mut r, &mut count, Caller),
                 Ok(ThreadState::Borrowed)
             );
-            assert_eq!(count, n + 1);
+            assert_eq!(count, UNCOUNTED_OWNER | n);
         }
         assert_eq!(k.registered, Some(Area::Ours));
         assert_eq!(k.events, [Event::Borrowed]);
@@ -697,7 +902,29 @@ mod tests {
     }
 
     #[test]
-    fn einval_is_foreign_and_never_counts() {
+    fn a_vanished_borrowed_registration_is_made_again() {
+        let mut k = Sim::new(Owner::Library, Some(Area::Ours));
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        acquire(&mut k, &mut r, &mut count, Lazy).unwrap();
+        acquire(&mut k, &mut r, &mut count, Caller).unwrap();
+        assert_eq!(count, UNCOUNTED_OWNER | 2);
+        // The classic registrant unregisters the area it registered.
+        k.registered = None;
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!((count, k.registered), (2, Some(Area::Ours)));
+        release(&mut k, &mut r, &mut count, Caller).unwrap();
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Unregistered)
+        );
+        assert_eq!((count, k.registered), (0, None));
+    }
+
+    #[test]
+    fn einval_is_foreign_until_the_other_area_goes() {
         let mut k = Sim::new(Owner::Library, Some(Area::Other));
         let (mut r, mut count) = (ThreadRecord::NEW, 0);
         assert_eq!(
@@ -708,36 +935,54 @@ mod tests {
             acquire(&mut k, &mut r, &mut count, Caller),
             Ok(ThreadState::Foreign)
         );
-        assert_eq!((count, k.syscalls), (0, 1));
+        assert_eq!((count, k.syscalls), (2, 2));
+        // The private registrant unregisters its area: the next attempt
+        // registers, and the count covers both holds.
+        k.registered = None;
         assert_eq!(
-            release(&mut k, &mut r, &mut count, Caller),
-            Ok(ThreadState::Foreign)
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Registered)
         );
+        assert_eq!((count, k.registered), (2, Some(Area::Ours)));
+        release(&mut k, &mut r, &mut count, Caller).unwrap();
+        release(&mut k, &mut r, &mut count, Lazy).unwrap();
+        assert_eq!((count, k.registered), (0, None));
         assert_eq!(
-            release(&mut k, &mut r, &mut count, Lazy),
-            Ok(ThreadState::Foreign)
+            k.events,
+            [
+                Event::Foreign,
+                Event::Foreign,
+                Event::Registered,
+                Event::Unregistered
+            ]
         );
-        assert_eq!((count, k.syscalls, k.registered), (0, 1, Some(Area::Other)));
-        assert_eq!(k.events, [Event::Foreign]);
     }
 
     #[test]
-    fn enosys_and_eperm_make_the_process_unavailable() {
+    fn a_refusal_affects_only_this_thread() {
         for errno in [libc::ENOSYS, libc::EPERM] {
             let mut k = Sim::new(Owner::Library, None);
             k.forced = Some(errno);
             let (mut r, mut count) = (ThreadRecord::NEW, 0);
             let state = acquire(&mut k, &mut r, &mut count, Caller);
-            assert_eq!(state, Ok(ThreadState::Unregistered));
-            assert_eq!(
-                (k.owner, count, r.caller_holds()),
-                (Owner::Unavailable, 0, 1)
-            );
+            assert_eq!(state, Ok(ThreadState::Refused));
+            assert_eq!((k.owner, r.caller_holds()), (Owner::Library, 1));
             assert_eq!(acquire(&mut k, &mut r, &mut count, Caller), state);
             assert_eq!(release(&mut k, &mut r, &mut count, Caller), state);
             assert_eq!(release(&mut k, &mut r, &mut count, Caller), state);
-            assert_eq!(k.syscalls, 1);
+            assert_eq!((k.syscalls, count), (1, 0));
         }
+    }
+
+    #[test]
+    fn another_signature_makes_the_process_unavailable() {
+        let mut k = Sim::new(Owner::Library, Some(Area::OursOtherSig));
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Lazy),
+            Ok(ThreadState::Unregistered)
+        );
+        assert_eq!(k.owner, Owner::Unavailable);
     }
 
     #[test]
@@ -771,7 +1016,7 @@ mod tests {
 
     #[test]
     fn libc_mode_makes_no_syscall() {
-        let mut k = Sim::new(Owner::Libc, Some(Area::Ours));
+        let mut k = Sim::new(Owner::Libc, None);
         let (mut r, mut count) = (ThreadRecord::NEW, 0);
         assert_eq!(
             acquire(&mut k, &mut r, &mut count, Caller),

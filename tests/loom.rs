@@ -14,7 +14,7 @@ mod tests {
         acquire, choose, publish, read_owner, Decision, Event, Holder, Kernel, Probe, Published,
         ThreadRecord,
     };
-    use restartable::{Error, Owner, ThreadState};
+    use restartable::{Error, Owner, ThreadState, UNCOUNTED_OWNER};
     use std::sync::atomic::Ordering;
 
     /// What the simulated kernel has registered for the modelled thread.
@@ -35,7 +35,7 @@ mod tests {
         Borrowed,
         /// Another library registered a private area (EINVAL).
         Foreign,
-        /// The kernel or a filter refuses rseq (ENOSYS).
+        /// A filter refuses rseq to this thread (ENOSYS).
         NoSys,
         /// glibc owns the area: no system call at all.
         Libc,
@@ -55,6 +55,9 @@ mod tests {
     impl Kernel for SimKernel {
         fn owner(&self) -> Owner {
             self.owner
+        }
+        fn area_registered(&self) -> bool {
+            self.owner == Owner::Libc || self.registered == Some(Area::Ours)
         }
         fn rseq(&mut self, flags: u32) -> i32 {
             assert_ne!(self.owner, Owner::Libc, "no system call in Libc mode");
@@ -89,8 +92,10 @@ mod tests {
 
     /// One thread's registration: two copies of the library (each with its
     /// record) sharing `__rseq_refcount`, and the kernel. The loom `Mutex`
-    /// around it stands for "signals blocked": a signal handler (a loom
-    /// thread here) can run only between the thread's own steps.
+    /// around it stands for the busy word: a signal handler (a loom
+    /// thread here) changes the state only between the thread's own steps;
+    /// one that arrives in the middle of a step finds the busy word set and
+    /// changes nothing, which is the same as arriving later.
     #[derive(Debug)]
     struct World {
         scenario: Scenario,
@@ -99,7 +104,8 @@ mod tests {
         refcount: u32,
         /// Caller holds the model expects each copy to have.
         holds: [u32; 2],
-        /// Whether an acquire found the classic registrant (EBUSY).
+        /// Whether an acquire found the classic registrant (EBUSY) and
+        /// marked the count.
         saw_bottom: bool,
     }
 
@@ -212,25 +218,34 @@ mod tests {
                     assert_eq!(k.registered.is_some(), self.refcount > 0);
                 }
                 Scenario::Borrowed => {
-                    assert_eq!(self.refcount, holds + self.saw_bottom as u32);
+                    let mark = if self.saw_bottom { UNCOUNTED_OWNER } else { 0 };
+                    assert_eq!(self.refcount, mark | holds);
                     assert_eq!(k.registered, Some(Area::Ours), "never unregistered");
                     assert_eq!(k.unregistrations, 0);
                 }
-                Scenario::Foreign | Scenario::NoSys | Scenario::Libc => {
-                    assert_eq!(self.refcount, 0, "this thread never counts");
+                Scenario::Foreign | Scenario::NoSys => {
+                    assert_eq!(self.refcount, holds, "every hold is counted");
+                    assert_eq!(k.registrations + k.unregistrations, 0);
+                }
+                Scenario::Libc => {
+                    assert_eq!(self.refcount, 0, "glibc's area has no count");
                     assert_eq!(k.registrations + k.unregistrations, 0);
                 }
             }
             match self.scenario {
                 Scenario::Foreign => {
                     assert_eq!(k.registered, Some(Area::Other));
-                    // One attempt per copy at most, then each copy knows.
-                    assert!(k.calls <= 2);
+                    // Each new hold tries again (the other area may go).
+                    assert!(k.calls <= 4);
                 }
                 Scenario::NoSys => {
-                    assert!(k.calls <= 1, "one refusal makes the process Unavailable");
-                    if k.calls == 1 {
-                        assert_eq!(k.owner, Owner::Unavailable);
+                    assert!(k.calls <= 2, "one refusal per copy, then it knows");
+                    assert_eq!(k.owner, Owner::Library, "only this thread is refused");
+                    for record in &self.records {
+                        assert!(matches!(
+                            record.state(),
+                            ThreadState::Refused | ThreadState::Unregistered
+                        ));
                     }
                 }
                 Scenario::Libc => assert_eq!(k.calls, 0),
@@ -239,7 +254,7 @@ mod tests {
         }
     }
 
-    /// The thread's own steps, each with signals blocked; between them, the
+    /// The thread's own steps, each under the busy word; between them, the
     /// handler threads may run.
     fn thread_body(world: &Mutex<World>) {
         let step = |f: &mut dyn FnMut(&mut World)| f(&mut world.lock().unwrap());
@@ -294,7 +309,12 @@ mod tests {
             assert_eq!(w.holds, [0, 0]);
             match scenario {
                 Scenario::Fresh => assert_eq!((w.refcount, w.kernel.registered), (0, None)),
-                Scenario::Borrowed => assert_eq!(w.refcount, 1, "the classic hold remains"),
+                Scenario::Borrowed => {
+                    assert_eq!(
+                        w.refcount, UNCOUNTED_OWNER,
+                        "the classic owner's mark remains"
+                    )
+                }
                 _ => assert_eq!(w.refcount, 0),
             }
         });
@@ -316,7 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn enosys_makes_the_process_unavailable() {
+    fn enosys_refuses_this_thread_only() {
         run(Scenario::NoSys);
     }
 
@@ -414,6 +434,7 @@ mod tests {
             arch_available: true,
             libc: Some((libc_size, LIBC_OFFSET)),
             kernel_feature_size: 28,
+            kernel_rseq: true,
             own_offset: OWN_OFFSET,
             inert_offset: INERT_OFFSET,
         }
@@ -454,10 +475,17 @@ mod tests {
             ..probe(false, 0)
         };
         assert_eq!(choose(&old_kernel).feature_size, 20);
+        let no_kernel = Probe {
+            kernel_rseq: false,
+            libc: None,
+            ..probe(false, 0)
+        };
+        assert_eq!(choose(&no_kernel).owner, Owner::Unavailable);
     }
 
-    /// `Library` may turn into `Unavailable` once (the first registration
-    /// is refused); a reader that sees `Unavailable` sees its values too.
+    /// `Library` may turn into `Unavailable` once (the shared area turns out
+    /// registered with another signature); a reader that sees `Unavailable`
+    /// sees its values too.
     #[test]
     fn downgrade_to_unavailable_is_seen_whole() {
         let probe = probe(false, 0);

@@ -279,26 +279,40 @@ fn classic_registrant_first_is_borrowed_never_unregistered() {
         assert_eq!(raw_register(area), Ok(()));
         assert_eq!(refcount_of_current_thread(), 0);
 
+        assert_eq!(thread_state(), ThreadState::Borrowed);
         assert_eq!(register_current_thread(), Ok(ThreadState::Borrowed));
         assert_eq!(thread_state(), ThreadState::Borrowed);
         assert_eq!(
             refcount_of_current_thread(),
-            2,
-            "the classic hold counts as one"
+            1,
+            "the classic registrant's hold is not counted, only marked"
         );
         assert_eq!(register_current_thread(), Ok(ThreadState::Borrowed));
         assert_eq!(current_cpu(), sched_getcpu_pinned());
         current_cpu(); // no lazy hold needed: cpu_id is valid already
         assert_eq!(unregister_current_thread(), Ok(ThreadState::Borrowed));
         assert_eq!(unregister_current_thread(), Ok(ThreadState::Borrowed));
-        assert_eq!(refcount_of_current_thread(), 1);
+        assert_eq!(refcount_of_current_thread(), 0);
         assert_eq!(thread_state(), ThreadState::Borrowed);
         // Still registered: never unregistered by the library.
         assert!(current_cpu_raw() >= 0);
         assert_eq!(raw_register(area), Err(libc::EBUSY));
         assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
-        // The classic registrant lets go itself.
+
+        // The classic registrant lets go while the library holds the area.
+        assert_eq!(register_current_thread(), Ok(ThreadState::Borrowed));
         assert_eq!(raw_unregister(area), Ok(()));
+        assert_eq!(current_cpu_raw(), -1);
+        assert_eq!(thread_state(), ThreadState::Unregistered);
+        // The next use registers again, and the count is the library's
+        // hold alone, so the last release unregisters.
+        assert_eq!(current_cpu(), sched_getcpu_pinned());
+        assert!(current_cpu_raw() >= 0, "back on rseq after the first use");
+        assert_eq!(thread_state(), ThreadState::Registered);
+        assert_eq!(refcount_of_current_thread(), 2, "caller + lazy");
+        assert_eq!(unregister_current_thread(), Ok(ThreadState::Registered));
+        assert_eq!(refcount_of_current_thread(), 1, "the lazy hold");
+        assert_eq!(raw_register(area), Err(libc::EBUSY), "still ours");
     });
     assert!(stats().borrowed > before.borrowed);
 }
@@ -333,19 +347,24 @@ fn private_registrant_first_makes_the_thread_foreign() {
         assert_eq!(thread_state(), ThreadState::Foreign);
         assert_eq!(current_cpu_raw(), -1, "our area stays unregistered");
         assert_eq!(register_current_thread(), Ok(ThreadState::Foreign));
-        assert_eq!(
-            refcount_of_current_thread(),
-            0,
-            "foreign threads never count"
-        );
         assert_eq!(caller_holds(), 1);
         assert_eq!(current_cpu(), cpu);
         assert_eq!(unregister_current_thread(), Ok(ThreadState::Foreign));
         assert_eq!(unregister_current_thread(), Err(Error::NotRegistered));
         assert_eq!(restartable::node_id(), None);
         assert!(!restartable::is_available());
+        assert_eq!(thread_state(), ThreadState::Foreign);
 
+        // The private registrant lets go: the thread is no longer foreign,
+        // and the next registration puts it on rseq.
         assert_eq!(raw_unregister(ptr), Ok(()));
+        assert_eq!(thread_state(), ThreadState::Unregistered);
+        assert_eq!(register_current_thread(), Ok(ThreadState::Registered));
+        assert!(current_cpu_raw() >= 0);
+        assert!(restartable::is_available());
+        assert_eq!(refcount_of_current_thread(), 2, "caller + lazy");
+        assert_eq!(unregister_current_thread(), Ok(ThreadState::Registered));
+        assert_eq!(refcount_of_current_thread(), 1, "the lazy hold");
     });
     assert!(stats().foreign > before.foreign);
 }

@@ -14,19 +14,32 @@ pub(crate) const AVAILABLE: bool = false;
 /// No signature: sections never run here.
 pub(crate) const SIG: u32 = 0;
 
+/// Everything this backend keeps per thread, in one block whose address
+/// stands in for the thread pointer, so the offsets below are constant.
+#[repr(C)]
+struct Block {
+    area: Rseq,
+    refcount: UnsafeCell<u32>,
+    busy: UnsafeCell<u32>,
+    record: UnsafeCell<ThreadRecord>,
+}
+
 std::thread_local! {
-    static AREA: Rseq = const {
-        Rseq {
-            cpu_id_start: UnsafeCell::new(0),
-            cpu_id: UnsafeCell::new(CPU_ID_UNINITIALIZED as u32),
-            rseq_cs: UnsafeCell::new(0),
-            flags: UnsafeCell::new(0),
-            node_id: UnsafeCell::new(0),
-            mm_cid: UnsafeCell::new(0),
+    static BLOCK: Block = const {
+        Block {
+            area: Rseq {
+                cpu_id_start: UnsafeCell::new(0),
+                cpu_id: UnsafeCell::new(CPU_ID_UNINITIALIZED as u32),
+                rseq_cs: UnsafeCell::new(0),
+                flags: UnsafeCell::new(0),
+                node_id: UnsafeCell::new(0),
+                mm_cid: UnsafeCell::new(0),
+            },
+            refcount: UnsafeCell::new(0),
+            busy: UnsafeCell::new(0),
+            record: UnsafeCell::new(ThreadRecord::NEW),
         }
     };
-    static REFCOUNT: UnsafeCell<u32> = const { UnsafeCell::new(0) };
-    static STATE: UnsafeCell<ThreadRecord> = const { UnsafeCell::new(ThreadRecord::NEW) };
 }
 
 /// The TP offset of the active area, exported for the C header like the
@@ -48,10 +61,15 @@ pub(crate) fn set_area_offset(offset: isize) {
     restartable_area_offset.store(offset, core::sync::atomic::Ordering::Relaxed);
 }
 
-/// The address of a thread-local block; stands in for the thread pointer.
+/// No glibc registration is looked for where no section can run.
+pub(crate) fn libc_rseq_symbols() -> (*const u32, *const isize) {
+    (core::ptr::null(), core::ptr::null())
+}
+
+/// The address of this thread's block; stands in for the thread pointer.
 #[inline]
 pub(crate) fn thread_pointer() -> usize {
-    AREA.with(|a| a as *const Rseq as usize)
+    BLOCK.with(|b| b as *const Block as usize)
 }
 
 /// The area sits at the stand-in thread pointer itself.
@@ -60,29 +78,34 @@ pub(crate) fn own_area_offset() -> isize {
     0
 }
 
+/// The refcount's place in the block.
+#[inline]
+pub(crate) fn own_refcount_offset() -> isize {
+    core::mem::offset_of!(Block, refcount) as isize
+}
+
+/// The busy word's place in the block.
+#[inline]
+pub(crate) fn own_busy_offset() -> isize {
+    core::mem::offset_of!(Block, busy) as isize
+}
+
 /// The area used where rseq cannot be: the same never-registered one.
 #[inline]
 pub(crate) fn inert_area_offset() -> isize {
     0
 }
 
-/// The calling thread's never-registered area.
-#[inline]
-pub(crate) fn own_area() -> *mut Rseq {
-    thread_pointer() as *mut Rseq
-}
-
-/// The calling thread's refcount (never above what the fallbacks count).
-#[inline]
-pub(crate) fn own_refcount() -> *mut u32 {
-    REFCOUNT.with(|r| r.get())
-}
-
 /// The calling thread's state.
 #[inline]
 pub(crate) fn own_thread_state() -> *mut ThreadRecord {
-    STATE.with(|s| s.get())
+    BLOCK.with(|b| b.record.get())
 }
+
+/// Runs the owner's decision before `main`, like the other backends.
+#[used]
+#[link_section = ".init_array.00101"]
+static CONSTRUCTOR: extern "C" fn() = crate::area::constructor;
 
 /// Reads a field of the calling thread's area.
 ///
@@ -91,7 +114,9 @@ pub(crate) fn own_thread_state() -> *mut ThreadRecord {
 #[inline]
 pub(crate) unsafe fn load_u32<const FIELD: usize>(offset: isize) -> u32 {
     debug_assert_eq!(offset, 0);
-    let field = own_area().cast::<u8>().wrapping_add(FIELD).cast::<u32>();
+    let field = (thread_pointer() as *mut u8)
+        .wrapping_add(FIELD)
+        .cast::<u32>();
     // SAFETY: `field` lies inside this thread's live `AREA` (FIELD < 32).
     unsafe { field.read_volatile() }
 }

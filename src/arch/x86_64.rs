@@ -4,8 +4,21 @@
 //! The library's own area `__rseq_abi` and the shared refcount
 //! `__rseq_refcount` are weak, exported, initial-exec TLS symbols defined
 //! here in assembly (stable Rust cannot declare TLS symbols with a chosen
-//! name, linkage and model). Code reaches them with `@GOTTPOFF`, which the
-//! linker relaxes to an immediate in an executable.
+//! name, linkage and model). Code reaches them through hidden aliases with
+//! `@GOTTPOFF`, which the linker relaxes to an immediate in an executable.
+//!
+//! Three more pieces of this file exist so that every moment of the
+//! process's life reads a real area:
+//! - a header in front of the area, with a magic string, by which later
+//!   copies of the library find this copy's area, refcount and busy word
+//!   in its TLS block even when no symbol is exported (see `area::probe`);
+//! - an IFUNC resolver, run by the dynamic linker (or by the static
+//!   start-up code) while it relocates this object, before any
+//!   constructor, `.preinit_array` function or other code of the process,
+//!   that points `restartable_area_offset` at the inert area;
+//! - weak references to glibc's `__rseq_size` and `__rseq_offset`, which
+//!   the static linker binds in a static executable, where `dlsym` finds
+//!   nothing.
 
 use core::arch::{asm, global_asm};
 
@@ -20,25 +33,66 @@ pub(crate) const AVAILABLE: bool = true;
 pub(crate) const SIG: u32 = crate::abi::RSEQ_SIG;
 
 global_asm!(
-    // `__rseq_abi`: the classic shared area. Weak so that every copy of this
-    // library and every component defining it the classic way resolve to one
-    // area per thread; `cpu_id` starts at -1 (RSEQ_CPU_ID_UNINITIALIZED).
+    // This copy's TLS: a header that later copies of the library find in
+    // this object's TLS image (see `area::probe`), then the area, then the
+    // inert area; the header holds the refcount and the busy word. Layout
+    // version `area::TLS_HEADER_VERSION`: magic at 0, `__rseq_refcount` at
+    // 16, the busy word at 20, `__rseq_abi` at 32.
     ".pushsection .tdata, \"awT\", @progbits",
     ".balign 32",
+    ".globl restartable_tls_header",
+    ".hidden restartable_tls_header",
+    ".type restartable_tls_header, @object",
+    ".size restartable_tls_header, 32",
+    "restartable_tls_header:",
+    ".ascii \"restartable-tls\"",
+    ".byte {header_version}",
+    // `__rseq_refcount`: how many holds the components sharing `__rseq_abi`
+    // have on this thread's registration. Weak, like `__rseq_abi`, so that
+    // every component defining it resolves to one per thread when it is
+    // exported; `restartable_own_refcount` names this copy's.
+    ".weak __rseq_refcount",
+    ".type __rseq_refcount, @object",
+    ".size __rseq_refcount, 4",
+    ".globl restartable_own_refcount",
+    ".hidden restartable_own_refcount",
+    ".type restartable_own_refcount, @object",
+    ".size restartable_own_refcount, 4",
+    "__rseq_refcount:",
+    "restartable_own_refcount:",
+    ".long 0",
+    // The busy word: non-zero while a registration change is in progress
+    // on the thread, so that a signal handler keeps off.
+    ".globl restartable_own_busy",
+    ".hidden restartable_own_busy",
+    ".type restartable_own_busy, @object",
+    ".size restartable_own_busy, 4",
+    "restartable_own_busy:",
+    ".long 0",
+    ".zero 8",
+    // `__rseq_abi`: the classic shared area. Weak so that every copy of this
+    // library and every component defining it the classic way resolve to one
+    // area per thread when the symbol is exported; `cpu_id` starts at -1
+    // (RSEQ_CPU_ID_UNINITIALIZED). `restartable_own_area` names this copy's
+    // definition whatever the weak name resolves to.
     ".weak __rseq_abi",
     ".type __rseq_abi, @object",
     ".size __rseq_abi, 32",
+    ".globl restartable_own_area",
+    ".hidden restartable_own_area",
+    ".type restartable_own_area, @object",
+    ".size restartable_own_area, 32",
     "__rseq_abi:",
+    "restartable_own_area:",
     ".long 0",          // cpu_id_start
     ".long -1",         // cpu_id
     ".quad 0",          // rseq_cs
     ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
     // `restartable_inert_area`: an area no one ever registers, so its
-    // `cpu_id` stays -1. The active-area offset names it until the owner is
-    // decided and whenever rseq is unavailable: every fast path then takes
-    // its cold path, and no section can run on an area registered by a
-    // component we cannot vouch for (another signature, say).
-    ".balign 32",
+    // `cpu_id` stays -1. The active-area offset names it from relocation
+    // time until the owner is decided, and whenever rseq is unavailable:
+    // every fast path then takes its cold path, and no section can run on
+    // an area registered by a component we cannot vouch for.
     ".globl restartable_inert_area",
     ".hidden restartable_inert_area",
     ".type restartable_inert_area, @object",
@@ -49,16 +103,8 @@ global_asm!(
     ".quad 0",          // rseq_cs
     ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
     ".popsection",
-    // `__rseq_refcount`: how many holds the components sharing `__rseq_abi`
-    // have on this thread's registration; weak for the same reason.
-    // This library's per-copy thread state sits beside it, hidden.
+    // This copy's own thread record, hidden.
     ".pushsection .tbss, \"awT\", @nobits",
-    ".balign 8",
-    ".weak __rseq_refcount",
-    ".type __rseq_refcount, @object",
-    ".size __rseq_refcount, 4",
-    "__rseq_refcount:",
-    ".zero 4",
     ".balign 8",
     ".globl restartable_thread_record",
     ".hidden restartable_thread_record",
@@ -67,13 +113,14 @@ global_asm!(
     "restartable_thread_record:",
     ".zero 8",
     ".popsection",
-    // `restartable_area_offset`: the TP offset of the active area, set by
-    // the constructor, read by every CPU read (and by the C header's inline
-    // functions, under the exported name). The hidden second label lets
-    // this library read it RIP-relative, without a GOT load, even in the
-    // shared object, where the exported name is preemptible. (A static
-    // initial value naming the inert area would need a TP-relative data
-    // relocation, which a shared object cannot have.)
+    // `restartable_area_offset`: the TP offset of the active area, read by
+    // every CPU read (and by the C header's inline functions, under the
+    // exported name). The hidden second label lets this library read it
+    // RIP-relative, without a GOT load, even in the shared object, where
+    // the exported name is preemptible. Its static value 0 is never read:
+    // the resolver below replaces it with the inert area's offset while
+    // the object is relocated (a TP-relative data relocation, which would
+    // say so statically, is refused in a shared object by both linkers).
     ".pushsection .data.restartable_area_offset, \"aw\", @progbits",
     ".balign 8",
     ".globl restartable_area_offset",
@@ -87,20 +134,79 @@ global_asm!(
     "restartable_area_offset_hidden:",
     ".quad 0",
     ".popsection",
+    // Weak references to glibc's registration. A static executable binds
+    // them at link time to libc.a's definitions (which win over any weak
+    // definitions of the program); a dynamic one at load time; they stay
+    // null where the C library has none (musl, glibc < 2.35).
+    ".weak __rseq_size",
+    ".weak __rseq_offset",
+    ".pushsection .data.rel.ro.restartable_libc_rseq, \"aw\", @progbits",
+    ".balign 8",
+    ".globl restartable_libc_rseq_size_ref",
+    ".hidden restartable_libc_rseq_size_ref",
+    "restartable_libc_rseq_size_ref:",
+    ".quad __rseq_size",
+    ".globl restartable_libc_rseq_offset_ref",
+    ".hidden restartable_libc_rseq_offset_ref",
+    "restartable_libc_rseq_offset_ref:",
+    ".quad __rseq_offset",
+    ".popsection",
+    header_version = const crate::area::TLS_HEADER_VERSION,
 );
+
+// The constructor, reached through an IFUNC: the dynamic linker runs the
+// resolver while it applies this object's relocations (IRELATIVE ones
+// last, so the GOT slot it reads is filled), and the static start-up code
+// runs it before TLS is even set up, which is why it touches no `%fs`. It
+// points the active-area offset at the inert area and returns the
+// constructor, which `.init_array` then calls like any other. musl has no
+// IFUNC support: there the constructor is a plain `.init_array` entry and
+// the offset names the inert area only once the constructor has run.
+#[cfg(target_env = "gnu")]
+global_asm!(
+    ".pushsection .text.restartable_early_init, \"ax\", @progbits",
+    ".balign 16",
+    ".type restartable_early_init_resolver, @function",
+    "restartable_early_init_resolver:",
+    "mov rax, qword ptr [rip + restartable_inert_area@GOTTPOFF]",
+    "mov qword ptr [rip + restartable_area_offset_hidden], rax",
+    "lea rax, [rip + {ctor}]",
+    "ret",
+    ".size restartable_early_init_resolver, . - restartable_early_init_resolver",
+    ".type restartable_early_init, @gnu_indirect_function",
+    ".set restartable_early_init, restartable_early_init_resolver",
+    ".popsection",
+    ".pushsection .init_array.00101, \"aw\"",
+    ".balign 8",
+    ".quad restartable_early_init",
+    ".popsection",
+    ctor = sym crate::area::constructor,
+);
+
+#[cfg(not(target_env = "gnu"))]
+#[used]
+#[link_section = ".init_array.00101"]
+static CONSTRUCTOR: extern "C" fn() = crate::area::constructor;
 
 extern "C" {
     /// The storage of `restartable_area_offset` (defined above).
     #[link_name = "restartable_area_offset_hidden"]
     static AREA_OFFSET: core::sync::atomic::AtomicIsize;
+    /// `&__rseq_size`, or null (defined above).
+    #[link_name = "restartable_libc_rseq_size_ref"]
+    static LIBC_RSEQ_SIZE: *const u32;
+    /// `&__rseq_offset`, or null (defined above).
+    #[link_name = "restartable_libc_rseq_offset_ref"]
+    static LIBC_RSEQ_OFFSET: *const isize;
 }
 
 /// The process-wide TP offset of the active area: one RIP-relative load.
 ///
-/// `pure`: the value is set by the constructor, before the code that reads
-/// it runs, and changes at most once more, to the inert area when the
-/// process turns `Unavailable`; so the compiler may hoist the load out of
-/// loops. A loop that hoisted it keeps a live area of its own thread.
+/// `pure`: the value names the inert area from relocation time on, is set
+/// by the owner's decision, and changes at most once more, to the inert
+/// area when the process turns `Unavailable`; so the compiler may hoist
+/// the load out of loops. A loop that hoisted it keeps a live area of its
+/// own thread.
 #[inline(always)]
 pub(crate) fn area_offset() -> isize {
     let offset: isize;
@@ -115,15 +221,16 @@ pub(crate) fn area_offset() -> isize {
     offset
 }
 
-/// Sets the process-wide area offset (constructor only; see `area.rs`).
+/// Sets the process-wide area offset (the owner's decision only; see
+/// `area.rs`).
 ///
 /// Writes this object's storage (through the hidden name) and whatever the
 /// exported name resolves to (through the GOT). The two differ when an
 /// executable that reads the variable, as the C header's inline functions
 /// do, was linked against `librestartable.so`: the linker then gives the
-/// executable its own copy of the variable (a copy relocation), filled with
-/// the initial 0 before this constructor runs, and only the write through
-/// the GOT reaches it.
+/// executable its own copy of the variable (a copy relocation), filled
+/// from this object's storage after the resolver above ran, and only the
+/// write through the GOT reaches it later.
 pub(crate) fn set_area_offset(offset: isize) {
     // SAFETY: the variable is a properly aligned `AtomicIsize`.
     unsafe { &AREA_OFFSET }.store(offset, core::sync::atomic::Ordering::Relaxed);
@@ -143,6 +250,14 @@ pub(crate) fn set_area_offset(offset: isize) {
     unsafe { &*exported }.store(offset, core::sync::atomic::Ordering::Relaxed);
 }
 
+/// glibc's `&__rseq_size` and `&__rseq_offset` as the linkers bound them
+/// (null where the C library defines neither).
+pub(crate) fn libc_rseq_symbols() -> (*const u32, *const isize) {
+    // SAFETY: two pointer-sized words defined above, written only by the
+    // linkers before any code runs.
+    unsafe { (LIBC_RSEQ_SIZE, LIBC_RSEQ_OFFSET) }
+}
+
 /// Returns the thread pointer (`%fs` base), which glibc stores at `%fs:0`.
 #[inline(always)]
 pub(crate) fn thread_pointer() -> usize {
@@ -159,73 +274,55 @@ pub(crate) fn thread_pointer() -> usize {
     tp
 }
 
-/// Offset of this thread's `__rseq_abi` from the thread pointer: the same
+/// Reads the GOT slot that holds the TP offset of one of this object's
+/// initial-exec TLS symbols (relaxed to an immediate in an executable).
+macro_rules! tp_offset_of {
+    ($symbol:literal) => {{
+        let offset: isize;
+        // SAFETY: reads the GOT slot the linker filled with the TP offset
+        // of the symbol (or an immediate); no memory is written.
+        unsafe {
+            asm!(
+                concat!("mov {o}, qword ptr [rip + ", $symbol, "@GOTTPOFF]"),
+                o = out(reg) offset, // TP-relative offset of the symbol
+                options(nostack, readonly, preserves_flags, pure)
+            );
+        }
+        offset
+    }};
+}
+
+/// Offset of this copy's `__rseq_abi` from the thread pointer: the same
 /// for every thread, since the symbol is initial-exec (static TLS).
 #[inline(always)]
 pub(crate) fn own_area_offset() -> isize {
-    let offset: isize;
-    // SAFETY: reads the GOT slot the linker filled with the TP offset of
-    // `__rseq_abi` (or relaxed to an immediate); no memory is written.
-    unsafe {
-        asm!(
-            "mov {o}, qword ptr [rip + __rseq_abi@GOTTPOFF]",
-            o = out(reg) offset, // TP-relative offset of `__rseq_abi`
-            options(nostack, readonly, preserves_flags, pure)
-        );
-    }
-    offset
+    tp_offset_of!("restartable_own_area")
+}
+
+/// Offset of this copy's `__rseq_refcount` from the thread pointer.
+#[inline]
+pub(crate) fn own_refcount_offset() -> isize {
+    tp_offset_of!("restartable_own_refcount")
+}
+
+/// Offset of this copy's busy word from the thread pointer.
+#[inline]
+pub(crate) fn own_busy_offset() -> isize {
+    tp_offset_of!("restartable_own_busy")
 }
 
 /// Offset of this thread's inert area (never registered) from the thread
 /// pointer.
 #[inline]
 pub(crate) fn inert_area_offset() -> isize {
-    let offset: isize;
-    // SAFETY: as in `own_area_offset`, for `restartable_inert_area`.
-    unsafe {
-        asm!(
-            "mov {o}, qword ptr [rip + restartable_inert_area@GOTTPOFF]",
-            o = out(reg) offset, // TP-relative offset of the inert area
-            options(nostack, readonly, preserves_flags, pure)
-        );
-    }
-    offset
-}
-
-/// The calling thread's own `__rseq_abi`.
-#[inline]
-pub(crate) fn own_area() -> *mut Rseq {
-    thread_pointer().wrapping_add_signed(own_area_offset()) as *mut Rseq
-}
-
-/// The calling thread's `__rseq_refcount`.
-#[inline]
-pub(crate) fn own_refcount() -> *mut u32 {
-    let offset: isize;
-    // SAFETY: as in `own_area_offset`, for `__rseq_refcount`.
-    unsafe {
-        asm!(
-            "mov {o}, qword ptr [rip + __rseq_refcount@GOTTPOFF]",
-            o = out(reg) offset, // TP-relative offset of `__rseq_refcount`
-            options(nostack, readonly, preserves_flags, pure)
-        );
-    }
-    thread_pointer().wrapping_add_signed(offset) as *mut u32
+    tp_offset_of!("restartable_inert_area")
 }
 
 /// The calling thread's state as this copy of the library keeps it.
 #[inline]
 pub(crate) fn own_thread_state() -> *mut ThreadRecord {
-    let offset: isize;
-    // SAFETY: as in `own_area_offset`, for `restartable_thread_record`.
-    unsafe {
-        asm!(
-            "mov {o}, qword ptr [rip + restartable_thread_record@GOTTPOFF]",
-            o = out(reg) offset, // TP-relative offset of the state
-            options(nostack, readonly, preserves_flags, pure)
-        );
-    }
-    thread_pointer().wrapping_add_signed(offset) as *mut ThreadRecord
+    thread_pointer().wrapping_add_signed(tp_offset_of!("restartable_thread_record"))
+        as *mut ThreadRecord
 }
 
 /// Reads the 32-bit field at byte `FIELD` of the area at `%fs + offset`.
@@ -284,6 +381,7 @@ pub(crate) unsafe fn sys_rseq(area: *mut Rseq, len: u32, flags: u32, sig: u32) -
     ret as i32
 }
 
+// ---------------------------------------------------------------------------
 // ---------------------------------------------------------------------------
 // Critical-section operations. Each is one `rseq_asm!` block; `FIELD` picks
 // the area field the CPU check compares (`cpu_id` or `mm_cid`). Each returns

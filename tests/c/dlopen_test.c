@@ -262,36 +262,25 @@ static void *copies_thread(void *arg)
     CHECK_EQ(p->a.thread_state(), owner == RESTARTABLE_OWNER_LIBC ? RESTARTABLE_THREAD_BORROWED
                                                                  : RESTARTABLE_THREAD_UNREGISTERED);
     CHECK_EQ(p->a.reg(), 0);
-    if (p->global || owner != RESTARTABLE_OWNER_LIBRARY) {
-        /* One area, one refcount: both copies see the same registration
-           (without rseq, local copies each keep their own unused area). */
-        if (p->global || owner == RESTARTABLE_OWNER_LIBC)
-            CHECK(p->a.location() == p->b.location());
-        CHECK_EQ(p->a.refcount(), p->b.refcount());
-        CHECK_EQ(p->b.reg(), 0);
-        CHECK_EQ(p->b.thread_state(), registered_state());
-        if (owner == RESTARTABLE_OWNER_LIBRARY) {
-            CHECK_EQ(p->a.refcount(), 2);
-            CHECK_EQ(p->b.unreg(), 0);
-            CHECK_EQ(p->a.refcount(), 1);
-            CHECK(p->b.cpu_raw() >= 0); /* still registered: a holds it */
-            CHECK_EQ(p->b.unreg(), -EINVAL);
-            CHECK_EQ(p->a.unreg(), 0);
-            CHECK_EQ(p->b.refcount(), 0);
-            CHECK(p->a.cpu_raw() < 0); /* the last hold unregistered */
-        } else {
-            CHECK_EQ(p->b.unreg(), 0);
-            CHECK_EQ(p->a.unreg(), 0);
-        }
+    /* One area, one refcount: both copies see the same registration, loaded
+       RTLD_GLOBAL or RTLD_LOCAL (a later copy finds the first copy's area
+       in its TLS image); without rseq, local copies each keep their own
+       unused inert area. */
+    if (p->global || owner != RESTARTABLE_OWNER_NONE)
+        CHECK(p->a.location() == p->b.location());
+    CHECK_EQ(p->a.refcount(), p->b.refcount());
+    CHECK_EQ(p->b.reg(), 0);
+    CHECK_EQ(p->b.thread_state(), registered_state());
+    if (owner == RESTARTABLE_OWNER_LIBRARY) {
+        CHECK_EQ(p->a.refcount(), 2);
+        CHECK_EQ(p->b.unreg(), 0);
+        CHECK_EQ(p->a.refcount(), 1);
+        CHECK(p->b.cpu_raw() >= 0); /* still registered: a holds it */
+        CHECK_EQ(p->b.unreg(), -EINVAL);
+        CHECK_EQ(p->a.unreg(), 0);
+        CHECK_EQ(p->b.refcount(), 0);
+        CHECK(p->a.cpu_raw() < 0); /* the last hold unregistered */
     } else {
-        /* Separate areas: a registered its own first, so b finds a different
-           area registered (EINVAL) and serves this thread by its fallbacks. */
-        CHECK(p->a.location() != p->b.location());
-        CHECK_EQ(p->a.thread_state(), RESTARTABLE_THREAD_REGISTERED);
-        CHECK_EQ(p->b.reg(), 0);
-        CHECK_EQ(p->b.thread_state(), RESTARTABLE_THREAD_FOREIGN);
-        CHECK_EQ(p->b.is_available(), 0);
-        CHECK(p->b.cpu_raw() < 0);
         CHECK_EQ(p->b.unreg(), 0);
         CHECK_EQ(p->a.unreg(), 0);
     }
@@ -317,14 +306,16 @@ static void scenario_copies(const char *path, const char *copy, int mode)
     CHECK(p.a.owner != p.b.owner); /* really two copies of the code */
     CHECK_EQ(p.a.owner(), owner);
     CHECK_EQ(p.b.owner(), owner);
-    if (owner == RESTARTABLE_OWNER_LIBRARY && !p.global) {
-        /* This thread ran both constructors: a registered, b found a's area. */
-        CHECK_EQ(p.a.thread_state(), RESTARTABLE_THREAD_REGISTERED);
-        CHECK_EQ(p.b.thread_state(), RESTARTABLE_THREAD_FOREIGN);
+    if (owner == RESTARTABLE_OWNER_LIBRARY) {
+        /* Neither constructor registered this thread; the first use through
+           either copy registers the one shared area, for both. */
+        CHECK_EQ(p.a.thread_state(), RESTARTABLE_THREAD_UNREGISTERED);
+        CHECK_EQ(p.b.refcount(), 0);
         CHECK_CPU_READ(p.b.cpu());
-    } else if (owner == RESTARTABLE_OWNER_LIBRARY) {
-        CHECK_EQ(p.b.thread_state(), RESTARTABLE_THREAD_REGISTERED);
-        CHECK_EQ(p.a.refcount(), 2); /* each copy's lazy hold */
+        CHECK_EQ(p.a.thread_state(), RESTARTABLE_THREAD_REGISTERED);
+        CHECK_EQ(p.a.refcount(), 1); /* b's lazy hold */
+        CHECK_CPU_READ(p.a.cpu_raw());
+        CHECK(p.a.location() == p.b.location());
     }
     for (i = 0; i < THREADS; i++)
         CHECK(pthread_create(&threads[i], NULL, copies_thread, &p) == 0);
@@ -368,7 +359,7 @@ static void *classic_thread(void *arg)
         CHECK_EQ(ret, 0);
         CHECK_EQ(l->reg(), 0);
         CHECK_EQ(l->thread_state(), RESTARTABLE_THREAD_BORROWED);
-        CHECK_EQ(l->refcount(), 2);
+        CHECK_EQ(l->refcount(), 1); /* the caller's hold; the classic one is uncounted */
         CHECK_EQ(l->unreg(), 0);
         /* Never unregistered by the library: the classic owner still can. */
         CHECK(l->cpu_raw() >= 0);
@@ -389,11 +380,17 @@ static void scenario_classic(const char *path)
     l = load(path, RTLD_LOCAL);
     CHECK_EQ(l.owner(), owner);
     if (owner == RESTARTABLE_OWNER_LIBRARY) {
-        /* The library bound to this program's __rseq_abi and found it
-           registered already (EBUSY): borrowed, counted, never released. */
+        /* The library bound to this program's __rseq_abi and finds it
+           registered by a component that does not count: borrowed. A hold
+           is counted (EBUSY confirms the signature) and never unregisters. */
         CHECK(l.location() == &__rseq_abi);
         CHECK_EQ(l.thread_state(), RESTARTABLE_THREAD_BORROWED);
-        CHECK_EQ(l.refcount(), 2);
+        CHECK_EQ(l.refcount(), 0);
+        CHECK_EQ(l.reg(), 0);
+        CHECK_EQ(l.thread_state(), RESTARTABLE_THREAD_BORROWED);
+        CHECK_EQ(l.refcount(), 1);
+        CHECK_EQ(l.unreg(), 0);
+        CHECK_CPU_READ((int32_t)__rseq_abi.cpu_id);
         CHECK_CPU_READ(l.cpu());
         CHECK_CPU_READ(l.cpu_raw());
         CHECK_CPU_READ((int32_t)__rseq_abi.cpu_id);

@@ -1,21 +1,40 @@
 //! Where the calling thread's area lives, decided once per process.
 //!
-//! An ELF constructor (`.init_array`, priority 101, so it runs before the
-//! default-priority constructors of the same object) looks for glibc's
-//! registration, then for kernel support, and fixes three process-wide
-//! values: the [`Owner`], the usable feature size, and
-//! `restartable_area_offset`, the distance from the thread pointer to the
-//! active area. That offset is the same for every thread in both `Libc` and
-//! `Library` mode, because both areas live in static TLS, so the hot path is
-//! one load of the offset and one `%fs`-relative load of `cpu_id`.
+//! The decision looks for glibc's registration, then for kernel support,
+//! and fixes the process-wide values: the [`Owner`], the usable feature
+//! size, the block every copy of the library shares (area, refcount, busy
+//! word; see [`probe`]), and `restartable_area_offset`, the distance from
+//! the thread pointer to the active area. That offset is the same for every
+//! thread in both `Libc` and `Library` mode, because both areas live in
+//! static TLS, so the hot path is one load of the offset and one
+//! `%fs`-relative load of `cpu_id`.
+//!
+//! At every moment of the process's life the offset names a real area of
+//! the calling thread: from relocation time (the `arch` layer sets it
+//! before any code of the process runs) until the decision, it names the
+//! inert area, whose `cpu_id` is -1, so every reader takes its cold path,
+//! and the cold path decides on the spot. The decision is normally made by
+//! an ELF constructor (priority 101), before `main`; code that runs earlier
+//! (a `.preinit_array` function, an earlier constructor, a `malloc`
+//! interposer called by another library's initialisation) makes it itself
+//! on first use. A call made *while* the decision runs on the same thread
+//! (the decision's own `dlopen` calling an interposed `malloc`, say) gets
+//! the fallbacks instead of waiting for itself.
+
+mod probe;
 
 use core::ffi::CStr;
 use core::fmt;
 
 use crate::abi::{self, Rseq};
 use crate::arch;
-use crate::registration;
-use crate::sync::{Ordering, StaticAtomicU32 as AtomicU32, StaticAtomicU8 as AtomicU8};
+use crate::sync::{
+    Ordering, StaticAtomicIsize as AtomicIsize, StaticAtomicU32 as AtomicU32,
+    StaticAtomicU8 as AtomicU8,
+};
+
+#[cfg_attr(restartable_loom, allow(unused_imports))] // the simulated backend has no TLS header
+pub(crate) use probe::TLS_HEADER_VERSION;
 
 /// Who registered the areas of this process's threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -58,13 +77,25 @@ static OWNER: AtomicU8 = AtomicU8::new(0);
 static FEATURE_SIZE: AtomicU32 = AtomicU32::new(0);
 static KERNEL_FEATURE_SIZE: AtomicU32 = AtomicU32::new(0);
 static LIBC_RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
+/// The shared block's TP offsets, stored before the owner is published
+/// (`Release`, see [`publish`]) and never changed afterwards.
+static SHARED_AREA: AtomicIsize = AtomicIsize::new(0);
+static SHARED_REFCOUNT: AtomicIsize = AtomicIsize::new(0);
+static SHARED_BUSY: AtomicIsize = AtomicIsize::new(0);
+/// Whether `__rseq_abi` in the global scope is the shared area (1) or not
+/// (0); stored with the block.
+static AREA_GLOBAL: AtomicU8 = AtomicU8::new(0);
+/// The thread pointer of the thread making the decision; 0 when none is.
+/// Claimed with `Acquire` and released with `Release`, so a thread that
+/// claims it after a release sees the owner that release published.
+static DECIDER: AtomicIsize = AtomicIsize::new(0);
 
 /// The offset of the calling thread's active area from the thread pointer.
 ///
-/// Written once by [`init`] (`arch::set_area_offset`), before `main` and
-/// before any other code of the process can call into this object; read
-/// without ordering afterwards: the constructor happens-before every thread
-/// the program starts.
+/// The inert area's from relocation time until the decision (the `arch`
+/// layer sees to it), then the one [`publish`] wrote; read without ordering:
+/// a thread that reads a stale value reads the inert area, whose `cpu_id`
+/// is -1, and takes the cold path, which synchronises with the decision.
 #[inline(always)]
 pub(crate) fn offset() -> isize {
     arch::area_offset()
@@ -72,9 +103,12 @@ pub(crate) fn offset() -> isize {
 
 /// Who owns the areas of this process's threads.
 ///
-/// Decided once, before `main`; only one change can follow: `Library`
-/// becomes `Unavailable` if a seccomp filter installed later refuses
-/// `rseq(2)` to a new thread.
+/// Decided once, normally before `main`. Only one change can follow:
+/// `Library` becomes `Unavailable` if another component registered the
+/// shared `__rseq_abi` with a signature other than `RSEQ_SIG` (the kernel
+/// would kill a thread at its first abort). Called during the decision on
+/// the same thread (from an interposed `malloc` the decision itself
+/// calls), it answers `Unavailable` for the time being.
 ///
 /// # Examples
 /// ```
@@ -86,10 +120,49 @@ pub(crate) fn offset() -> isize {
 /// }
 /// ```
 pub fn owner() -> Owner {
-    read_owner(&Statics, init)
+    read_owner(&Statics, || {
+        decided(true);
+    })
 }
 
-/// Turns `Library` into `Unavailable` (the kernel refused `rseq(2)`).
+/// The owner if it is decided, deciding now if no thread is doing so;
+/// never waits. `None` while the decision runs (on this thread or, for
+/// the cold paths, which then take their fallbacks, on another).
+#[inline]
+pub(crate) fn owner_now() -> Option<Owner> {
+    let v = OWNER.load(Ordering::Acquire);
+    if v != 0 {
+        return Some(Owner::from_u8(v));
+    }
+    decided(false)
+}
+
+/// Decides the owner unless another thread is doing it (then waits, if
+/// `wait`) or this very thread is (then returns `None` at once).
+#[cold]
+fn decided(wait: bool) -> Option<Owner> {
+    let me = arch::thread_pointer() as isize;
+    let mut spins = 0;
+    loop {
+        let v = OWNER.load(Ordering::Acquire);
+        if v != 0 {
+            return Some(Owner::from_u8(v));
+        }
+        match DECIDER.compare_exchange(0, me, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => {
+                if OWNER.load(Ordering::Acquire) == 0 {
+                    decide();
+                }
+                DECIDER.store(0, Ordering::Release);
+            }
+            Err(holder) if holder == me || !wait => return None,
+            Err(_) => crate::sync::backoff(&mut spins),
+        }
+    }
+}
+
+/// Turns `Library` into `Unavailable`: a component registered the shared
+/// area with another signature.
 pub(crate) fn set_unavailable() {
     publish(
         &Statics,
@@ -118,18 +191,35 @@ pub fn feature_size() -> u32 {
 
 /// The kernel's feature size from `getauxval(AT_RSEQ_FEATURE_SIZE)`, or 20
 /// when the kernel predates it, whatever the owner.
+///
+/// # Examples
+/// ```
+/// assert!(restartable::kernel_feature_size() >= 20);
+/// ```
 pub fn kernel_feature_size() -> u32 {
     owner();
     KERNEL_FEATURE_SIZE.load(Ordering::Relaxed)
 }
 
 /// glibc's `__rseq_size`: 0 when glibc did not register (or is not glibc).
+///
+/// # Examples
+/// ```
+/// if restartable::owner() == restartable::Owner::Libc {
+///     assert!(restartable::libc_rseq_size() >= 20);
+/// }
+/// ```
 pub fn libc_rseq_size() -> u32 {
     owner();
     LIBC_RSEQ_SIZE.load(Ordering::Relaxed)
 }
 
 /// The alignment the kernel requires of the area (`AT_RSEQ_ALIGN`), or 32.
+///
+/// # Examples
+/// ```
+/// assert!(restartable::kernel_area_align() >= 32);
+/// ```
 pub fn kernel_area_align() -> usize {
     // SAFETY: getauxval has no preconditions.
     let align = unsafe { libc::getauxval(abi::AT_RSEQ_ALIGN) } as usize;
@@ -142,13 +232,54 @@ pub fn kernel_area_align() -> usize {
 
 /// Offset of the active area from the thread pointer (the value of the
 /// exported `restartable_area_offset`).
+///
+/// # Examples
+/// ```
+/// let offset = restartable::area_offset();
+/// assert_eq!(offset % 32, 0);
+/// ```
 pub fn area_offset() -> isize {
     owner();
     offset()
 }
 
-/// The calling thread's active area: glibc's in `Libc` mode, this
-/// library's `__rseq_abi` in `Library` mode (it reads `cpu_id < 0` until
+/// Whether a classic `__rseq_abi` user loaded later (a plugin that
+/// registers the symbol itself) would share this process's area.
+///
+/// True in `Library` mode when `__rseq_abi` in the global scope is the
+/// area the library registers: the library is a shared object, or the
+/// executable exports the symbol. A Rust executable, or a C program linked
+/// with `librestartable.a`, keeps its symbols private unless linked with
+/// `-Wl,--export-dynamic-symbol=__rseq_abi,--export-dynamic-symbol=__rseq_refcount`
+/// (`pkg-config --static restartable` adds it; for Rust, see the crate
+/// docs). Other copies of this library find the area either way. False in
+/// the other modes, where the library registers nothing.
+///
+/// # Examples
+/// ```
+/// if restartable::owner() != restartable::Owner::Library {
+///     assert!(!restartable::area_is_exported());
+/// }
+/// ```
+pub fn area_is_exported() -> bool {
+    owner() == Owner::Library && AREA_GLOBAL.load(Ordering::Relaxed) == 1
+}
+
+/// The block shared by every copy of the library: the one the decision
+/// found, or this copy's own before it.
+pub(crate) fn shared() -> probe::Block {
+    if OWNER.load(Ordering::Acquire) == 0 {
+        return probe::Block::own();
+    }
+    probe::Block {
+        area: SHARED_AREA.load(Ordering::Relaxed),
+        refcount: SHARED_REFCOUNT.load(Ordering::Relaxed),
+        busy: SHARED_BUSY.load(Ordering::Relaxed),
+    }
+}
+
+/// The calling thread's active area: glibc's in `Libc` mode, the shared
+/// `__rseq_abi` in `Library` mode (it reads `cpu_id < 0` until
 /// registered), and an inert area no one registers in `Unavailable` mode.
 /// Never null; exported to C under the same name.
 ///
@@ -166,7 +297,7 @@ pub fn rseq_location() -> *mut Rseq {
 
 fn env_disabled() -> bool {
     // SAFETY: the name is a valid C string; getenv returns null or a valid
-    // C string that we only read here, before any thread can `setenv`.
+    // C string that we only read here.
     let value = unsafe { libc::getenv(c"RESTARTABLE_DISABLE".as_ptr()) };
     if value.is_null() {
         return false;
@@ -174,23 +305,6 @@ fn env_disabled() -> bool {
     // SAFETY: non-null results of getenv are NUL-terminated strings.
     let value = unsafe { CStr::from_ptr(value) }.to_bytes();
     !value.is_empty() && value != b"0"
-}
-
-/// glibc's registration: `(__rseq_size, __rseq_offset)` if it registered.
-fn libc_registration() -> Option<(u32, isize)> {
-    // SAFETY: dlsym with RTLD_DEFAULT and valid C strings; a strong extern
-    // would fail to link against musl and glibc < 2.35.
-    let size = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) };
-    // SAFETY: as above.
-    let offset = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()) };
-    if size.is_null() || offset.is_null() {
-        return None;
-    }
-    // SAFETY: glibc defines `__rseq_size` as `const unsigned int` and
-    // `__rseq_offset` as `const ptrdiff_t`, both set before user code runs.
-    let (size, offset) = unsafe { (*(size as *const u32), *(offset as *const isize)) };
-    LIBC_RSEQ_SIZE.store(size, Ordering::Relaxed);
-    (size > 0).then_some((size, offset))
 }
 
 fn kernel_feature_size_from_auxv() -> u32 {
@@ -203,35 +317,56 @@ fn kernel_feature_size_from_auxv() -> u32 {
     }
 }
 
-/// Decides the owner; runs once, from the constructor (or from the first
-/// call if the constructor did not run, as in a loom model).
-pub(crate) fn init() {
-    static ONCE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
-    ONCE.get_or_init(decide);
-}
-
-fn decide() {
-    let kernel = kernel_feature_size_from_auxv();
-    KERNEL_FEATURE_SIZE.store(kernel, Ordering::Relaxed);
-    let probe = Probe {
-        disabled: env_disabled(),
-        arch_available: arch::AVAILABLE,
-        libc: libc_registration(),
-        kernel_feature_size: kernel,
-        own_offset: arch::own_area_offset(),
-        inert_offset: arch::inert_area_offset(),
-    };
-    let decision = choose(&probe);
-    publish(&Statics, decision);
-    if decision.owner == Owner::Library {
-        // The constructor thread's lazy registration doubles as the probe
-        // of kernel support: it turns the owner to `Unavailable` itself if
-        // the kernel refuses rseq.
-        registration::register_lazily();
+/// A `fork` child has only the forking thread: if another thread was
+/// deciding, the decision is the child's to make again.
+extern "C" fn after_fork_in_child() {
+    if OWNER.load(Ordering::Relaxed) == 0 {
+        DECIDER.store(0, Ordering::Relaxed);
     }
 }
 
-/// What the constructor learns about the process before deciding.
+fn decide() {
+    // SAFETY: registers a handler with the right signature; a failure
+    // (ENOMEM) leaves only the fork-during-decision case unhandled.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    let kernel = kernel_feature_size_from_auxv();
+    KERNEL_FEATURE_SIZE.store(kernel, Ordering::Relaxed);
+    let libc = probe::libc_symbols();
+    LIBC_RSEQ_SIZE.store(libc.map_or(0, |(size, _)| size), Ordering::Relaxed);
+    let tp = arch::thread_pointer();
+    let libc = libc.filter(|&(size, offset)| {
+        size > 0 && tp.wrapping_add_signed(offset) & (abi::AREA_ALIGN - 1) == 0
+    });
+    let disabled = env_disabled();
+    // Ask the kernel only where the answer matters, so that `Libc` mode
+    // makes no system call.
+    let library_candidate = !disabled && arch::AVAILABLE && libc.is_none();
+    let kernel_rseq = library_candidate && probe::kernel_has_rseq();
+    let block = if kernel_rseq {
+        probe::shared_block()
+    } else {
+        probe::Block::own()
+    };
+    let decision = choose(&Probe {
+        disabled,
+        arch_available: arch::AVAILABLE,
+        libc,
+        kernel_feature_size: kernel,
+        kernel_rseq,
+        own_offset: block.area,
+        inert_offset: arch::inert_area_offset(),
+    });
+    SHARED_AREA.store(block.area, Ordering::Relaxed);
+    SHARED_REFCOUNT.store(block.refcount, Ordering::Relaxed);
+    SHARED_BUSY.store(block.busy, Ordering::Relaxed);
+    let global = decision.owner == Owner::Library && probe::area_is_global(block.area);
+    AREA_GLOBAL.store(global.into(), Ordering::Relaxed);
+    // Publishing with `Release` makes every store above visible to whoever
+    // reads the owner with `Acquire`.
+    publish(&Statics, decision);
+}
+
+/// What the decision learns about the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     /// `RESTARTABLE_DISABLE` is set (and not `0`).
@@ -242,7 +377,10 @@ pub struct Probe {
     pub libc: Option<(u32, isize)>,
     /// The kernel's feature size (20 when it predates the auxv entry).
     pub kernel_feature_size: u32,
-    /// The TP offset of this library's own `__rseq_abi`.
+    /// The kernel answers `rseq(2)` (asked without registering; false when
+    /// not asked because glibc registered).
+    pub kernel_rseq: bool,
+    /// The TP offset of the `__rseq_abi` every copy of the library shares.
     pub own_offset: isize,
     /// The TP offset of an area no one registers (`cpu_id` always -1).
     pub inert_offset: isize,
@@ -260,17 +398,15 @@ pub struct Decision {
 }
 
 /// Picks the owner from what the probe found; pure.
-///
-/// `Library` is provisional: the first registration may still find the
-/// kernel refusing rseq and turn it into `Unavailable`.
 pub fn choose(probe: &Probe) -> Decision {
     let usable = probe.kernel_feature_size.min(abi::MIN_REGISTRATION_LEN);
+    let unavailable = Decision {
+        owner: Owner::Unavailable,
+        offset: probe.inert_offset,
+        feature_size: 0,
+    };
     if probe.disabled || !probe.arch_available {
-        return Decision {
-            owner: Owner::Unavailable,
-            offset: probe.inert_offset,
-            feature_size: 0,
-        };
+        return unavailable;
     }
     match probe.libc {
         Some((size, offset)) if size > 0 => Decision {
@@ -278,6 +414,7 @@ pub fn choose(probe: &Probe) -> Decision {
             offset,
             feature_size: usable,
         },
+        _ if !probe.kernel_rseq => unavailable,
         _ => Decision {
             owner: Owner::Library,
             offset: probe.own_offset,
@@ -351,11 +488,8 @@ impl Published for Statics {
     }
 }
 
-extern "C" fn constructor() {
-    init();
+/// Decides the owner before `main` (and at `dlopen`, before the loader
+/// returns); the `arch` layer lists it in `.init_array`.
+pub(crate) extern "C" fn constructor() {
+    decided(true);
 }
-
-/// Runs [`init`] before `main` (and at `dlopen`, before the loader returns).
-#[used]
-#[link_section = ".init_array.00101"]
-static CONSTRUCTOR: extern "C" fn() = constructor;
