@@ -165,6 +165,16 @@ int restartable_thread_state(void);
 int restartable_is_available(void);
 
 /*
+ * 1 when a classic `__rseq_abi` user loaded later (a plugin that registers
+ * the symbol itself) would share this process's area: library-owned mode,
+ * and `__rseq_abi` in the global scope is the area the library registers
+ * (the library is a shared object, or the program was linked with
+ * `pkg-config --static restartable`'s flags, which export it). 0 otherwise.
+ * Asks the dynamic linker: call it from main() on.
+ */
+int restartable_area_is_exported(void);
+
+/*
  * Takes one hold on the calling thread's registration: the first hold in
  * library-owned mode registers `__rseq_abi`; with glibc owning, or without
  * rseq, the hold is only counted. Returns

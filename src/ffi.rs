@@ -430,3 +430,11 @@ mod tests {
         assert_eq!(restartable_rseq_location(), crate::rseq_location());
     }
 }
+
+/// `int restartable_area_is_exported(void)`: 1 when a classic `__rseq_abi`
+/// user loaded later would share the area (see
+/// [`crate::area_is_exported`]), 0 otherwise.
+#[no_mangle]
+pub extern "C" fn restartable_area_is_exported() -> c_int {
+    crate::area_is_exported().into()
+}

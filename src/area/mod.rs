@@ -23,7 +23,6 @@
 
 mod probe;
 
-use core::ffi::CStr;
 use core::fmt;
 
 use crate::abi::{self, Rseq};
@@ -82,9 +81,6 @@ static LIBC_RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
 static SHARED_AREA: AtomicIsize = AtomicIsize::new(0);
 static SHARED_REFCOUNT: AtomicIsize = AtomicIsize::new(0);
 static SHARED_BUSY: AtomicIsize = AtomicIsize::new(0);
-/// Whether `__rseq_abi` in the global scope is the shared area (1) or not
-/// (0); stored with the block.
-static AREA_GLOBAL: AtomicU8 = AtomicU8::new(0);
 /// The thread pointer of the thread making the decision; 0 when none is.
 /// Claimed with `Acquire` and released with `Release`, so a thread that
 /// claims it after a release sees the owner that release published.
@@ -253,7 +249,9 @@ pub fn area_offset() -> isize {
 /// `-Wl,--export-dynamic-symbol=__rseq_abi,--export-dynamic-symbol=__rseq_refcount`
 /// (`pkg-config --static restartable` adds it; for Rust, see the crate
 /// docs). Other copies of this library find the area either way. False in
-/// the other modes, where the library registers nothing.
+/// the other modes, where the library registers nothing. It asks the
+/// dynamic linker (`dlopen(NULL)`): call it from `main` on, not from a
+/// `.preinit_array` function.
 ///
 /// # Examples
 /// ```
@@ -262,7 +260,7 @@ pub fn area_offset() -> isize {
 /// }
 /// ```
 pub fn area_is_exported() -> bool {
-    owner() == Owner::Library && AREA_GLOBAL.load(Ordering::Relaxed) == 1
+    owner() == Owner::Library && probe::area_is_global(shared().area)
 }
 
 /// The block shared by every copy of the library: the one the decision
@@ -296,15 +294,7 @@ pub fn rseq_location() -> *mut Rseq {
 }
 
 fn env_disabled() -> bool {
-    // SAFETY: the name is a valid C string; getenv returns null or a valid
-    // C string that we only read here.
-    let value = unsafe { libc::getenv(c"RESTARTABLE_DISABLE".as_ptr()) };
-    if value.is_null() {
-        return false;
-    }
-    // SAFETY: non-null results of getenv are NUL-terminated strings.
-    let value = unsafe { CStr::from_ptr(value) }.to_bytes();
-    !value.is_empty() && value != b"0"
+    probe::env_var_set(c"RESTARTABLE_DISABLE")
 }
 
 fn kernel_feature_size_from_auxv() -> u32 {
@@ -359,8 +349,6 @@ fn decide() {
     SHARED_AREA.store(block.area, Ordering::Relaxed);
     SHARED_REFCOUNT.store(block.refcount, Ordering::Relaxed);
     SHARED_BUSY.store(block.busy, Ordering::Relaxed);
-    let global = decision.owner == Owner::Library && probe::area_is_global(block.area);
-    AREA_GLOBAL.store(global.into(), Ordering::Relaxed);
     // Publishing with `Release` makes every store above visible to whoever
     // reads the owner with `Acquire`.
     publish(&Statics, decision);

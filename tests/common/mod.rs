@@ -4,6 +4,7 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod cbuild;
 pub mod elf;
 pub mod seccomp;
 

@@ -78,6 +78,13 @@ pub fn block_rseq() -> io::Result<()> {
     install(&NO_RSEQ)
 }
 
+/// Makes `rseq(2)` answer `-errno` on the calling thread (and the threads
+/// it creates later), installed as [`block_rseq`] is: a sandbox that
+/// refuses rseq to one thread.
+pub fn refuse_rseq(errno: i32) -> io::Result<()> {
+    install(&deny(NR_RSEQ_X86_64, errno))
+}
+
 /// Makes `membarrier(2)` answer `ENOSYS`, as on a kernel built without it;
 /// like a kernel before Linux 5.10, it then offers no rseq fence. Installed
 /// as [`block_rseq`] is.
