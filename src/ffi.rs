@@ -386,6 +386,14 @@ pub unsafe extern "C" fn restartable_percpu_counter_free(c: *mut CCounter) {
     }
 }
 
+/// `int restartable_area_is_exported(void)`: 1 when a classic `__rseq_abi`
+/// user loaded later would share the area (see
+/// [`crate::area_is_exported`]), 0 otherwise.
+#[no_mangle]
+pub extern "C" fn restartable_area_is_exported() -> c_int {
+    crate::area_is_exported().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,10 +439,3 @@ mod tests {
     }
 }
 
-/// `int restartable_area_is_exported(void)`: 1 when a classic `__rseq_abi`
-/// user loaded later would share the area (see
-/// [`crate::area_is_exported`]), 0 otherwise.
-#[no_mangle]
-pub extern "C" fn restartable_area_is_exported() -> c_int {
-    crate::area_is_exported().into()
-}
