@@ -19,6 +19,7 @@ fn main() {
     );
     println!("area offset from TP : {} bytes", restartable::area_offset());
     println!("area address        : {:p}", restartable::rseq_location());
+    println!("area exported       : {}", exported(owner));
     let cpu = restartable::current_cpu();
     println!("thread state        : {}", restartable::thread_state());
     println!("rseq in use here    : {}", restartable::is_available());
@@ -57,6 +58,18 @@ fn kernel_support() -> &'static str {
         (_, Some(libc::ENOSYS)) => "no (ENOSYS: old kernel, emulator or seccomp filter)",
         (_, Some(libc::EPERM)) => "refused (EPERM: seccomp filter)",
         _ => "yes",
+    }
+}
+
+fn exported(owner: restartable::Owner) -> &'static str {
+    match (owner, restartable::area_is_exported()) {
+        (restartable::Owner::Library, true) => "yes: classic __rseq_abi users loaded later share it",
+        (restartable::Owner::Library, false) => {
+            "no: the executable keeps __rseq_abi private, so a classic __rseq_abi \
+             user loaded later gets EINVAL (copies of restartable still share it); \
+             link with -Wl,--export-dynamic-symbol=__rseq_abi,--export-dynamic-symbol=__rseq_refcount"
+        }
+        _ => "not applicable (the library registers nothing)",
     }
 }
 

@@ -438,4 +438,3 @@ mod tests {
         assert_eq!(restartable_rseq_location(), crate::rseq_location());
     }
 }
-

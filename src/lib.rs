@@ -43,8 +43,8 @@
 //!
 //! # Who owns the area
 //!
-//! Decided once per process by an ELF constructor, before `main` (or when
-//! the library is `dlopen`ed), and reported by [`owner()`]:
+//! Decided once per process, normally by an ELF constructor before `main`
+//! (or when the library is `dlopen`ed), and reported by [`owner()`]:
 //!
 //! | [`Owner`] | when | area | register / unregister |
 //! |---|---|---|---|
@@ -54,13 +54,46 @@
 //!
 //! `GLIBC_TUNABLES=glibc.pthread.rseq=0` stops glibc from registering, so
 //! the library registers its own area: that is how the `Library` mode is
-//! tested. Threads register lazily on first use and release that hold at
-//! thread exit; [`register_current_thread`], [`unregister_current_thread`]
+//! tested. glibc's registration is found in static executables too, and a
+//! program's own stand-in `__rseq_*` definitions do not hide it.
+//!
+//! No thread is registered before it uses the library: threads register
+//! lazily on first use and release that hold at thread exit, so a private
+//! registrant (librseq, say) keeps working on threads that never call
+//! this crate. [`register_current_thread`], [`unregister_current_thread`]
 //! and [`RegistrationGuard`] give explicit control. In `Library` mode a
 //! thread may also find its area registered by a component that does not
-//! count (`EBUSY`: [`ThreadState::Borrowed`], never unregistered) or a
+//! count (`EBUSY`: [`ThreadState::Borrowed`], never unregistered), a
 //! *different* area registered (`EINVAL`: [`ThreadState::Foreign`], served
-//! by the fallbacks).
+//! by the fallbacks until that area goes), or its `rseq(2)` refused by a
+//! filter on that thread alone ([`ThreadState::Refused`]). A registration
+//! that vanishes (its owner unregisters it) is made again on the next use.
+//!
+//! Code that runs before the constructor (a `.preinit_array` function, an
+//! earlier constructor, an `LD_PRELOAD` malloc interposer called during
+//! another library's initialisation) may call every API: until the owner
+//! is decided the active area is an inert one, so the first call decides
+//! on the spot (or, called from inside the decision, takes the fallbacks).
+//!
+//! # Sharing the area with components loaded later
+//!
+//! Every copy of this library in a process (a Rust binary, a plugin that
+//! links `librestartable.a`, `librestartable.so` loaded `RTLD_LOCAL`) finds
+//! and uses the same area, whether or not any symbol is exported. A
+//! *classic* component that defines `__rseq_abi` itself and is loaded
+//! later (a plugin built on older rseq code) shares it only if the
+//! executable exports the symbol: a shared library does, `pkg-config
+//! --static restartable` adds the flags for a C program linked with the
+//! archive, and a Rust executable needs one line in its
+//! `.cargo/config.toml`:
+//!
+//! ```toml
+//! [target.x86_64-unknown-linux-gnu]
+//! rustflags = ["-C", "link-arg=-Wl,--export-dynamic-symbol=__rseq_abi,--export-dynamic-symbol=__rseq_refcount"]
+//! ```
+//!
+//! [`area_is_exported`] (and `cargo run --example rseq_info`) says whether
+//! a classic component loaded later would share the area.
 //!
 //! # Critical sections
 //!
@@ -109,16 +142,19 @@
 //! # Limitations
 //!
 //! - rseq code exists for x86_64 only; aarch64 is the next architecture.
-//! - The area offset is set by a constructor of priority 101; code that runs
-//!   in an earlier constructor of the same object must not call this crate.
-//! - A component that registers `__rseq_abi` with a signature other than
-//!   `RSEQ_SIG` makes the kernel refuse the library's registration with
-//!   `EPERM`; the process then turns `Unavailable` and every thread uses the
-//!   fallbacks (the active area becomes an inert one that no one
-//!   registers). Until the library itself asks the kernel on such a
-//!   thread, though, the thread looks registered and runs sections, which
-//!   the kernel kills on their first abort; the classic registrants
-//!   (kernel selftests, librseq, tcmalloc) all use `RSEQ_SIG`.
+//! - On musl (no IFUNC support) the area offset names the inert area only
+//!   once the constructor ran: code in an earlier constructor of the same
+//!   object must not call this crate there.
+//! - A component that registers the shared `__rseq_abi` with a signature
+//!   other than `RSEQ_SIG` makes the library turn the process
+//!   `Unavailable` (the active area becomes the inert one) as soon as it
+//!   finds out on some thread; until then a thread where that component
+//!   registered first runs sections, which the kernel kills on their first
+//!   abort. The classic registrants (kernel selftests, librseq, tcmalloc)
+//!   all use `RSEQ_SIG`.
+//! - A thread found [`ThreadState::Foreign`] tries to register again on
+//!   every explicit registration and on every 32nd use, so it returns to
+//!   rseq shortly after the other area is unregistered, not at once.
 
 pub mod abi;
 mod arch;
