@@ -332,13 +332,23 @@ struct restartable_percpu_counter_fast {
  *
  * Operands the pieces use by name: [rseq_area] "r"(restartable_area_offset)
  * and [rseq_cpu] "r"(cpu). Clobber "memory", "cc" and the ARM register.
- * The thread must be registered (restartable_cpu_raw() >= 0); otherwise the
- * CPU check fails for ever: take your fallback then.
+ *
+ * The kernel aborts sections only on a registered area, and an area that
+ * is not registered (before the thread's first use, after its last
+ * release, without rseq) reads cpu_id -1 or -2. So:
+ *   - `cpu` must not be negative: -1 or -2 would pass the CPU check there
+ *     and commit unprotected. Refuse it before the section, as the example
+ *     does; a value from restartable_cpu() never is, and the compiler then
+ *     drops the test;
+ *   - with `cpu >= 0` the check of a thread that is not registered fails
+ *     for ever: take your fallback then (restartable_cpu_raw() < 0).
  *
  * Worked example, "store `value` if it is larger than the slot's":
  *
  *     static int store_max(intptr_t *slot, intptr_t value, int cpu)
  *     {
+ *         if (cpu < 0)                            never a CPU: see above
+ *             return -EINVAL;
  *         __asm__ goto(
  *             RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
  *             RESTARTABLE_CS_EXIT_POINT("1", "%l[not_larger]")
@@ -412,6 +422,7 @@ struct restartable_percpu_counter_fast {
 #define RESTARTABLE_INLINE_X86_64 1
 
 #define RESTARTABLE_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RESTARTABLE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* Reads one 32-bit field of the calling thread's area (volatile: the kernel
    rewrites it whenever the thread is preempted). */
@@ -438,6 +449,11 @@ static inline int32_t restartable_cpu(void)
 /* *v += count on CPU `cpu`; see "Critical-section operations". */
 static inline int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu)
 {
+    /* A negative `cpu` equals the cpu_id of an area that is not registered
+       and would pass the CPU check: the out-of-line call refuses it. The
+       compiler drops this test when `cpu` comes from restartable_cpu(). */
+    if (RESTARTABLE_UNLIKELY(cpu < 0))
+        return restartable_load_add_store_slow(v, count, cpu);
     __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
                  RESTARTABLE_CS_EXIT_POINT("1", "%l[mismatch]")
                  RESTARTABLE_CS_ARM("3", "rax")
@@ -457,9 +473,6 @@ mismatch:
     if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
         return restartable_load_add_store_slow(v, count, cpu);
 aborted:
-    /* A negative `cpu` never matches: the out-of-line call refuses it. */
-    if (cpu < 0)
-        return restartable_load_add_store_slow(v, count, cpu);
     return RESTARTABLE_ABORTED;
 }
 
@@ -467,6 +480,8 @@ aborted:
 static inline int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv,
                                               int cpu)
 {
+    if (RESTARTABLE_UNLIKELY(cpu < 0)) /* as in restartable_load_add_store() */
+        return restartable_load_cbne_store_slow(v, expect, newv, cpu);
     __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
                  RESTARTABLE_CS_EXIT_POINT("1", "%l[mismatch]")
                  RESTARTABLE_CS_EXIT_POINT("1", "%l[differs]")
@@ -490,8 +505,6 @@ mismatch:
     if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
         return restartable_load_cbne_store_slow(v, expect, newv, cpu);
 aborted:
-    if (cpu < 0)
-        return restartable_load_cbne_store_slow(v, expect, newv, cpu);
     return RESTARTABLE_ABORTED;
 }
 
@@ -510,7 +523,7 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      RESTARTABLE_CS_ARM("3", "rax")
                      RESTARTABLE_CS_START("1")
                      "movl %%fs:" RESTARTABLE_CPU_ID_FIELD "(%[rseq_area]), %%eax\n\t"
-                     "cmpl %[slots], %%eax\n\t" /* also rejects -1: not registered */
+                     "cmpl %[slots], %%eax\n\t" /* also rejects -1, -2: not registered */
                      "jae %l[cold]\n\t"
                      "imulq %[stride], %%rax\n\t"
                      "addq %[delta], (%[base], %%rax)\n\t" /* the commit */

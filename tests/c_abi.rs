@@ -16,6 +16,7 @@ use common::elf::{
     Elf, DF_1_NODELETE, PT_TLS, SHT_DYNSYM, SHT_SYMTAB, STB_GLOBAL, STB_WEAK, STT_TLS,
 };
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -152,13 +153,19 @@ enum Mode {
     Library,
     /// `RESTARTABLE_DISABLE=1`: fallbacks.
     Disabled,
+    /// `rseq(2)` blocked by a seccomp filter (it answers `ENOSYS`), as
+    /// under valgrind or an old kernel: glibc cannot register, fallbacks.
+    Blocked,
 }
 
 const MODES: [Mode; 3] = [Mode::Libc, Mode::Library, Mode::Disabled];
 
+/// [`MODES`] and the seccomp-blocked one.
+const ALL_MODES: [Mode; 4] = [Mode::Libc, Mode::Library, Mode::Disabled, Mode::Blocked];
+
 /// The owner a child in `mode` must report: `libc`, `library` or `none`.
 fn expected(mode: Mode) -> &'static str {
-    if mode == Mode::Disabled || common::rseq_syscall_missing() {
+    if matches!(mode, Mode::Disabled | Mode::Blocked) || common::rseq_syscall_missing() {
         return "none";
     }
     // SAFETY: dlsym with a valid C string; only the symbol's presence is used.
@@ -176,6 +183,28 @@ fn run(mode: Mode, program: &Path, args: &[&str]) -> Output {
 }
 
 fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Output {
+    run_expecting(expected(mode), mode, prefix, program, args)
+}
+
+/// Runs `program args` under valgrind, which has no rseq: glibc's
+/// registration fails, and so does the library's, which turns to fallbacks.
+fn run_under_valgrind(program: &Path, args: &[&str]) -> Option<Output> {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("NOTICE: valgrind is not installed; skipping the valgrind run");
+        return None;
+    }
+    let prefix = ["valgrind", "-q", "--error-exitcode=1"];
+    Some(run_expecting("none", Mode::Libc, &prefix, program, args))
+}
+
+/// As [`run_with`], telling the program to expect owner `expect`.
+fn run_expecting(
+    expect: &str,
+    mode: Mode,
+    prefix: &[&str],
+    program: &Path,
+    args: &[&str],
+) -> Output {
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
@@ -188,7 +217,7 @@ fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Outpu
     // copy from an earlier `cargo build` may sit; it outranks the rpath.
     cmd.args(args)
         .env("LD_LIBRARY_PATH", lib_dir())
-        .env("RESTARTABLE_TEST_EXPECT", expected(mode))
+        .env("RESTARTABLE_TEST_EXPECT", expect)
         .env_remove("GLIBC_TUNABLES")
         .env_remove("RESTARTABLE_DISABLE")
         .env_remove("RESTARTABLE_EXPECT_OWNER");
@@ -199,6 +228,11 @@ fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Outpu
         }
         Mode::Disabled => {
             cmd.env("RESTARTABLE_DISABLE", "1");
+        }
+        Mode::Blocked => {
+            // SAFETY: `block_rseq` makes only `prctl` calls, which are
+            // async-signal-safe, as the code between fork and exec must be.
+            unsafe { cmd.pre_exec(common::seccomp::block_rseq) };
         }
     }
     let out = common::output_within(&mut cmd, common::CHILD_LIMIT);
@@ -354,18 +388,11 @@ fn c_example_counts_exactly() {
 
 #[test]
 fn c_example_under_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        println!("NOTICE: valgrind is not installed; skipping the valgrind run");
-        return;
-    }
     // valgrind has no rseq: the library must find that out and fall back,
     // with no invalid access anywhere (fallback-path test).
-    let out = run_with(
-        Mode::Libc,
-        &["valgrind", "-q", "--error-exitcode=1"],
-        &example(),
-        &["2", "2000"],
-    );
+    let Some(out) = run_under_valgrind(&example(), &["2", "2000"]) else {
+        return;
+    };
     let out = stdout(&out);
     assert_exact(&out, 4000);
     assert!(out.contains("owner: none"), "{out}");
@@ -516,5 +543,36 @@ fn header_declares_every_export() {
             header.contains(&format!("{name}(")) || header.contains(&format!("{name};")),
             "{name} is exported but not in the header"
         );
+    }
+}
+
+/// `tests/c/contract_test.c` built as C11 and as C++17 against the shared
+/// library.
+fn contract_tests() -> &'static [PathBuf] {
+    static EXES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    EXES.get_or_init(|| {
+        let link = link_shared();
+        [(Lang::C11, "contract_c11"), (Lang::Cxx17, "contract_cxx17")]
+            .into_iter()
+            .map(|(lang, name)| compile(lang, "tests/c/contract_test.c", name, &strs(&link)))
+            .collect()
+    })
+}
+
+#[test]
+fn inline_operations_refuse_a_negative_cpu_and_stay_exact() {
+    // A negative CPU is what an area reads before registration, without
+    // rseq, or after a failed registration: the inline operations refuse
+    // it (-EINVAL, memory untouched) instead of committing a plain store,
+    // and two threads on one CPU updating one word end exact.
+    for exe in contract_tests() {
+        for mode in ALL_MODES {
+            let out = stdout(&run(mode, exe, &["negative", "4000000"]));
+            assert!(out.contains("negative: ok"), "{mode:?}:\n{out}");
+        }
+    }
+    // valgrind: glibc's registration failed there, and the area is inert.
+    if let Some(out) = run_under_valgrind(&contract_tests()[0], &["negative", "20000"]) {
+        assert!(stdout(&out).contains("negative: ok"), "{}", stdout(&out));
     }
 }

@@ -28,11 +28,15 @@
 /// Operands follow the body, exactly as in `asm!`.
 ///
 /// # Safety
-/// Must be used inside `unsafe`; the caller guarantees that `area` is
-/// `crate::area_offset()` of a thread whose area is registered (otherwise
-/// the kernel never aborts the section and the CPU check reads -1), that
-/// the body's memory operands are valid, and that the body ends with one
-/// store that commits.
+/// Must be used inside `unsafe`; the caller guarantees that
+/// - `area` is [`crate::area_offset()`] of a thread whose area is
+///   registered (otherwise the kernel never aborts the section);
+/// - `cpu` is below 2^31, as every CPU number and concurrency id is: -1
+///   and -2 as `u32` equal the `cpu_id` of an area that is not registered
+///   (the bare operations of [`crate::cs`] turn such values into one that
+///   no area reads; this macro takes `cpu` as given);
+/// - the body's memory operands are valid, and the body ends with one store
+///   that commits.
 ///
 /// # Examples
 /// A per-CPU "store if greater" with its own comparison:

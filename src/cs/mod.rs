@@ -159,6 +159,26 @@ fn uses_rseq(index: Index) -> bool {
     crate::is_available()
 }
 
+/// `cpu` as the bare sections take it. A value negative as an `i32` is
+/// what the `cpu_id` of an area that is not registered reads (-1, -2): it
+/// would pass the CPU check there and commit with no kernel to abort it, so
+/// it becomes `i32::MAX`, which no area ever reads. Free where `cpu` was
+/// read from an area as an `i32` (the compiler knows its sign).
+#[inline(always)]
+fn never_negative(cpu: u32) -> u32 {
+    cpu.min(i32::MAX as u32)
+}
+
+/// Runs `arch::$op` on the field `$index` names, as an [`Outcome`].
+macro_rules! section {
+    ($op:ident, $index:expr, $($arg:expr),*) => {
+        Outcome::from_raw(match $index {
+            Index::Cpu => arch::$op::<{ abi::CPU_ID_OFFSET }>($($arg),*),
+            Index::MmCid => arch::$op::<{ abi::MM_CID_OFFSET }>($($arg),*),
+        })
+    };
+}
+
 macro_rules! operation {
     (
         $(#[$doc:meta])*
@@ -179,8 +199,11 @@ macro_rules! operation {
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $name(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
             if uses_rseq(index) {
-                // SAFETY: the thread is registered; the rest is the caller's.
-                let outcome = unsafe { $unchecked(index, $($arg,)* cpu) };
+                // SAFETY: the thread is registered, so its area reads no
+                // negative `cpu_id` for `cpu` to match (the CPU-indexed
+                // fast path stays as short as it is); the rest is the
+                // caller's.
+                let outcome = unsafe { section!($name, index, $($arg,)* cpu) };
                 if outcome == Outcome::Aborted {
                     note_abort();
                 }
@@ -193,23 +216,23 @@ macro_rules! operation {
 
         #[doc = concat!("[`", stringify!($name), "`] as the bare critical section.")]
         ///
+        /// On a thread whose area is not registered (before its first use,
+        /// after its last release, or without rseq) a section indexed by
+        /// CPU never commits, whatever `cpu` is: it reports
+        /// [`Outcome::Aborted`] and writes nothing. Take the fallback then.
+        ///
         /// # Safety
-        /// - the calling thread's area is registered ([`crate::is_available`]
-        ///   returned true on this thread), and for [`Index::MmCid`] the
-        ///   kernel provides `mm_cid` (feature size >= 28);
+        /// - for a result other than `Aborted`, the calling thread's area is
+        ///   registered ([`crate::is_available`] returned true on this
+        ///   thread), and for [`Index::MmCid`] the kernel provides `mm_cid`
+        ///   (feature size >= 28);
         /// - every pointer is valid for the accesses the operation names,
         ///   and aligned.
         #[inline(always)]
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $unchecked(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
             // SAFETY: forwarded from the caller.
-            let raw = unsafe {
-                match index {
-                    Index::Cpu => arch::$name::<{ abi::CPU_ID_OFFSET }>($($arg,)* cpu),
-                    Index::MmCid => arch::$name::<{ abi::MM_CID_OFFSET }>($($arg,)* cpu),
-                }
-            };
-            Outcome::from_raw(raw)
+            unsafe { section!($name, index, $($arg,)* never_negative(cpu)) }
         }
     };
 }
@@ -351,15 +374,9 @@ pub(crate) unsafe fn fenced_store_unchecked(
     newv: usize,
     cpu: u32,
 ) -> Outcome {
+    let cpu = never_negative(cpu);
     // SAFETY: forwarded from the caller.
-    Outcome::from_raw(unsafe {
-        match index {
-            Index::Cpu => arch::fenced_store::<{ abi::CPU_ID_OFFSET }>(v, expect, fence, newv, cpu),
-            Index::MmCid => {
-                arch::fenced_store::<{ abi::MM_CID_OFFSET }>(v, expect, fence, newv, cpu)
-            }
-        }
-    })
+    unsafe { section!(fenced_store, index, v, expect, fence, newv, cpu) }
 }
 
 /// The per-CPU stack's pop: fails if `*fence != 0` or the list is empty;
@@ -376,6 +393,7 @@ pub(crate) unsafe fn fenced_pop_unchecked(
     fence: *const usize,
     cpu: u32,
 ) -> Result<usize, Outcome> {
+    let cpu = never_negative(cpu);
     // SAFETY: forwarded from the caller.
     let (raw, node) = unsafe {
         match index {
@@ -386,5 +404,154 @@ pub(crate) unsafe fn fenced_pop_unchecked(
     match Outcome::from_raw(raw) {
         Outcome::Committed => Ok(node),
         other => Err(other),
+    }
+}
+
+#[cfg(all(test, not(restartable_loom)))]
+mod tests {
+    //! Sections on an area that is not registered: the kernel never aborts
+    //! them, so they must not pass their check, whatever index they are
+    //! given. Each test runs again in child processes where such an area
+    //! exists (a library-owned thread before its first use, or after its
+    //! last release; the inert area of a process without rseq).
+
+    use super::*;
+
+    /// Set in the children; they run the checks.
+    const CHILD: &str = "RESTARTABLE_CS_UNREGISTERED_CHILD";
+
+    /// In the parent, runs test `name` again in two children, one with the
+    /// library owning the areas and one with rseq switched off, and asserts
+    /// that each passed; in a child, runs `checks` on a fresh thread whose
+    /// area is not registered, and in library-owned mode again on a thread
+    /// that registered and released its last hold.
+    fn on_unregistered_areas(name: &str, checks: fn()) {
+        if std::env::var_os(CHILD).is_some() {
+            let run = move || {
+                assert!(crate::current_cpu_raw() < 0, "the area is registered");
+                checks();
+            };
+            std::thread::spawn(run).join().unwrap();
+            if crate::owner() == crate::Owner::Library {
+                std::thread::spawn(move || {
+                    crate::register_current_thread().unwrap();
+                    crate::unregister_current_thread().unwrap();
+                    run();
+                })
+                .join()
+                .unwrap();
+            }
+            println!("{name}: checked on owner {:?}", crate::owner());
+            return;
+        }
+        for (var, value) in [
+            ("GLIBC_TUNABLES", "glibc.pthread.rseq=0"),
+            ("RESTARTABLE_DISABLE", "1"),
+        ] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--nocapture", "--test-threads=1"])
+                .env_remove("GLIBC_TUNABLES")
+                .env_remove("RESTARTABLE_DISABLE")
+                .env(CHILD, "1")
+                .env(var, value)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains(&format!("{name}: checked")),
+                "child with {var}={value} failed ({}):\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Asserts that a section reported `Aborted` and wrote nothing.
+    fn refused(name: &str, index: Index, i: u32, outcome: Outcome, unchanged: bool) {
+        assert_eq!(outcome, Outcome::Aborted, "{name} ({index:?} {i})");
+        assert!(unchanged, "{name} ({index:?} {i}) wrote memory");
+    }
+
+    /// Runs every bare section indexed by `index` with index value `i`, each
+    /// on data where a commit would be harmless and visible, and asserts
+    /// that none committed.
+    fn none_commits(index: Index, i: u32) {
+        let mut v = 5isize;
+        // SAFETY: for every call below, the pointers name live locals laid
+        // out as the operation expects; the operations may run on an area
+        // that is not registered.
+        unsafe {
+            let o = load_cbne_store_unchecked(index, &mut v, 5, 9, i);
+            refused("load_cbne_store", index, i, o, v == 5);
+            let o = load_add_store_unchecked(index, &mut v, 1, i);
+            refused("load_add_store", index, i, o, v == 5);
+
+            let mut next = 0isize; // a one-node list: the node's `next` is 0
+            let mut head = &mut next as *mut isize as isize;
+            let before = head;
+            let mut popped = 0isize;
+            let o =
+                load_cbeq_store_add_load_store_unchecked(index, &mut head, 0, 0, &mut popped, i);
+            refused("pop", index, i, o, head == before && popped == 0);
+
+            let mut v2 = 6isize;
+            let o = load_cbne_load_cbne_store_unchecked(index, &mut v, 5, &mut v2, 6, 9, i);
+            refused("load_cbne_load_cbne_store", index, i, o, v == 5);
+            let o = load_cbne_store_store_unchecked(index, &mut v, 5, &mut v2, 8, 9, i);
+            refused("load_cbne_store_store", index, i, o, (v, v2) == (5, 6));
+            let mut dst = [0u8; 4];
+            let src = [1u8, 2, 3, 4];
+            let o = load_cbne_memcpy_store_unchecked(
+                index,
+                &mut v,
+                5,
+                dst.as_mut_ptr(),
+                src.as_ptr(),
+                4,
+                9,
+                i,
+            );
+            refused(
+                "load_cbne_memcpy_store",
+                index,
+                i,
+                o,
+                v == 5 && dst == [0; 4],
+            );
+            let holder = [&mut v2 as *mut isize as isize]; // *(root + 0) -> v2
+            let mut root = holder.as_ptr() as isize;
+            let o = load_add_load_load_add_store_unchecked(index, &mut root, 0, 1, i);
+            refused("load_add_load_load_add_store", index, i, o, v2 == 6);
+
+            let fence = 0usize;
+            let mut word = 5usize;
+            let o = fenced_store_unchecked(index, &mut word, 5, &fence, 9, i);
+            refused("fenced_store", index, i, o, word == 5);
+            let mut node = 0usize;
+            let mut top = &mut node as *mut usize as usize;
+            let before = top;
+            let o = fenced_pop_unchecked(index, &mut top, &fence, i);
+            refused(
+                "fenced_pop",
+                index,
+                i,
+                o.err().unwrap_or(Outcome::Committed),
+                top == before,
+            );
+        }
+    }
+
+    #[test]
+    fn a_negative_cpu_never_commits_on_an_unregistered_area() {
+        on_unregistered_areas(
+            "cs::tests::a_negative_cpu_never_commits_on_an_unregistered_area",
+            || {
+                // What the area reads before registration (-1), after a
+                // failed one (-2), and another value no CPU has.
+                for cpu in [-1i32, -2, i32::MIN] {
+                    none_commits(Index::Cpu, cpu as u32);
+                }
+            },
+        );
     }
 }
