@@ -323,7 +323,8 @@ struct restartable_percpu_counter_fast {
  *        the area's rseq_cs (reg: a scratch register you clobber, e.g. "rax");
  *   RESTARTABLE_CS_START(s)                the section starts here;
  *   RESTARTABLE_CS_CPU_CHECK(field, exit)  compares cpu_id (or mm_cid, as
- *        `field` says) with operand [rseq_cpu]; jumps to `exit` if it differs;
+ *        `field` says) with operand [rseq_cpu]; jumps to `exit` if it differs,
+ *        or, for mm_cid, if the area is not registered (cpu_id < 0);
  *   your loads and compares, leaving with jumps to C labels (%l[name]);
  *   the single commit store, then RESTARTABLE_CS_POST_COMMIT(p);
  *   RESTARTABLE_CS_ABORT(a, target)        the abort handler, out of line in
@@ -335,13 +336,17 @@ struct restartable_percpu_counter_fast {
  *
  * The kernel aborts sections only on a registered area, and an area that
  * is not registered (before the thread's first use, after its last
- * release, without rseq) reads cpu_id -1 or -2. So:
+ * release, without rseq) reads cpu_id -1 or -2 and mm_cid 0. So:
  *   - `cpu` must not be negative: -1 or -2 would pass the CPU check there
  *     and commit unprotected. Refuse it before the section, as the example
  *     does; a value from restartable_cpu() never is, and the compiler then
  *     drops the test;
  *   - with `cpu >= 0` the check of a thread that is not registered fails
- *     for ever: take your fallback then (restartable_cpu_raw() < 0).
+ *     for ever: take your fallback then (restartable_cpu_raw() < 0);
+ *   - a section that reads the index field itself instead of using
+ *     RESTARTABLE_CS_CPU_CHECK puts RESTARTABLE_CS_REGISTERED_CHECK(field,
+ *     exit) before that read: for mm_cid it leaves unless cpu_id >= 0
+ *     (two instructions), for cpu_id it emits nothing.
  *
  * Worked example, "store `value` if it is larger than the slot's":
  *
@@ -402,8 +407,20 @@ struct restartable_percpu_counter_fast {
 #define RESTARTABLE_CS_START(start) start ":\n\t"
 
 #define RESTARTABLE_CS_CPU_CHECK(field, exit)                                                    \
+    RESTARTABLE_CS_REGISTERED_CHECK(field, exit)                                                 \
     "cmpl %[rseq_cpu], %%fs:" field "(%[rseq_area])\n\t"                                        \
     "jnz " exit "\n\t"
+
+/* An area that is not registered (or the inert one) reads mm_cid 0, which
+   a check of the index alone accepts: a section indexed by mm_cid also
+   needs cpu_id >= 0. The assembler keeps the two instructions only when
+   `field` is RESTARTABLE_MM_CID_FIELD; for cpu_id a negative value already
+   fails the index check. */
+#define RESTARTABLE_CS_REGISTERED_CHECK(field, exit)                                             \
+    ".if " field " == " RESTARTABLE_MM_CID_FIELD "\n\t"                                         \
+    "cmpl $0, %%fs:" RESTARTABLE_CPU_ID_FIELD "(%[rseq_area])\n\t"                              \
+    "jl " exit "\n\t"                                                                           \
+    ".endif\n\t"
 
 #define RESTARTABLE_CS_POST_COMMIT(post_commit) post_commit ":\n\t"
 
@@ -522,6 +539,7 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")
                      RESTARTABLE_CS_ARM("3", "rax")
                      RESTARTABLE_CS_START("1")
+                     RESTARTABLE_CS_REGISTERED_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[cold]")
                      "movl %%fs:" RESTARTABLE_CPU_ID_FIELD "(%[rseq_area]), %%eax\n\t"
                      "cmpl %[slots], %%eax\n\t" /* also rejects -1, -2: not registered */
                      "jae %l[cold]\n\t"

@@ -576,3 +576,13 @@ fn inline_operations_refuse_a_negative_cpu_and_stay_exact() {
         assert!(stdout(&out).contains("negative: ok"), "{}", stdout(&out));
     }
 }
+
+#[test]
+fn mm_cid_sections_never_commit_unregistered() {
+    for exe in contract_tests() {
+        for mode in ALL_MODES {
+            let out = stdout(&run(mode, exe, &["mm_cid"]));
+            assert!(out.contains("mm_cid: ok"), "{mode:?}:\n{out}");
+        }
+    }
+}

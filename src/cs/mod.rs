@@ -217,9 +217,9 @@ macro_rules! operation {
         #[doc = concat!("[`", stringify!($name), "`] as the bare critical section.")]
         ///
         /// On a thread whose area is not registered (before its first use,
-        /// after its last release, or without rseq) a section indexed by
-        /// CPU never commits, whatever `cpu` is: it reports
-        /// [`Outcome::Aborted`] and writes nothing. Take the fallback then.
+        /// after its last release, or without rseq) the section never
+        /// commits, whatever `cpu` is: it reports [`Outcome::Aborted`] and
+        /// writes nothing. Take the fallback then.
         ///
         /// # Safety
         /// - for a result other than `Aborted`, the calling thread's area is
@@ -416,6 +416,7 @@ mod tests {
     //! last release; the inert area of a process without rseq).
 
     use super::*;
+    use crate::rseq_asm;
 
     /// Set in the children; they run the checks.
     const CHILD: &str = "RESTARTABLE_CS_UNREGISTERED_CHILD";
@@ -538,6 +539,19 @@ mod tests {
                 o.err().unwrap_or(Outcome::Committed),
                 top == before,
             );
+
+            // The macro takes `cpu` as given (the caller keeps it below
+            // 2^31); indexed by `mm_cid` it never commits here either.
+            if index == Index::MmCid {
+                let raw: i32 = rseq_asm!(
+                    area = crate::area::offset(),
+                    field = abi::MM_CID_OFFSET,
+                    cpu = i,
+                    body = ["mov qword ptr [{p}], 9"],
+                    p = in(reg) &mut v as *mut isize,
+                );
+                refused("rseq_asm!", index, i, Outcome::from_raw(raw), v == 5);
+            }
         }
     }
 
@@ -551,6 +565,47 @@ mod tests {
                 for cpu in [-1i32, -2, i32::MIN] {
                     none_commits(Index::Cpu, cpu as u32);
                 }
+            },
+        );
+    }
+
+    #[test]
+    fn mm_cid_sections_never_commit_on_an_unregistered_area() {
+        on_unregistered_areas(
+            "cs::tests::mm_cid_sections_never_commit_on_an_unregistered_area",
+            || {
+                // The area reads mm_cid 0; no id passes, 0 included.
+                // SAFETY: the process-wide offset names this thread's area.
+                let cid =
+                    unsafe { arch::load_u32::<{ abi::MM_CID_OFFSET }>(crate::area::offset()) };
+                assert_eq!(cid, 0);
+                for cid in [0, 1, u32::MAX] {
+                    none_commits(Index::MmCid, cid);
+                }
+                let mut slots = [0isize; 4];
+                // SAFETY: four slots of one word each.
+                let added = unsafe {
+                    add_at_current_unchecked(Index::MmCid, slots.as_mut_ptr().cast(), 8, 4, 1)
+                };
+                assert_eq!(added, AddResult::NotRegistered);
+                assert_eq!(slots, [0; 4]);
+                // The macro's form without `cpu`: the body reads the field.
+                let mut w = 5isize;
+                // SAFETY: `w` is a live local; the body ends with the commit.
+                let raw = unsafe {
+                    rseq_asm!(
+                        area = crate::area::offset(),
+                        field = abi::MM_CID_OFFSET,
+                        body = [
+                            "cmp dword ptr fs:[{rseq_area} + {rseq_field}], 4",
+                            "jae 93f",
+                            "mov qword ptr [{p}], 9",
+                        ],
+                        p = in(reg) &mut w as *mut isize,
+                    )
+                };
+                assert_ne!(raw, 0);
+                assert_eq!(w, 5);
             },
         );
     }

@@ -6,6 +6,8 @@
  *                              nothing; two threads on one CPU, N updates
  *                              each, whatever CPU value the area holds:
  *                              the words end exact
+ *   contract_test mm_cid       a section indexed by mm_cid never commits
+ *                              on an area that is not registered
  *
  * Compiled as C and C++ with -O2, -Wall -Wextra -Werror -pedantic.
  */
@@ -189,14 +191,112 @@ static void negative(long n)
     printf("negative: ok\n");
 }
 
+/* ------------------------------------------------------------------------ */
+/* mm_cid                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#ifdef RESTARTABLE_INLINE_X86_64
+/* A section indexed by the concurrency id, written with the header's
+   pieces: stores `value` to `*slot` on concurrency id `cid`. */
+static int store_on_cid(intptr_t *slot, intptr_t value, int cid)
+{
+    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+                 RESTARTABLE_CS_ARM("3", "rax")
+                 RESTARTABLE_CS_START("1")
+                 RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_MM_CID_FIELD, "%l[aborted]")
+                 "movq %[value], (%[slot])\n\t"
+                 RESTARTABLE_CS_POST_COMMIT("2")
+                 RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+                 :
+                 : [rseq_area] "r"(restartable_area_offset), [rseq_cpu] "r"(cid),
+                   [slot] "r"(slot), [value] "r"(value)
+                 : "memory", "cc", "rax"
+                 : aborted);
+    return RESTARTABLE_COMMITTED;
+aborted:
+    return RESTARTABLE_ABORTED;
+}
+
+/* On an area that is not registered: the mm_cid field reads 0, and no
+   concurrency id passes the check, 0 included. */
+static void check_unregistered_cid(void)
+{
+    intptr_t w = 5;
+    int cid;
+    CHECK(restartable_cpu_raw() < 0);
+    CHECK_EQ(rseq_location()->mm_cid, 0);
+    for (cid = 0; cid < 4; cid++) {
+        CHECK_EQ(store_on_cid(&w, 9, cid), RESTARTABLE_ABORTED);
+        CHECK_EQ(w, 5);
+    }
+}
+
+static void *unregistered_cid_thread(void *arg)
+{
+    (void)arg;
+    check_unregistered_cid();
+    return NULL;
+}
+
+/* A registered thread with mm_cid: its own id commits. */
+static void *registered_cid_thread(void *arg)
+{
+    intptr_t w = 5;
+    int tries;
+    (void)arg;
+    CHECK(restartable_is_available());
+    for (tries = 0; tries < 1000; tries++)
+        if (store_on_cid(&w, 9, restartable_mm_cid()) == RESTARTABLE_COMMITTED)
+            break;
+    CHECK(tries < 1000);
+    CHECK_EQ(w, 9);
+    return NULL;
+}
+#endif
+
+static void mm_cid(void)
+{
+#ifdef RESTARTABLE_INLINE_X86_64
+    pthread_t t;
+    int checked = 0;
+    if (owner_expected != RESTARTABLE_OWNER_LIBC) {
+        /* A fresh thread: library-owned, not registered yet; or no rseq,
+           the inert area. */
+        CHECK(pthread_create(&t, NULL, unregistered_cid_thread, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        checked++;
+    }
+    if (owner_expected == RESTARTABLE_OWNER_LIBRARY) {
+        /* Registered, then every hold released: unregistered again. */
+        CHECK_EQ(restartable_register(), 0);
+        CHECK_EQ(restartable_unregister(), 0);
+        if (restartable_thread_state() == RESTARTABLE_THREAD_UNREGISTERED) {
+            check_unregistered_cid();
+            checked++;
+        }
+    }
+    if (owner_expected != RESTARTABLE_OWNER_NONE && restartable_feature_size() >= 28) {
+        CHECK(pthread_create(&t, NULL, registered_cid_thread, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        checked++;
+    }
+    CHECK(checked > 0);
+    printf("mm_cid: ok (%d checks)\n", checked);
+#else
+    printf("mm_cid: no section macros on this target\n");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     owner_expected = expected_owner();
     CHECK_EQ(restartable_owner(), owner_expected);
     if (argc == 3 && strcmp(argv[1], "negative") == 0)
         negative(atol(argv[2]));
+    else if (argc == 2 && strcmp(argv[1], "mm_cid") == 0)
+        mm_cid();
     else {
-        fprintf(stderr, "usage: contract_test negative N\n");
+        fprintf(stderr, "usage: contract_test negative N | mm_cid\n");
         return 2;
     }
     return 0;
