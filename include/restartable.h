@@ -150,9 +150,21 @@ _Static_assert(_Alignof(struct restartable_cs) == 32, "struct restartable_cs is 
    area no one registers (cpu_id always < 0). Never NULL. */
 struct rseq_area *rseq_location(void);
 
-/* Offset of the active area from the thread pointer, the same for every
-   thread; set by the library's constructor before main (or at dlopen). */
-extern const intptr_t restartable_area_offset;
+/*
+ * Offset of the active area from the thread pointer, the same for every
+ * thread. Read it, never write it. The library sets it in its constructor,
+ * before main (or at dlopen), and may change it once more, from whichever
+ * thread first finds rseq refused in a library-owned process (a seccomp
+ * filter installed later, say): it then names the inert area and the
+ * process turns RESTARTABLE_OWNER_NONE.
+ *
+ * Not const, so the compiler reads it again after any call or asm with a
+ * "memory" clobber, as a section has; not volatile, so between those one
+ * load serves the CPU read and the section that follows it. A value kept
+ * in a register across such a change still names an area of the calling
+ * thread (its own, or the inert one), so reads through it stay valid.
+ */
+extern intptr_t restartable_area_offset;
 
 /* RESTARTABLE_OWNER_LIBC, _LIBRARY or _NONE. */
 int restartable_owner(void);

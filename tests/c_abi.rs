@@ -586,3 +586,20 @@ fn mm_cid_sections_never_commit_unregistered() {
         }
     }
 }
+
+#[test]
+fn area_offset_is_read_again_after_it_changes() {
+    // Built with -O2: a `const` declaration lets the compiler fold the
+    // second read into the first.
+    for exe in contract_tests() {
+        for mode in ALL_MODES {
+            let out = stdout(&run(mode, exe, &["offset"]));
+            let want = if expected(mode) == "library" {
+                "offset: ok"
+            } else {
+                "never changes the offset"
+            };
+            assert!(out.contains(want), "{mode:?}:\n{out}");
+        }
+    }
+}

@@ -8,6 +8,9 @@
  *                              the words end exact
  *   contract_test mm_cid       a section indexed by mm_cid never commits
  *                              on an area that is not registered
+ *   contract_test offset       restartable_area_offset read before and
+ *                              after the process turns RESTARTABLE_OWNER_NONE
+ *                              (library-owned mode): the new value is seen
  *
  * Compiled as C and C++ with -O2, -Wall -Wextra -Werror -pedantic.
  */
@@ -20,6 +23,12 @@
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "restartable.h"
 
@@ -287,6 +296,76 @@ static void mm_cid(void)
 #endif
 }
 
+/* ------------------------------------------------------------------------ */
+/* offset                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Makes rseq(2) fail with ENOSYS for the calling thread and the threads it
+   creates from now on. */
+static void block_rseq(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_rseq, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog;
+    prog.len = (unsigned short)(sizeof filter / sizeof filter[0]);
+    prog.filter = filter;
+    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0);
+}
+
+static void *first_use_thread(void *arg)
+{
+    (void)arg;
+    /* The lazy registration meets ENOSYS: the process turns to fallbacks. */
+    CHECK(restartable_cpu() >= 0);
+    return NULL;
+}
+
+static uintptr_t thread_pointer(void)
+{
+    uintptr_t tp;
+    __asm__("movq %%fs:0, %0" : "=r"(tp));
+    return tp;
+}
+
+/* Kept out of line so that the compiler sees only a call between the two
+   reads of the offset, as in any program. */
+static __attribute__((noinline)) void turn_unavailable(void)
+{
+    pthread_t t;
+    block_rseq();
+    CHECK(pthread_create(&t, NULL, first_use_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+}
+
+static void offset(void)
+{
+    intptr_t before = restartable_area_offset;
+    intptr_t after;
+    CHECK_EQ((uintptr_t)rseq_location(), thread_pointer() + (uintptr_t)before);
+    if (owner_expected != RESTARTABLE_OWNER_LIBRARY) {
+        /* Only a library-owned process can still turn to fallbacks. */
+        printf("offset: owner %d never changes the offset; read it once\n", owner_expected);
+        return;
+    }
+    CHECK_EQ(restartable_owner(), RESTARTABLE_OWNER_LIBRARY);
+    turn_unavailable();
+    CHECK_EQ(restartable_owner(), RESTARTABLE_OWNER_NONE);
+    after = restartable_area_offset;
+    CHECK(after != before);
+    CHECK_EQ((uintptr_t)rseq_location(), thread_pointer() + (uintptr_t)after);
+    /* The inline read follows the new (inert) area: cpu_id -1, fallback. */
+    CHECK_EQ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET), -1);
+    CHECK_EQ(restartable_cpu(), sched_getcpu());
+    printf("offset: ok (%ld -> %ld)\n", (long)before, (long)after);
+}
+
 int main(int argc, char **argv)
 {
     owner_expected = expected_owner();
@@ -295,8 +374,10 @@ int main(int argc, char **argv)
         negative(atol(argv[2]));
     else if (argc == 2 && strcmp(argv[1], "mm_cid") == 0)
         mm_cid();
+    else if (argc == 2 && strcmp(argv[1], "offset") == 0)
+        offset();
     else {
-        fprintf(stderr, "usage: contract_test negative N | mm_cid\n");
+        fprintf(stderr, "usage: contract_test negative N | mm_cid | offset\n");
         return 2;
     }
     return 0;
