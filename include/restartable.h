@@ -403,12 +403,12 @@ struct restartable_percpu_counter_fast {
     ".long 0, 0\n\t"                                                                            \
     ".quad " start "f, (" post_commit "f - " start "f), " abort "f\n\t"                         \
     ".popsection\n\t"                                                                           \
-    ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                                              \
+    ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits\n\t"                                 \
     ".quad " desc "b\n\t"                                                                       \
     ".popsection\n\t"
 
 #define RESTARTABLE_CS_EXIT_POINT(start, exit)                                                   \
-    ".pushsection __rseq_exit_point_array, \"aw\"\n\t"                                          \
+    ".pushsection __rseq_exit_point_array, \"awR\", @progbits\n\t"                             \
     ".quad " start "f, " exit "\n\t"                                                            \
     ".popsection\n\t"
 

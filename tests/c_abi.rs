@@ -603,3 +603,57 @@ fn area_offset_is_read_again_after_it_changes() {
         }
     }
 }
+
+/// The critical-section tables of the ELF file at `path`: the sizes of
+/// `__rseq_cs` (32 bytes a descriptor), `__rseq_cs_ptr_array` (8 bytes a
+/// pointer) and `__rseq_exit_point_array` (16 bytes an exit point), 0 for
+/// a section that is absent.
+fn section_tables(path: &Path) -> (u64, u64, u64) {
+    let bytes = std::fs::read(path).expect("read the executable");
+    let elf = Elf(&bytes);
+    elf.check_header();
+    let size = |name| elf.section_named(name).map_or(0, |(_, size)| size);
+    (
+        size("__rseq_cs"),
+        size("__rseq_cs_ptr_array"),
+        size("__rseq_exit_point_array"),
+    )
+}
+
+#[test]
+fn section_tables_survive_gc_sections() {
+    // Each descriptor stays listed in the pointer array, and the exit
+    // points stay, when the linker drops unreferenced sections.
+    let mut flags: Vec<String> = [
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-Wl,--gc-sections",
+    ]
+    .map(String::from)
+    .to_vec();
+    flags.extend(link_shared());
+    for (lang, name) in [
+        (Lang::C11, "header_gc_c11"),
+        (Lang::Cxx17, "header_gc_cxx17"),
+    ] {
+        let exe = compile(lang, "tests/c/header_test.c", name, &strs(&flags));
+        let (descriptors, pointers, exits) = section_tables(&exe);
+        println!("{name}: __rseq_cs {descriptors}, pointers {pointers}, exit points {exits} bytes");
+        assert!(
+            descriptors >= 32 * 3,
+            "{name}: {descriptors} bytes of descriptors"
+        );
+        assert_eq!(
+            pointers,
+            descriptors / 32 * 8,
+            "{name}: __rseq_cs_ptr_array"
+        );
+        assert!(
+            exits >= descriptors / 32 * 16,
+            "{name}: __rseq_exit_point_array"
+        );
+        for mode in MODES {
+            assert!(stdout(&run(mode, &exe, &[])).contains("all checks passed"));
+        }
+    }
+}
