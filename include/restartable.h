@@ -343,6 +343,12 @@ struct restartable_percpu_counter_fast {
  *        __rseq_failure, preceded by the signature `ud1 0x53053053(%rip),%edi`;
  *        it jumps to `target` (a C label).
  *
+ * The pieces push their sections into the section group of the code around
+ * them, if it has one (flag "?"): in C++ inline functions and templates,
+ * whose copies the linker merges, each copy's descriptor, tables and abort
+ * handler stay or go with it. The two tables are retained ("R"), so
+ * -Wl,--gc-sections keeps them.
+ *
  * Operands the pieces use by name: [rseq_area] "r"(restartable_area_offset)
  * and [rseq_cpu] "r"(cpu). Clobber "memory", "cc" and the ARM register.
  *
@@ -398,17 +404,17 @@ struct restartable_percpu_counter_fast {
 #define RESTARTABLE_MM_CID_FIELD RESTARTABLE_STR(RESTARTABLE_MM_CID_OFFSET)
 
 #define RESTARTABLE_CS_DESCRIPTOR(desc, start, post_commit, abort)                                \
-    ".pushsection __rseq_cs, \"aw\"\n\t"                                                        \
+    ".pushsection __rseq_cs, \"aw?\", @progbits\n\t"                                            \
     ".balign 32\n\t" desc ":\n\t"                                                               \
     ".long 0, 0\n\t"                                                                            \
     ".quad " start "f, (" post_commit "f - " start "f), " abort "f\n\t"                         \
     ".popsection\n\t"                                                                           \
-    ".pushsection __rseq_cs_ptr_array, \"awR\", @progbits\n\t"                                 \
+    ".pushsection __rseq_cs_ptr_array, \"awR?\", @progbits\n\t"                                \
     ".quad " desc "b\n\t"                                                                       \
     ".popsection\n\t"
 
 #define RESTARTABLE_CS_EXIT_POINT(start, exit)                                                   \
-    ".pushsection __rseq_exit_point_array, \"awR\", @progbits\n\t"                             \
+    ".pushsection __rseq_exit_point_array, \"awR?\", @progbits\n\t"                            \
     ".quad " start "f, " exit "\n\t"                                                            \
     ".popsection\n\t"
 
@@ -437,7 +443,7 @@ struct restartable_percpu_counter_fast {
 #define RESTARTABLE_CS_POST_COMMIT(post_commit) post_commit ":\n\t"
 
 #define RESTARTABLE_CS_ABORT(abort, target)                                                      \
-    ".pushsection __rseq_failure, \"ax\"\n\t"                                                   \
+    ".pushsection __rseq_failure, \"ax?\", @progbits\n\t"                                       \
     ".byte 0x0f, 0xb9, 0x3d\n\t"                                                                \
     ".long " RESTARTABLE_STR(RESTARTABLE_SIG) "\n\t" abort ":\n\t"                              \
     "jmp " target "\n\t"                                                                        \

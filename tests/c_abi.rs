@@ -82,45 +82,75 @@ const STATIC_DEPS: &[&str] = &[
 /// Compiles `source` (relative to the root) into `out_dir()/name`, warnings
 /// as errors; panics with the compiler's output on failure.
 fn compile(lang: Lang, source: &str, name: &str, extra: &[&str]) -> PathBuf {
-    let (compiler, std_flag) = match lang {
+    compile_with(None, lang, source, name, extra)
+}
+
+/// [`compile`] with `compiler` instead of `$CC` / `$CXX` (or `cc` / `c++`).
+fn compile_with(
+    compiler: Option<&str>,
+    lang: Lang,
+    source: &str,
+    name: &str,
+    extra: &[&str],
+) -> PathBuf {
+    let (default, std_flag) = match lang {
         Lang::C99 => (std::env::var("CC").unwrap_or("cc".into()), "-std=c99"),
         Lang::C11 => (std::env::var("CC").unwrap_or("cc".into()), "-std=c11"),
         Lang::Cxx11 => (std::env::var("CXX").unwrap_or("c++".into()), "-std=c++11"),
         Lang::Cxx17 => (std::env::var("CXX").unwrap_or("c++".into()), "-std=c++17"),
     };
+    let compiler = compiler.map_or(default, String::from);
     let out = out_dir().join(name);
     let mut cmd = Command::new(&compiler);
     if matches!(lang, Lang::Cxx11 | Lang::Cxx17) {
         cmd.args(["-x", "c++"]);
     }
-    cmd.args([
-        std_flag,
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-O2",
-        "-g",
-    ])
-    .arg("-I")
-    .arg(root().join("include"))
-    .arg("-I")
-    .arg(root().join("tests/c"))
-    .arg(root().join(source));
+    cmd.args([std_flag, "-O2"])
+        .args(WARNINGS)
+        .args(includes())
+        .arg(root().join(source));
     if matches!(lang, Lang::Cxx11 | Lang::Cxx17) {
         // The libraries are not C++: stop treating the next inputs as such.
         cmd.args(["-x", "none"]);
     }
     cmd.args(extra).arg("-pthread").arg("-o").arg(&out);
+    run_compiler(&mut cmd, &compiler, source);
+    out
+}
+
+/// The warning and debug flags every C and C++ build uses.
+const WARNINGS: &[&str] = &["-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
+
+/// `-I` flags for the header and the tests' helpers.
+fn includes() -> Vec<PathBuf> {
+    ["include", "tests/c"]
+        .iter()
+        .flat_map(|dir| [PathBuf::from("-I"), root().join(dir)])
+        .collect()
+}
+
+/// Runs a compiler command; panics with its output unless it succeeds.
+fn run_compiler(cmd: &mut Command, compiler: &str, what: &str) {
     let result = cmd
         .output()
         .unwrap_or_else(|e| panic!("run {compiler}: {e} (a C compiler is required)"));
     assert!(
         result.status.success(),
-        "{compiler} {source} failed:\n{}",
+        "{compiler} {what} failed:\n{}",
         String::from_utf8_lossy(&result.stderr)
     );
-    out
+}
+
+/// Whether `compiler` can be run (clang and clang++ are optional).
+fn installed(compiler: &str) -> bool {
+    let found = Command::new(compiler)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("NOTICE: {compiler} is not installed; skipping its builds");
+    }
+    found
 }
 
 /// Link flags for the shared library, found at run time through the rpath.
@@ -632,11 +662,16 @@ fn section_tables_survive_gc_sections() {
     .map(String::from)
     .to_vec();
     flags.extend(link_shared());
-    for (lang, name) in [
-        (Lang::C11, "header_gc_c11"),
-        (Lang::Cxx17, "header_gc_cxx17"),
-    ] {
-        let exe = compile(lang, "tests/c/header_test.c", name, &strs(&flags));
+    let mut builds = vec![
+        (None, Lang::C11, "header_gc_c11"),
+        (None, Lang::Cxx17, "header_gc_cxx17"),
+    ];
+    if installed("clang") && installed("clang++") {
+        builds.push((Some("clang"), Lang::C11, "header_gc_clang_c11"));
+        builds.push((Some("clang++"), Lang::Cxx17, "header_gc_clang_cxx17"));
+    }
+    for (compiler, lang, name) in builds {
+        let exe = compile_with(compiler, lang, "tests/c/header_test.c", name, &strs(&flags));
         let (descriptors, pointers, exits) = section_tables(&exe);
         println!("{name}: __rseq_cs {descriptors}, pointers {pointers}, exit points {exits} bytes");
         assert!(
@@ -654,6 +689,71 @@ fn section_tables_survive_gc_sections() {
         );
         for mode in MODES {
             assert!(stdout(&run(mode, &exe, &[])).contains("all checks passed"));
+        }
+    }
+}
+
+/// Compiles C++ `source` into the object `out_dir()/name.o` with
+/// `compiler` at optimisation level `opt`.
+fn cxx_object(compiler: &str, source: &str, opt: &str, name: &str) -> PathBuf {
+    let out = out_dir().join(format!("{name}.o"));
+    let mut cmd = Command::new(compiler);
+    cmd.args(["-std=c++17", opt])
+        .args(WARNINGS)
+        .args(includes())
+        .arg("-c")
+        .arg(root().join(source))
+        .arg("-o")
+        .arg(&out);
+    run_compiler(&mut cmd, compiler, source);
+    out
+}
+
+#[test]
+fn cxx_inline_functions_with_sections_link_from_two_units() {
+    // A header-only C++ wrapper whose inline functions and templates hold
+    // sections, used from two translation units: each unit emits its copy
+    // in a COMDAT group, and the linker keeps one group and drops the
+    // other. The sections a copy pushes (descriptor, pointer, exit points,
+    // abort handler) must belong to its group and go with it.
+    let mut compilers = vec![std::env::var("CXX").unwrap_or("c++".into())];
+    if compilers[0] != "clang++" && installed("clang++") {
+        compilers.push("clang++".into());
+    }
+    for (n, cxx) in compilers.iter().enumerate() {
+        for (opt_a, opt_b) in [
+            ("-O0", "-O0"),
+            ("-O2", "-O2"),
+            ("-O0", "-O2"),
+            ("-O2", "-O0"),
+        ] {
+            let tag = format!("cxx_wrapper_{n}{opt_a}{opt_b}");
+            let a = cxx_object(cxx, "tests/c/cxx_wrapper_a.cpp", opt_a, &format!("{tag}_a"));
+            let b = cxx_object(cxx, "tests/c/cxx_wrapper_b.cpp", opt_b, &format!("{tag}_b"));
+            let exe = out_dir().join(&tag);
+            let mut cmd = Command::new(cxx);
+            cmd.arg(&a)
+                .arg(&b)
+                .args(link_shared())
+                .arg("-pthread")
+                .arg("-o")
+                .arg(&exe);
+            run_compiler(&mut cmd, cxx, &format!("linking {tag}"));
+            let (descriptors, pointers, exits) = section_tables(&exe);
+            assert!(
+                descriptors >= 32 * 3,
+                "{tag}: {descriptors} bytes of descriptors"
+            );
+            assert_eq!(
+                pointers,
+                descriptors / 32 * 8,
+                "{tag}: one pointer per descriptor"
+            );
+            assert!(exits >= descriptors / 32 * 16, "{tag}: exit points");
+            for mode in MODES {
+                let out = stdout(&run(mode, &exe, &[]));
+                assert!(out.contains("cxx_wrapper: ok"), "{tag} in {mode:?}:\n{out}");
+            }
         }
     }
 }

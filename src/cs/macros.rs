@@ -116,17 +116,19 @@ macro_rules! rseq_asm {
     (@emit $area:expr, $field:expr, $unregistered:literal, [$($body:expr),*], $($operands:tt)*) => {{
         let rseq_outcome: i32;
         ::core::arch::asm!(
-            // The descriptor and the tables that list it.
-            ".pushsection __rseq_cs, \"aw\"",
+            // The descriptor and the tables that list it. `?`: each pushed
+            // section joins the section group of the code, if it has one,
+            // so that a copy the linker discards takes its tables along.
+            ".pushsection __rseq_cs, \"aw?\", @progbits",
             ".balign 32",
             "90:",
             ".long 0, 0",
             ".quad 91f, (92f - 91f), 94f",
             ".popsection",
-            ".pushsection __rseq_cs_ptr_array, \"awR\"",
+            ".pushsection __rseq_cs_ptr_array, \"awR?\", @progbits",
             ".quad 90b",
             ".popsection",
-            ".pushsection __rseq_exit_point_array, \"awR\"",
+            ".pushsection __rseq_exit_point_array, \"awR?\", @progbits",
             ".quad 91f, 93f",
             ".popsection",
             // Arm: publish the descriptor in the area's `rseq_cs`.
@@ -151,7 +153,7 @@ macro_rules! rseq_asm {
             "mov {rseq_ret:e}, 1",
             "jmp 95f",
             // The abort handler, behind the signature.
-            ".pushsection __rseq_failure, \"ax\"",
+            ".pushsection __rseq_failure, \"ax?\", @progbits",
             ".byte 0x0f, 0xb9, 0x3d",
             ".long {rseq_sig}",
             "94:",
