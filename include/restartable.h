@@ -53,7 +53,9 @@ extern "C" {
 #define RESTARTABLE_COMMITTED 0      /* the commit store happened */
 #define RESTARTABLE_COMPARE_FAILED 1 /* a comparison failed; memory unchanged */
 #define RESTARTABLE_ABORTED (-1)     /* preempted, migrated, signalled or not on `cpu`:
-                                        memory unchanged; read the CPU again, retry */
+                                        no commit; read the CPU again, retry. Stores
+                                        made before the commit may be done (see
+                                        "Critical-section operations") */
 
 /* cpu_id before registration, and after a failed registration. */
 #define RESTARTABLE_CPU_ID_UNINITIALIZED (-1)
@@ -239,6 +241,23 @@ uint64_t restartable_abort_count(void);
  * forms index by concurrency id instead. Words passed to these functions
  * must be updated only through them.
  *
+ * What each result leaves in memory:
+ *   COMMITTED       every store of the operation is done;
+ *   COMPARE_FAILED  nothing is written (every comparison comes before the
+ *                   first store);
+ *   -EINVAL, and ABORTED for a thread not on `cpu`: nothing is written
+ *                   (the CPU check comes first);
+ *   ABORTED         the commit did not happen: the word it stores (*v, or
+ *                   the word found through *ptr) keeps its value. Three
+ *                   operations store before their commit, and those stores
+ *                   may be done when the kernel aborts the section:
+ *                   load_cbne_store_store (and _release): *v2 may hold newv2;
+ *                   load_cbne_memcpy_store: the first bytes of dst, up to all
+ *                     len of them, may hold those of src;
+ *                   load_cbeq_store_add_load_store (the pop): *load may hold
+ *                     the head it read.
+ *                   Every other operation writes nothing before its commit.
+ *
  * Exactness: updates to a word are exact when every thread writing it takes
  * the same path, all sections (RESTARTABLE_OWNER_LIBC or _LIBRARY) or all
  * fallback (RESTARTABLE_OWNER_NONE). A RESTARTABLE_THREAD_FOREIGN thread
@@ -260,7 +279,7 @@ int restartable_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t ne
 int restartable_load_add_store_slow(intptr_t *v, intptr_t count, int cpu);
 int restartable_load_add_store_mm_cid(intptr_t *v, intptr_t count, int cid);
 /* List pop: head = *v; fail if head == expectnot; *load = head;
-   *v = *(intptr_t *)(head + voffp). */
+   *v = *(intptr_t *)(head + voffp). Aborted: *load may hold head. */
 int restartable_load_cbeq_store_add_load_store(intptr_t *v, intptr_t expectnot, intptr_t voffp,
                                                intptr_t *load, int cpu);
 int restartable_load_cbeq_store_add_load_store_mm_cid(intptr_t *v, intptr_t expectnot,
@@ -271,7 +290,8 @@ int restartable_load_cbne_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t
 int restartable_load_cbne_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
                                                  intptr_t expect2, intptr_t newv, int cid);
 /* if (*v == expect) { *v2 = newv2; *v = newv; } (the _release form orders
-   the store to *v2 before the commit for other threads) */
+   the store to *v2 before the commit for other threads). Aborted: *v2 may
+   hold newv2. */
 int restartable_load_cbne_store_store(intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2,
                                       intptr_t newv, int cpu);
 int restartable_load_cbne_store_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
@@ -280,7 +300,8 @@ int restartable_load_cbne_store_store_release(intptr_t *v, intptr_t expect, intp
                                               intptr_t newv2, intptr_t newv, int cpu);
 int restartable_load_cbne_store_store_release_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
                                                      intptr_t newv2, intptr_t newv, int cid);
-/* if (*v == expect) { memcpy(dst, src, len); *v = newv; } */
+/* if (*v == expect) { memcpy(dst, src, len); *v = newv; } Aborted: the
+   first bytes of dst (any number up to len) may hold those of src. */
 int restartable_load_cbne_memcpy_store(intptr_t *v, intptr_t expect, void *dst, const void *src,
                                        size_t len, intptr_t newv, int cpu);
 int restartable_load_cbne_memcpy_store_mm_cid(intptr_t *v, intptr_t expect, void *dst,

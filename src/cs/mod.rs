@@ -7,7 +7,9 @@
 //! comparisons, and ends with a single commit store. If the thread is
 //! preempted, migrated or signalled before the commit, the kernel sends it
 //! to the abort handler and the operation returns [`Outcome::Aborted`]
-//! with memory unchanged; the caller reads the CPU again and retries.
+//! without its commit (three operations store before their commit, and
+//! those stores may stay done: see [`Outcome::Aborted`]); the caller reads
+//! the CPU again and retries.
 //!
 //! Names follow the operations' pseudo-code: `cbne` is "compare, branch if
 //! not equal" (the operation fails when the word differs from the expected
@@ -77,10 +79,24 @@ pub enum Index {
 pub enum Outcome {
     /// The commit store happened.
     Committed = 0,
-    /// A comparison failed; memory is unchanged.
+    /// A comparison failed; memory is unchanged (every comparison comes
+    /// before the first store).
     CompareFailed = 1,
-    /// The kernel aborted the section (preemption, migration, signal, or
-    /// the thread was not on the CPU passed in); memory is unchanged.
+    /// The section did not commit: the kernel aborted it (preemption,
+    /// migration, signal), or the thread was not on the CPU passed in.
+    ///
+    /// The word the commit stores keeps its value. Where the thread was not
+    /// on the CPU (or its area is not registered) nothing at all is
+    /// written: the check comes first. After a kernel abort, the stores an
+    /// operation makes before its commit may be done:
+    /// - [`load_cbne_store_store`] (and its `_release` form): `*v2` may
+    ///   hold `newv2`;
+    /// - [`load_cbne_memcpy_store`]: the first bytes of `dst`, any number
+    ///   up to `len`, may hold those of `src`;
+    /// - [`load_cbeq_store_add_load_store`] (the pop): `*load` may hold
+    ///   the head it read.
+    ///
+    /// Every other operation stores only at its commit.
     Aborted = -1,
 }
 
@@ -251,7 +267,9 @@ operation! {
 
 operation! {
     /// Per-CPU list pop: `head = *v`; fails if `head == expectnot`;
-    /// otherwise `*load = head` and `*v = *(head + voffp)`.
+    /// otherwise `*load = head` and `*v = *(head + voffp)`. The store to
+    /// `*load` comes before the commit: after [`Outcome::Aborted`] it may
+    /// be done.
     #[doc(alias = "rseq_load_cbeq_store_add_load_store__ptr")]
     load_cbeq_store_add_load_store / load_cbeq_store_add_load_store_unchecked(
         v: *mut isize, expectnot: isize, voffp: isize, load: *mut isize
@@ -268,7 +286,8 @@ operation! {
 
 operation! {
     /// `if *v == expect { *v2 = newv2; *v = newv }`, on CPU `cpu`. The
-    /// store to `*v2` may be seen before the commit by other threads.
+    /// store to `*v2` may be seen before the commit by other threads, and
+    /// after [`Outcome::Aborted`] it may be done.
     #[doc(alias = "rseq_load_cbne_store_store__ptr")]
     load_cbne_store_store / load_cbne_store_store_unchecked(
         v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize
@@ -277,7 +296,8 @@ operation! {
 
 /// [`load_cbne_store_store`] with release ordering: a thread that sees the
 /// commit sees the store to `*v2`. On x86 (TSO) plain stores are already
-/// ordered, so the code is the same.
+/// ordered, so the code is the same. As there, after [`Outcome::Aborted`]
+/// the store to `*v2` may be done.
 ///
 /// # Safety
 /// As [`load_cbne_store_store`].
@@ -298,6 +318,9 @@ pub unsafe fn load_cbne_store_store_release(
 
 operation! {
     /// `if *v == expect { memcpy(dst, src, len); *v = newv }`, on CPU `cpu`.
+    /// The copy comes before the commit: after [`Outcome::Aborted`] the
+    /// first bytes of `dst`, any number up to `len`, may hold those of
+    /// `src`.
     #[doc(alias = "rseq_load_cbne_memcpy_store__ptr")]
     load_cbne_memcpy_store / load_cbne_memcpy_store_unchecked(
         v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize
@@ -408,205 +431,4 @@ pub(crate) unsafe fn fenced_pop_unchecked(
 }
 
 #[cfg(all(test, not(restartable_loom)))]
-mod tests {
-    //! Sections on an area that is not registered: the kernel never aborts
-    //! them, so they must not pass their check, whatever index they are
-    //! given. Each test runs again in child processes where such an area
-    //! exists (a library-owned thread before its first use, or after its
-    //! last release; the inert area of a process without rseq).
-
-    use super::*;
-    use crate::rseq_asm;
-
-    /// Set in the children; they run the checks.
-    const CHILD: &str = "RESTARTABLE_CS_UNREGISTERED_CHILD";
-
-    /// In the parent, runs test `name` again in two children, one with the
-    /// library owning the areas and one with rseq switched off, and asserts
-    /// that each passed; in a child, runs `checks` on a fresh thread whose
-    /// area is not registered, and in library-owned mode again on a thread
-    /// that registered and released its last hold.
-    fn on_unregistered_areas(name: &str, checks: fn()) {
-        if std::env::var_os(CHILD).is_some() {
-            let run = move || {
-                assert!(crate::current_cpu_raw() < 0, "the area is registered");
-                checks();
-            };
-            std::thread::spawn(run).join().unwrap();
-            if crate::owner() == crate::Owner::Library {
-                std::thread::spawn(move || {
-                    crate::register_current_thread().unwrap();
-                    crate::unregister_current_thread().unwrap();
-                    run();
-                })
-                .join()
-                .unwrap();
-            }
-            println!("{name}: checked on owner {:?}", crate::owner());
-            return;
-        }
-        for (var, value) in [
-            ("GLIBC_TUNABLES", "glibc.pthread.rseq=0"),
-            ("RESTARTABLE_DISABLE", "1"),
-        ] {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", name, "--nocapture", "--test-threads=1"])
-                .env_remove("GLIBC_TUNABLES")
-                .env_remove("RESTARTABLE_DISABLE")
-                .env(CHILD, "1")
-                .env(var, value)
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success() && stdout.contains(&format!("{name}: checked")),
-                "child with {var}={value} failed ({}):\n{stdout}\n{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-
-    /// Asserts that a section reported `Aborted` and wrote nothing.
-    fn refused(name: &str, index: Index, i: u32, outcome: Outcome, unchanged: bool) {
-        assert_eq!(outcome, Outcome::Aborted, "{name} ({index:?} {i})");
-        assert!(unchanged, "{name} ({index:?} {i}) wrote memory");
-    }
-
-    /// Runs every bare section indexed by `index` with index value `i`, each
-    /// on data where a commit would be harmless and visible, and asserts
-    /// that none committed.
-    fn none_commits(index: Index, i: u32) {
-        let mut v = 5isize;
-        // SAFETY: for every call below, the pointers name live locals laid
-        // out as the operation expects; the operations may run on an area
-        // that is not registered.
-        unsafe {
-            let o = load_cbne_store_unchecked(index, &mut v, 5, 9, i);
-            refused("load_cbne_store", index, i, o, v == 5);
-            let o = load_add_store_unchecked(index, &mut v, 1, i);
-            refused("load_add_store", index, i, o, v == 5);
-
-            let mut next = 0isize; // a one-node list: the node's `next` is 0
-            let mut head = &mut next as *mut isize as isize;
-            let before = head;
-            let mut popped = 0isize;
-            let o =
-                load_cbeq_store_add_load_store_unchecked(index, &mut head, 0, 0, &mut popped, i);
-            refused("pop", index, i, o, head == before && popped == 0);
-
-            let mut v2 = 6isize;
-            let o = load_cbne_load_cbne_store_unchecked(index, &mut v, 5, &mut v2, 6, 9, i);
-            refused("load_cbne_load_cbne_store", index, i, o, v == 5);
-            let o = load_cbne_store_store_unchecked(index, &mut v, 5, &mut v2, 8, 9, i);
-            refused("load_cbne_store_store", index, i, o, (v, v2) == (5, 6));
-            let mut dst = [0u8; 4];
-            let src = [1u8, 2, 3, 4];
-            let o = load_cbne_memcpy_store_unchecked(
-                index,
-                &mut v,
-                5,
-                dst.as_mut_ptr(),
-                src.as_ptr(),
-                4,
-                9,
-                i,
-            );
-            refused(
-                "load_cbne_memcpy_store",
-                index,
-                i,
-                o,
-                v == 5 && dst == [0; 4],
-            );
-            let holder = [&mut v2 as *mut isize as isize]; // *(root + 0) -> v2
-            let mut root = holder.as_ptr() as isize;
-            let o = load_add_load_load_add_store_unchecked(index, &mut root, 0, 1, i);
-            refused("load_add_load_load_add_store", index, i, o, v2 == 6);
-
-            let fence = 0usize;
-            let mut word = 5usize;
-            let o = fenced_store_unchecked(index, &mut word, 5, &fence, 9, i);
-            refused("fenced_store", index, i, o, word == 5);
-            let mut node = 0usize;
-            let mut top = &mut node as *mut usize as usize;
-            let before = top;
-            let o = fenced_pop_unchecked(index, &mut top, &fence, i);
-            refused(
-                "fenced_pop",
-                index,
-                i,
-                o.err().unwrap_or(Outcome::Committed),
-                top == before,
-            );
-
-            // The macro takes `cpu` as given (the caller keeps it below
-            // 2^31); indexed by `mm_cid` it never commits here either.
-            if index == Index::MmCid {
-                let raw: i32 = rseq_asm!(
-                    area = crate::area::offset(),
-                    field = abi::MM_CID_OFFSET,
-                    cpu = i,
-                    body = ["mov qword ptr [{p}], 9"],
-                    p = in(reg) &mut v as *mut isize,
-                );
-                refused("rseq_asm!", index, i, Outcome::from_raw(raw), v == 5);
-            }
-        }
-    }
-
-    #[test]
-    fn a_negative_cpu_never_commits_on_an_unregistered_area() {
-        on_unregistered_areas(
-            "cs::tests::a_negative_cpu_never_commits_on_an_unregistered_area",
-            || {
-                // What the area reads before registration (-1), after a
-                // failed one (-2), and another value no CPU has.
-                for cpu in [-1i32, -2, i32::MIN] {
-                    none_commits(Index::Cpu, cpu as u32);
-                }
-            },
-        );
-    }
-
-    #[test]
-    fn mm_cid_sections_never_commit_on_an_unregistered_area() {
-        on_unregistered_areas(
-            "cs::tests::mm_cid_sections_never_commit_on_an_unregistered_area",
-            || {
-                // The area reads mm_cid 0; no id passes, 0 included.
-                // SAFETY: the process-wide offset names this thread's area.
-                let cid =
-                    unsafe { arch::load_u32::<{ abi::MM_CID_OFFSET }>(crate::area::offset()) };
-                assert_eq!(cid, 0);
-                for cid in [0, 1, u32::MAX] {
-                    none_commits(Index::MmCid, cid);
-                }
-                let mut slots = [0isize; 4];
-                // SAFETY: four slots of one word each.
-                let added = unsafe {
-                    add_at_current_unchecked(Index::MmCid, slots.as_mut_ptr().cast(), 8, 4, 1)
-                };
-                assert_eq!(added, AddResult::NotRegistered);
-                assert_eq!(slots, [0; 4]);
-                // The macro's form without `cpu`: the body reads the field.
-                let mut w = 5isize;
-                // SAFETY: `w` is a live local; the body ends with the commit.
-                let raw = unsafe {
-                    rseq_asm!(
-                        area = crate::area::offset(),
-                        field = abi::MM_CID_OFFSET,
-                        body = [
-                            "cmp dword ptr fs:[{rseq_area} + {rseq_field}], 4",
-                            "jae 93f",
-                            "mov qword ptr [{p}], 9",
-                        ],
-                        p = in(reg) &mut w as *mut isize,
-                    )
-                };
-                assert_ne!(raw, 0);
-                assert_eq!(w, 5);
-            },
-        );
-    }
-}
+mod tests;
