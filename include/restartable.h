@@ -53,7 +53,9 @@ extern "C" {
 #define RESTARTABLE_COMMITTED 0      /* the commit store happened */
 #define RESTARTABLE_COMPARE_FAILED 1 /* a comparison failed; memory unchanged */
 #define RESTARTABLE_ABORTED (-1)     /* preempted, migrated, signalled or not on `cpu`:
-                                        memory unchanged; read the CPU again, retry */
+                                        no commit; read the CPU again, retry. Stores
+                                        made before the commit may be done (see
+                                        "Critical-section operations") */
 
 /* cpu_id before registration, and after a failed registration. */
 #define RESTARTABLE_CPU_ID_UNINITIALIZED (-1)
@@ -150,9 +152,21 @@ _Static_assert(_Alignof(struct restartable_cs) == 32, "struct restartable_cs is 
    area no one registers (cpu_id always < 0). Never NULL. */
 struct rseq_area *rseq_location(void);
 
-/* Offset of the active area from the thread pointer, the same for every
-   thread; set by the library's constructor before main (or at dlopen). */
-extern const intptr_t restartable_area_offset;
+/*
+ * Offset of the active area from the thread pointer, the same for every
+ * thread. Read it, never write it. The library sets it in its constructor,
+ * before main (or at dlopen), and may change it once more, from whichever
+ * thread first finds rseq refused in a library-owned process (a seccomp
+ * filter installed later, say): it then names the inert area and the
+ * process turns RESTARTABLE_OWNER_NONE.
+ *
+ * Not const, so the compiler reads it again after any call or asm with a
+ * "memory" clobber, as a section has; not volatile, so between those one
+ * load serves the CPU read and the section that follows it. A value kept
+ * in a register across such a change still names an area of the calling
+ * thread (its own, or the inert one), so reads through it stay valid.
+ */
+extern intptr_t restartable_area_offset;
 
 /* RESTARTABLE_OWNER_LIBC, _LIBRARY or _NONE. */
 int restartable_owner(void);
@@ -237,6 +251,23 @@ uint64_t restartable_abort_count(void);
  * forms index by concurrency id instead. Words passed to these functions
  * must be updated only through them.
  *
+ * What each result leaves in memory:
+ *   COMMITTED       every store of the operation is done;
+ *   COMPARE_FAILED  nothing is written (every comparison comes before the
+ *                   first store);
+ *   -EINVAL, and ABORTED for a thread not on `cpu`: nothing is written
+ *                   (the CPU check comes first);
+ *   ABORTED         the commit did not happen: the word it stores (*v, or
+ *                   the word found through *ptr) keeps its value. Three
+ *                   operations store before their commit, and those stores
+ *                   may be done when the kernel aborts the section:
+ *                   load_cbne_store_store (and _release): *v2 may hold newv2;
+ *                   load_cbne_memcpy_store: the first bytes of dst, up to all
+ *                     len of them, may hold those of src;
+ *                   load_cbeq_store_add_load_store (the pop): *load may hold
+ *                     the head it read.
+ *                   Every other operation writes nothing before its commit.
+ *
  * Exactness: updates to a word are exact when every thread writing it takes
  * the same path, all sections (RESTARTABLE_OWNER_LIBC or _LIBRARY) or all
  * fallback (RESTARTABLE_OWNER_NONE). A RESTARTABLE_THREAD_FOREIGN thread
@@ -258,7 +289,7 @@ int restartable_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t ne
 int restartable_load_add_store_slow(intptr_t *v, intptr_t count, int cpu);
 int restartable_load_add_store_mm_cid(intptr_t *v, intptr_t count, int cid);
 /* List pop: head = *v; fail if head == expectnot; *load = head;
-   *v = *(intptr_t *)(head + voffp). */
+   *v = *(intptr_t *)(head + voffp). Aborted: *load may hold head. */
 int restartable_load_cbeq_store_add_load_store(intptr_t *v, intptr_t expectnot, intptr_t voffp,
                                                intptr_t *load, int cpu);
 int restartable_load_cbeq_store_add_load_store_mm_cid(intptr_t *v, intptr_t expectnot,
@@ -269,7 +300,8 @@ int restartable_load_cbne_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t
 int restartable_load_cbne_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
                                                  intptr_t expect2, intptr_t newv, int cid);
 /* if (*v == expect) { *v2 = newv2; *v = newv; } (the _release form orders
-   the store to *v2 before the commit for other threads) */
+   the store to *v2 before the commit for other threads). Aborted: *v2 may
+   hold newv2. */
 int restartable_load_cbne_store_store(intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2,
                                       intptr_t newv, int cpu);
 int restartable_load_cbne_store_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
@@ -278,7 +310,8 @@ int restartable_load_cbne_store_store_release(intptr_t *v, intptr_t expect, intp
                                               intptr_t newv2, intptr_t newv, int cpu);
 int restartable_load_cbne_store_store_release_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
                                                      intptr_t newv2, intptr_t newv, int cid);
-/* if (*v == expect) { memcpy(dst, src, len); *v = newv; } */
+/* if (*v == expect) { memcpy(dst, src, len); *v = newv; } Aborted: the
+   first bytes of dst (any number up to len) may hold those of src. */
 int restartable_load_cbne_memcpy_store(intptr_t *v, intptr_t expect, void *dst, const void *src,
                                        size_t len, intptr_t newv, int cpu);
 int restartable_load_cbne_memcpy_store_mm_cid(intptr_t *v, intptr_t expect, void *dst,
@@ -333,22 +366,43 @@ struct restartable_percpu_counter_fast {
  *        the area's rseq_cs (reg: a scratch register you clobber, e.g. "rax");
  *   RESTARTABLE_CS_START(s)                the section starts here;
  *   RESTARTABLE_CS_CPU_CHECK(field, exit)  compares cpu_id (or mm_cid, as
- *        `field` says) with operand [rseq_cpu]; jumps to `exit` if it differs;
+ *        `field` says) with operand [rseq_cpu]; jumps to `exit` if it differs,
+ *        or, for mm_cid, if the area is not registered (cpu_id < 0);
  *   your loads and compares, leaving with jumps to C labels (%l[name]);
  *   the single commit store, then RESTARTABLE_CS_POST_COMMIT(p);
  *   RESTARTABLE_CS_ABORT(a, target)        the abort handler, out of line in
  *        __rseq_failure, preceded by the signature `ud1 0x53053053(%rip),%edi`;
  *        it jumps to `target` (a C label).
  *
+ * The pieces push their sections into the section group of the code around
+ * them, if it has one (flag "?"): in C++ inline functions and templates,
+ * whose copies the linker merges, each copy's descriptor, tables and abort
+ * handler stay or go with it. The two tables are retained ("R"), so
+ * -Wl,--gc-sections keeps them.
+ *
  * Operands the pieces use by name: [rseq_area] "r"(restartable_area_offset)
  * and [rseq_cpu] "r"(cpu). Clobber "memory", "cc" and the ARM register.
- * The thread must be registered (restartable_cpu_raw() >= 0); otherwise the
- * CPU check fails for ever: take your fallback then.
+ *
+ * The kernel aborts sections only on a registered area, and an area that
+ * is not registered (before the thread's first use, after its last
+ * release, without rseq) reads cpu_id -1 or -2 and mm_cid 0. So:
+ *   - `cpu` must not be negative: -1 or -2 would pass the CPU check there
+ *     and commit unprotected. Refuse it before the section, as the example
+ *     does; a value from restartable_cpu() never is, and the compiler then
+ *     drops the test;
+ *   - with `cpu >= 0` the check of a thread that is not registered fails
+ *     for ever: take your fallback then (restartable_cpu_raw() < 0);
+ *   - a section that reads the index field itself instead of using
+ *     RESTARTABLE_CS_CPU_CHECK puts RESTARTABLE_CS_REGISTERED_CHECK(field,
+ *     exit) before that read: for mm_cid it leaves unless cpu_id >= 0
+ *     (two instructions), for cpu_id it emits nothing.
  *
  * Worked example, "store `value` if it is larger than the slot's":
  *
  *     static int store_max(intptr_t *slot, intptr_t value, int cpu)
  *     {
+ *         if (cpu < 0)                            never a CPU: see above
+ *             return -EINVAL;
  *         __asm__ goto(
  *             RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
  *             RESTARTABLE_CS_EXIT_POINT("1", "%l[not_larger]")
@@ -381,17 +435,17 @@ struct restartable_percpu_counter_fast {
 #define RESTARTABLE_MM_CID_FIELD RESTARTABLE_STR(RESTARTABLE_MM_CID_OFFSET)
 
 #define RESTARTABLE_CS_DESCRIPTOR(desc, start, post_commit, abort)                                \
-    ".pushsection __rseq_cs, \"aw\"\n\t"                                                        \
+    ".pushsection __rseq_cs, \"aw?\", @progbits\n\t"                                            \
     ".balign 32\n\t" desc ":\n\t"                                                               \
     ".long 0, 0\n\t"                                                                            \
     ".quad " start "f, (" post_commit "f - " start "f), " abort "f\n\t"                         \
     ".popsection\n\t"                                                                           \
-    ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"                                              \
+    ".pushsection __rseq_cs_ptr_array, \"awR?\", @progbits\n\t"                                \
     ".quad " desc "b\n\t"                                                                       \
     ".popsection\n\t"
 
 #define RESTARTABLE_CS_EXIT_POINT(start, exit)                                                   \
-    ".pushsection __rseq_exit_point_array, \"aw\"\n\t"                                          \
+    ".pushsection __rseq_exit_point_array, \"awR?\", @progbits\n\t"                            \
     ".quad " start "f, " exit "\n\t"                                                            \
     ".popsection\n\t"
 
@@ -402,13 +456,25 @@ struct restartable_percpu_counter_fast {
 #define RESTARTABLE_CS_START(start) start ":\n\t"
 
 #define RESTARTABLE_CS_CPU_CHECK(field, exit)                                                    \
+    RESTARTABLE_CS_REGISTERED_CHECK(field, exit)                                                 \
     "cmpl %[rseq_cpu], %%fs:" field "(%[rseq_area])\n\t"                                        \
     "jnz " exit "\n\t"
+
+/* An area that is not registered (or the inert one) reads mm_cid 0, which
+   a check of the index alone accepts: a section indexed by mm_cid also
+   needs cpu_id >= 0. The assembler keeps the two instructions only when
+   `field` is RESTARTABLE_MM_CID_FIELD; for cpu_id a negative value already
+   fails the index check. */
+#define RESTARTABLE_CS_REGISTERED_CHECK(field, exit)                                             \
+    ".if " field " == " RESTARTABLE_MM_CID_FIELD "\n\t"                                         \
+    "cmpl $0, %%fs:" RESTARTABLE_CPU_ID_FIELD "(%[rseq_area])\n\t"                              \
+    "jl " exit "\n\t"                                                                           \
+    ".endif\n\t"
 
 #define RESTARTABLE_CS_POST_COMMIT(post_commit) post_commit ":\n\t"
 
 #define RESTARTABLE_CS_ABORT(abort, target)                                                      \
-    ".pushsection __rseq_failure, \"ax\"\n\t"                                                   \
+    ".pushsection __rseq_failure, \"ax?\", @progbits\n\t"                                       \
     ".byte 0x0f, 0xb9, 0x3d\n\t"                                                                \
     ".long " RESTARTABLE_STR(RESTARTABLE_SIG) "\n\t" abort ":\n\t"                              \
     "jmp " target "\n\t"                                                                        \
@@ -422,6 +488,7 @@ struct restartable_percpu_counter_fast {
 #define RESTARTABLE_INLINE_X86_64 1
 
 #define RESTARTABLE_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RESTARTABLE_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* Reads one 32-bit field of the calling thread's area (volatile: the kernel
    rewrites it whenever the thread is preempted). */
@@ -448,6 +515,11 @@ static inline int32_t restartable_cpu(void)
 /* *v += count on CPU `cpu`; see "Critical-section operations". */
 static inline int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu)
 {
+    /* A negative `cpu` equals the cpu_id of an area that is not registered
+       and would pass the CPU check: the out-of-line call refuses it. The
+       compiler drops this test when `cpu` comes from restartable_cpu(). */
+    if (RESTARTABLE_UNLIKELY(cpu < 0))
+        return restartable_load_add_store_slow(v, count, cpu);
     __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
                  RESTARTABLE_CS_EXIT_POINT("1", "%l[mismatch]")
                  RESTARTABLE_CS_ARM("3", "rax")
@@ -467,9 +539,6 @@ mismatch:
     if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
         return restartable_load_add_store_slow(v, count, cpu);
 aborted:
-    /* A negative `cpu` never matches: the out-of-line call refuses it. */
-    if (cpu < 0)
-        return restartable_load_add_store_slow(v, count, cpu);
     return RESTARTABLE_ABORTED;
 }
 
@@ -477,6 +546,8 @@ aborted:
 static inline int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv,
                                               int cpu)
 {
+    if (RESTARTABLE_UNLIKELY(cpu < 0)) /* as in restartable_load_add_store() */
+        return restartable_load_cbne_store_slow(v, expect, newv, cpu);
     __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
                  RESTARTABLE_CS_EXIT_POINT("1", "%l[mismatch]")
                  RESTARTABLE_CS_EXIT_POINT("1", "%l[differs]")
@@ -500,8 +571,6 @@ mismatch:
     if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
         return restartable_load_cbne_store_slow(v, expect, newv, cpu);
 aborted:
-    if (cpu < 0)
-        return restartable_load_cbne_store_slow(v, expect, newv, cpu);
     return RESTARTABLE_ABORTED;
 }
 
@@ -519,8 +588,9 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")
                      RESTARTABLE_CS_ARM("3", "rax")
                      RESTARTABLE_CS_START("1")
+                     RESTARTABLE_CS_REGISTERED_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[cold]")
                      "movl %%fs:" RESTARTABLE_CPU_ID_FIELD "(%[rseq_area]), %%eax\n\t"
-                     "cmpl %[slots], %%eax\n\t" /* also rejects -1: not registered */
+                     "cmpl %[slots], %%eax\n\t" /* also rejects -1, -2: not registered */
                      "jae %l[cold]\n\t"
                      "imulq %[stride], %%rax\n\t"
                      "addq %[delta], (%[base], %%rax)\n\t" /* the commit */

@@ -8,8 +8,11 @@
 //!
 //! Return conventions: registration calls return 0 or a negative errno
 //! ([`Error::to_errno`]); critical-section operations return 0 committed,
-//! 1 compare failed, -1 aborted ([`cs::Outcome`] as `i32`); reads of optional
-//! fields return -1 when the value is unavailable.
+//! 1 compare failed (nothing written), -1 aborted (no commit; the stores
+//! three operations make before their commit may be done, see
+//! [`cs::Outcome::Aborted`]) and `-EINVAL` for a negative CPU (nothing
+//! written); reads of optional fields return -1 when the value is
+//! unavailable.
 //!
 //! On x86_64 the header implements `restartable_cpu`, the operations and
 //! the counter's add as `static inline` functions and calls the ones here
@@ -177,13 +180,18 @@ pub extern "C" fn restartable_prepare_unload() {
 /// Defines the C functions of one operation, indexed by CPU and by
 /// `mm_cid`.
 macro_rules! c_operation {
-    ($op:ident: $cpu_name:ident, $cid_name:ident ( $($arg:ident : $ty:ty),* )) => {
+    (
+        $(#[$doc:meta])*
+        $op:ident: $cpu_name:ident, $cid_name:ident ( $($arg:ident : $ty:ty),* )
+    ) => {
         #[doc = concat!("`int ", stringify!($cpu_name), "(..., int cpu)`: [`cs::",
             stringify!($op), "`] on the slot of CPU `cpu`.")]
         ///
-        /// Returns 0 committed, 1 compare failed, -1 aborted (read the CPU
-        /// again and retry), and `-EINVAL`, touching nothing, for a
-        /// negative `cpu`. Threads without rseq take the fallback.
+        /// Returns 0 committed, 1 compare failed (nothing written), -1
+        /// aborted (read the CPU again and retry; the commit did not
+        /// happen), and `-EINVAL`, touching nothing, for a negative `cpu`.
+        /// Threads without rseq take the fallback.
+        $(#[$doc])*
         ///
         /// # Safety
         /// Every pointer is valid and aligned for the accesses the
@@ -203,6 +211,7 @@ macro_rules! c_operation {
             stringify!($op), "`] on the slot of concurrency id `cid`.")]
         ///
         /// Returns as the CPU-indexed form.
+        $(#[$doc])*
         ///
         /// # Safety
         /// As the CPU-indexed form.
@@ -224,21 +233,33 @@ c_operation!(load_cbne_store:
 c_operation!(load_add_store:
     restartable_load_add_store, restartable_load_add_store_mm_cid(
         v: *mut isize, count: isize));
-c_operation!(load_cbeq_store_add_load_store:
+c_operation!(
+    /// After an abort, `*load` may hold the head the section read (the
+    /// store comes before the commit).
+    load_cbeq_store_add_load_store:
     restartable_load_cbeq_store_add_load_store,
     restartable_load_cbeq_store_add_load_store_mm_cid(
         v: *mut isize, expectnot: isize, voffp: isize, load: *mut isize));
 c_operation!(load_cbne_load_cbne_store:
     restartable_load_cbne_load_cbne_store, restartable_load_cbne_load_cbne_store_mm_cid(
         v: *mut isize, expect: isize, v2: *mut isize, expect2: isize, newv: isize));
-c_operation!(load_cbne_store_store:
+c_operation!(
+    /// After an abort, `*v2` may hold `newv2` (the store comes before the
+    /// commit).
+    load_cbne_store_store:
     restartable_load_cbne_store_store, restartable_load_cbne_store_store_mm_cid(
         v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize));
-c_operation!(load_cbne_store_store_release:
+c_operation!(
+    /// After an abort, `*v2` may hold `newv2` (the store comes before the
+    /// commit).
+    load_cbne_store_store_release:
     restartable_load_cbne_store_store_release,
     restartable_load_cbne_store_store_release_mm_cid(
         v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize));
-c_operation!(load_cbne_memcpy_store:
+c_operation!(
+    /// After an abort, the first bytes of `dst`, any number up to `len`,
+    /// may hold those of `src` (the copy comes before the commit).
+    load_cbne_memcpy_store:
     restartable_load_cbne_memcpy_store, restartable_load_cbne_memcpy_store_mm_cid(
         v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize));
 c_operation!(load_add_load_load_add_store:

@@ -16,6 +16,7 @@ use common::elf::{
     Elf, DF_1_NODELETE, PT_TLS, SHT_DYNSYM, SHT_SYMTAB, STB_GLOBAL, STB_WEAK, STT_TLS,
 };
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -81,45 +82,75 @@ const STATIC_DEPS: &[&str] = &[
 /// Compiles `source` (relative to the root) into `out_dir()/name`, warnings
 /// as errors; panics with the compiler's output on failure.
 fn compile(lang: Lang, source: &str, name: &str, extra: &[&str]) -> PathBuf {
-    let (compiler, std_flag) = match lang {
+    compile_with(None, lang, source, name, extra)
+}
+
+/// [`compile`] with `compiler` instead of `$CC` / `$CXX` (or `cc` / `c++`).
+fn compile_with(
+    compiler: Option<&str>,
+    lang: Lang,
+    source: &str,
+    name: &str,
+    extra: &[&str],
+) -> PathBuf {
+    let (default, std_flag) = match lang {
         Lang::C99 => (std::env::var("CC").unwrap_or("cc".into()), "-std=c99"),
         Lang::C11 => (std::env::var("CC").unwrap_or("cc".into()), "-std=c11"),
         Lang::Cxx11 => (std::env::var("CXX").unwrap_or("c++".into()), "-std=c++11"),
         Lang::Cxx17 => (std::env::var("CXX").unwrap_or("c++".into()), "-std=c++17"),
     };
+    let compiler = compiler.map_or(default, String::from);
     let out = out_dir().join(name);
     let mut cmd = Command::new(&compiler);
     if matches!(lang, Lang::Cxx11 | Lang::Cxx17) {
         cmd.args(["-x", "c++"]);
     }
-    cmd.args([
-        std_flag,
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-O2",
-        "-g",
-    ])
-    .arg("-I")
-    .arg(root().join("include"))
-    .arg("-I")
-    .arg(root().join("tests/c"))
-    .arg(root().join(source));
+    cmd.args([std_flag, "-O2"])
+        .args(WARNINGS)
+        .args(includes())
+        .arg(root().join(source));
     if matches!(lang, Lang::Cxx11 | Lang::Cxx17) {
         // The libraries are not C++: stop treating the next inputs as such.
         cmd.args(["-x", "none"]);
     }
     cmd.args(extra).arg("-pthread").arg("-o").arg(&out);
+    run_compiler(&mut cmd, &compiler, source);
+    out
+}
+
+/// The warning and debug flags every C and C++ build uses.
+const WARNINGS: &[&str] = &["-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
+
+/// `-I` flags for the header and the tests' helpers.
+fn includes() -> Vec<PathBuf> {
+    ["include", "tests/c"]
+        .iter()
+        .flat_map(|dir| [PathBuf::from("-I"), root().join(dir)])
+        .collect()
+}
+
+/// Runs a compiler command; panics with its output unless it succeeds.
+fn run_compiler(cmd: &mut Command, compiler: &str, what: &str) {
     let result = cmd
         .output()
         .unwrap_or_else(|e| panic!("run {compiler}: {e} (a C compiler is required)"));
     assert!(
         result.status.success(),
-        "{compiler} {source} failed:\n{}",
+        "{compiler} {what} failed:\n{}",
         String::from_utf8_lossy(&result.stderr)
     );
-    out
+}
+
+/// Whether `compiler` can be run (clang and clang++ are optional).
+fn installed(compiler: &str) -> bool {
+    let found = Command::new(compiler)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("NOTICE: {compiler} is not installed; skipping its builds");
+    }
+    found
 }
 
 /// Link flags for the shared library, found at run time through the rpath.
@@ -152,13 +183,19 @@ enum Mode {
     Library,
     /// `RESTARTABLE_DISABLE=1`: fallbacks.
     Disabled,
+    /// `rseq(2)` blocked by a seccomp filter (it answers `ENOSYS`), as
+    /// under valgrind or an old kernel: glibc cannot register, fallbacks.
+    Blocked,
 }
 
 const MODES: [Mode; 3] = [Mode::Libc, Mode::Library, Mode::Disabled];
 
+/// [`MODES`] and the seccomp-blocked one.
+const ALL_MODES: [Mode; 4] = [Mode::Libc, Mode::Library, Mode::Disabled, Mode::Blocked];
+
 /// The owner a child in `mode` must report: `libc`, `library` or `none`.
 fn expected(mode: Mode) -> &'static str {
-    if mode == Mode::Disabled || common::rseq_syscall_missing() {
+    if matches!(mode, Mode::Disabled | Mode::Blocked) || common::rseq_syscall_missing() {
         return "none";
     }
     // SAFETY: dlsym with a valid C string; only the symbol's presence is used.
@@ -176,6 +213,28 @@ fn run(mode: Mode, program: &Path, args: &[&str]) -> Output {
 }
 
 fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Output {
+    run_expecting(expected(mode), mode, prefix, program, args)
+}
+
+/// Runs `program args` under valgrind, which has no rseq: glibc's
+/// registration fails, and so does the library's, which turns to fallbacks.
+fn run_under_valgrind(program: &Path, args: &[&str]) -> Option<Output> {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("NOTICE: valgrind is not installed; skipping the valgrind run");
+        return None;
+    }
+    let prefix = ["valgrind", "-q", "--error-exitcode=1"];
+    Some(run_expecting("none", Mode::Libc, &prefix, program, args))
+}
+
+/// As [`run_with`], telling the program to expect owner `expect`.
+fn run_expecting(
+    expect: &str,
+    mode: Mode,
+    prefix: &[&str],
+    program: &Path,
+    args: &[&str],
+) -> Output {
     let mut cmd = match prefix.split_first() {
         Some((first, rest)) => {
             let mut c = Command::new(first);
@@ -188,7 +247,7 @@ fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Outpu
     // copy from an earlier `cargo build` may sit; it outranks the rpath.
     cmd.args(args)
         .env("LD_LIBRARY_PATH", lib_dir())
-        .env("RESTARTABLE_TEST_EXPECT", expected(mode))
+        .env("RESTARTABLE_TEST_EXPECT", expect)
         .env_remove("GLIBC_TUNABLES")
         .env_remove("RESTARTABLE_DISABLE")
         .env_remove("RESTARTABLE_EXPECT_OWNER");
@@ -199,6 +258,11 @@ fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Outpu
         }
         Mode::Disabled => {
             cmd.env("RESTARTABLE_DISABLE", "1");
+        }
+        Mode::Blocked => {
+            // SAFETY: `block_rseq` makes only `prctl` calls, which are
+            // async-signal-safe, as the code between fork and exec must be.
+            unsafe { cmd.pre_exec(common::seccomp::block_rseq) };
         }
     }
     let out = common::output_within(&mut cmd, common::CHILD_LIMIT);
@@ -354,18 +418,11 @@ fn c_example_counts_exactly() {
 
 #[test]
 fn c_example_under_valgrind() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        println!("NOTICE: valgrind is not installed; skipping the valgrind run");
-        return;
-    }
     // valgrind has no rseq: the library must find that out and fall back,
     // with no invalid access anywhere (fallback-path test).
-    let out = run_with(
-        Mode::Libc,
-        &["valgrind", "-q", "--error-exitcode=1"],
-        &example(),
-        &["2", "2000"],
-    );
+    let Some(out) = run_under_valgrind(&example(), &["2", "2000"]) else {
+        return;
+    };
     let out = stdout(&out);
     assert_exact(&out, 4000);
     assert!(out.contains("owner: none"), "{out}");
@@ -516,5 +573,187 @@ fn header_declares_every_export() {
             header.contains(&format!("{name}(")) || header.contains(&format!("{name};")),
             "{name} is exported but not in the header"
         );
+    }
+}
+
+/// `tests/c/contract_test.c` built as C11 and as C++17 against the shared
+/// library.
+fn contract_tests() -> &'static [PathBuf] {
+    static EXES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    EXES.get_or_init(|| {
+        let link = link_shared();
+        [(Lang::C11, "contract_c11"), (Lang::Cxx17, "contract_cxx17")]
+            .into_iter()
+            .map(|(lang, name)| compile(lang, "tests/c/contract_test.c", name, &strs(&link)))
+            .collect()
+    })
+}
+
+#[test]
+fn inline_operations_refuse_a_negative_cpu_and_stay_exact() {
+    // A negative CPU is what an area reads before registration, without
+    // rseq, or after a failed registration: the inline operations refuse
+    // it (-EINVAL, memory untouched) instead of committing a plain store,
+    // and two threads on one CPU updating one word end exact.
+    for exe in contract_tests() {
+        for mode in ALL_MODES {
+            let out = stdout(&run(mode, exe, &["negative", "4000000"]));
+            assert!(out.contains("negative: ok"), "{mode:?}:\n{out}");
+        }
+    }
+    // valgrind: glibc's registration failed there, and the area is inert.
+    if let Some(out) = run_under_valgrind(&contract_tests()[0], &["negative", "20000"]) {
+        assert!(stdout(&out).contains("negative: ok"), "{}", stdout(&out));
+    }
+}
+
+#[test]
+fn mm_cid_sections_never_commit_unregistered() {
+    for exe in contract_tests() {
+        for mode in ALL_MODES {
+            let out = stdout(&run(mode, exe, &["mm_cid"]));
+            assert!(out.contains("mm_cid: ok"), "{mode:?}:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn area_offset_is_read_again_after_it_changes() {
+    // Built with -O2: a `const` declaration lets the compiler fold the
+    // second read into the first.
+    for exe in contract_tests() {
+        for mode in ALL_MODES {
+            let out = stdout(&run(mode, exe, &["offset"]));
+            let want = if expected(mode) == "library" {
+                "offset: ok"
+            } else {
+                "never changes the offset"
+            };
+            assert!(out.contains(want), "{mode:?}:\n{out}");
+        }
+    }
+}
+
+/// The critical-section tables of the ELF file at `path`: the sizes of
+/// `__rseq_cs` (32 bytes a descriptor), `__rseq_cs_ptr_array` (8 bytes a
+/// pointer) and `__rseq_exit_point_array` (16 bytes an exit point), 0 for
+/// a section that is absent.
+fn section_tables(path: &Path) -> (u64, u64, u64) {
+    let bytes = std::fs::read(path).expect("read the executable");
+    let elf = Elf(&bytes);
+    elf.check_header();
+    let size = |name| elf.section_named(name).map_or(0, |(_, size)| size);
+    (
+        size("__rseq_cs"),
+        size("__rseq_cs_ptr_array"),
+        size("__rseq_exit_point_array"),
+    )
+}
+
+#[test]
+fn section_tables_survive_gc_sections() {
+    // Each descriptor stays listed in the pointer array, and the exit
+    // points stay, when the linker drops unreferenced sections.
+    let mut flags: Vec<String> = [
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-Wl,--gc-sections",
+    ]
+    .map(String::from)
+    .to_vec();
+    flags.extend(link_shared());
+    let mut builds = vec![
+        (None, Lang::C11, "header_gc_c11"),
+        (None, Lang::Cxx17, "header_gc_cxx17"),
+    ];
+    if installed("clang") && installed("clang++") {
+        builds.push((Some("clang"), Lang::C11, "header_gc_clang_c11"));
+        builds.push((Some("clang++"), Lang::Cxx17, "header_gc_clang_cxx17"));
+    }
+    for (compiler, lang, name) in builds {
+        let exe = compile_with(compiler, lang, "tests/c/header_test.c", name, &strs(&flags));
+        let (descriptors, pointers, exits) = section_tables(&exe);
+        println!("{name}: __rseq_cs {descriptors}, pointers {pointers}, exit points {exits} bytes");
+        assert!(
+            descriptors >= 32 * 3,
+            "{name}: {descriptors} bytes of descriptors"
+        );
+        assert_eq!(
+            pointers,
+            descriptors / 32 * 8,
+            "{name}: __rseq_cs_ptr_array"
+        );
+        assert!(
+            exits >= descriptors / 32 * 16,
+            "{name}: __rseq_exit_point_array"
+        );
+        for mode in MODES {
+            assert!(stdout(&run(mode, &exe, &[])).contains("all checks passed"));
+        }
+    }
+}
+
+/// Compiles C++ `source` into the object `out_dir()/name.o` with
+/// `compiler` at optimisation level `opt`.
+fn cxx_object(compiler: &str, source: &str, opt: &str, name: &str) -> PathBuf {
+    let out = out_dir().join(format!("{name}.o"));
+    let mut cmd = Command::new(compiler);
+    cmd.args(["-std=c++17", opt])
+        .args(WARNINGS)
+        .args(includes())
+        .arg("-c")
+        .arg(root().join(source))
+        .arg("-o")
+        .arg(&out);
+    run_compiler(&mut cmd, compiler, source);
+    out
+}
+
+#[test]
+fn cxx_inline_functions_with_sections_link_from_two_units() {
+    // A header-only C++ wrapper whose inline functions and templates hold
+    // sections, used from two translation units: each unit emits its copy
+    // in a COMDAT group, and the linker keeps one group and drops the
+    // other. The sections a copy pushes (descriptor, pointer, exit points,
+    // abort handler) must belong to its group and go with it.
+    let mut compilers = vec![std::env::var("CXX").unwrap_or("c++".into())];
+    if compilers[0] != "clang++" && installed("clang++") {
+        compilers.push("clang++".into());
+    }
+    for (n, cxx) in compilers.iter().enumerate() {
+        for (opt_a, opt_b) in [
+            ("-O0", "-O0"),
+            ("-O2", "-O2"),
+            ("-O0", "-O2"),
+            ("-O2", "-O0"),
+        ] {
+            let tag = format!("cxx_wrapper_{n}{opt_a}{opt_b}");
+            let a = cxx_object(cxx, "tests/c/cxx_wrapper_a.cpp", opt_a, &format!("{tag}_a"));
+            let b = cxx_object(cxx, "tests/c/cxx_wrapper_b.cpp", opt_b, &format!("{tag}_b"));
+            let exe = out_dir().join(&tag);
+            let mut cmd = Command::new(cxx);
+            cmd.arg(&a)
+                .arg(&b)
+                .args(link_shared())
+                .arg("-pthread")
+                .arg("-o")
+                .arg(&exe);
+            run_compiler(&mut cmd, cxx, &format!("linking {tag}"));
+            let (descriptors, pointers, exits) = section_tables(&exe);
+            assert!(
+                descriptors >= 32 * 3,
+                "{tag}: {descriptors} bytes of descriptors"
+            );
+            assert_eq!(
+                pointers,
+                descriptors / 32 * 8,
+                "{tag}: one pointer per descriptor"
+            );
+            assert!(exits >= descriptors / 32 * 16, "{tag}: exit points");
+            for mode in MODES {
+                let out = stdout(&run(mode, &exe, &[]));
+                assert!(out.contains("cxx_wrapper: ok"), "{tag} in {mode:?}:\n{out}");
+            }
+        }
     }
 }

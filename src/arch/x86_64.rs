@@ -385,9 +385,11 @@ pub(crate) unsafe fn sys_rseq(area: *mut Rseq, len: u32, flags: u32, sig: u32) -
 // ---------------------------------------------------------------------------
 // Critical-section operations. Each is one `rseq_asm!` block; `FIELD` picks
 // the area field the CPU check compares (`cpu_id` or `mm_cid`). Each returns
-// 0 committed, 1 compare failed, -1 aborted. Safety, for every one: the
-// calling thread's area (at `area_offset()`) is registered, and every
-// pointer is valid for the accesses its operation names.
+// 0 committed, 1 compare failed, -1 aborted. Safety, for every one: every
+// pointer is valid for the accesses its operation names, and `cpu` is below
+// 2^31. Only a registered area (at `area_offset()`) lets a section commit:
+// on one that is not, the macro's checks send every section to its abort
+// path (or, without a `cpu`, to its "not registered" exit).
 // ---------------------------------------------------------------------------
 
 /// `if *v == expect { *v = newv }`.
@@ -630,9 +632,10 @@ pub(crate) unsafe fn load_add_load_load_add_store<const FIELD: usize>(
 
 /// The per-CPU counter's add: reads the index *inside* the section (after
 /// the `rseq_cs` store, so any later migration aborts it), bounds-checks
-/// it (an unregistered `-1` fails the unsigned compare) and commits
-/// `add [base + index * stride], delta`. Returns 0 committed, 1 index out
-/// of range (not registered), -1 aborted.
+/// it (an unregistered `cpu_id` of -1 or -2 fails the unsigned compare; for
+/// `mm_cid`, which such an area reads as 0, the macro checks `cpu_id`
+/// first) and commits `add [base + index * stride], delta`. Returns 0
+/// committed, 1 index out of range (not registered), -1 aborted.
 ///
 /// # Safety
 /// See the section comment above; `base` holds `slots` slots of `stride`
@@ -644,50 +647,24 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
     slots: u32,
     delta: isize,
 ) -> i32 {
-    if FIELD == crate::abi::CPU_ID_OFFSET {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            crate::rseq_asm!(
-                area = area_offset(),
-                field = FIELD,
-                body = [
-                    "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
-                    "cmp {i:e}, {slots:e}", // also rejects -1: unregistered
-                    "jae 93f",
-                    "imul {i}, {stride}",
-                    "add qword ptr [{base} + {i}], {delta}", // commit
-                ],
-                i = out(reg) _,          // the index, then its byte offset
-                slots = in(reg) slots,   // number of slots
-                stride = in(reg) stride, // bytes per slot
-                base = in(reg) base,     // the slot array
-                delta = in(reg) delta,   // the addend
-            )
-        }
-    } else {
-        // SAFETY: forwarded from the caller.
-        unsafe {
-            crate::rseq_asm!(
-                area = area_offset(),
-                field = FIELD,
-                body = [
-                    // An unregistered area reads cpu_id -1 but mm_cid 0.
-                    "cmp dword ptr fs:[{rseq_area} + {cpu_id}], 0",
-                    "jl 93f",
-                    "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
-                    "cmp {i:e}, {slots:e}",
-                    "jae 93f",
-                    "imul {i}, {stride}",
-                    "add qword ptr [{base} + {i}], {delta}", // commit
-                ],
-                cpu_id = const crate::abi::CPU_ID_OFFSET, // registration check
-                i = out(reg) _,          // the index, then its byte offset
-                slots = in(reg) slots,   // number of slots
-                stride = in(reg) stride, // bytes per slot
-                base = in(reg) base,     // the slot array
-                delta = in(reg) delta,   // the addend
-            )
-        }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            body = [
+                "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
+                "cmp {i:e}, {slots:e}", // also rejects -1 and -2: unregistered
+                "jae 93f",
+                "imul {i}, {stride}",
+                "add qword ptr [{base} + {i}], {delta}", // commit
+            ],
+            i = out(reg) _,          // the index, then its byte offset
+            slots = in(reg) slots,   // number of slots
+            stride = in(reg) stride, // bytes per slot
+            base = in(reg) base,     // the slot array
+            delta = in(reg) delta,   // the addend
+        )
     }
 }
 

@@ -7,7 +7,9 @@
 //! comparisons, and ends with a single commit store. If the thread is
 //! preempted, migrated or signalled before the commit, the kernel sends it
 //! to the abort handler and the operation returns [`Outcome::Aborted`]
-//! with memory unchanged; the caller reads the CPU again and retries.
+//! without its commit (three operations store before their commit, and
+//! those stores may stay done: see [`Outcome::Aborted`]); the caller reads
+//! the CPU again and retries.
 //!
 //! Names follow the operations' pseudo-code: `cbne` is "compare, branch if
 //! not equal" (the operation fails when the word differs from the expected
@@ -77,10 +79,24 @@ pub enum Index {
 pub enum Outcome {
     /// The commit store happened.
     Committed = 0,
-    /// A comparison failed; memory is unchanged.
+    /// A comparison failed; memory is unchanged (every comparison comes
+    /// before the first store).
     CompareFailed = 1,
-    /// The kernel aborted the section (preemption, migration, signal, or
-    /// the thread was not on the CPU passed in); memory is unchanged.
+    /// The section did not commit: the kernel aborted it (preemption,
+    /// migration, signal), or the thread was not on the CPU passed in.
+    ///
+    /// The word the commit stores keeps its value. Where the thread was not
+    /// on the CPU (or its area is not registered) nothing at all is
+    /// written: the check comes first. After a kernel abort, the stores an
+    /// operation makes before its commit may be done:
+    /// - [`load_cbne_store_store`] (and its `_release` form): `*v2` may
+    ///   hold `newv2`;
+    /// - [`load_cbne_memcpy_store`]: the first bytes of `dst`, any number
+    ///   up to `len`, may hold those of `src`;
+    /// - [`load_cbeq_store_add_load_store`] (the pop): `*load` may hold
+    ///   the head it read.
+    ///
+    /// Every other operation stores only at its commit.
     Aborted = -1,
 }
 
@@ -159,6 +175,26 @@ fn uses_rseq(index: Index) -> bool {
     crate::is_available()
 }
 
+/// `cpu` as the bare sections take it. A value negative as an `i32` is
+/// what the `cpu_id` of an area that is not registered reads (-1, -2): it
+/// would pass the CPU check there and commit with no kernel to abort it, so
+/// it becomes `i32::MAX`, which no area ever reads. Free where `cpu` was
+/// read from an area as an `i32` (the compiler knows its sign).
+#[inline(always)]
+fn never_negative(cpu: u32) -> u32 {
+    cpu.min(i32::MAX as u32)
+}
+
+/// Runs `arch::$op` on the field `$index` names, as an [`Outcome`].
+macro_rules! section {
+    ($op:ident, $index:expr, $($arg:expr),*) => {
+        Outcome::from_raw(match $index {
+            Index::Cpu => arch::$op::<{ abi::CPU_ID_OFFSET }>($($arg),*),
+            Index::MmCid => arch::$op::<{ abi::MM_CID_OFFSET }>($($arg),*),
+        })
+    };
+}
+
 macro_rules! operation {
     (
         $(#[$doc:meta])*
@@ -179,8 +215,11 @@ macro_rules! operation {
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $name(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
             if uses_rseq(index) {
-                // SAFETY: the thread is registered; the rest is the caller's.
-                let outcome = unsafe { $unchecked(index, $($arg,)* cpu) };
+                // SAFETY: the thread is registered, so its area reads no
+                // negative `cpu_id` for `cpu` to match (the CPU-indexed
+                // fast path stays as short as it is); the rest is the
+                // caller's.
+                let outcome = unsafe { section!($name, index, $($arg,)* cpu) };
                 if outcome == Outcome::Aborted {
                     note_abort();
                 }
@@ -193,23 +232,23 @@ macro_rules! operation {
 
         #[doc = concat!("[`", stringify!($name), "`] as the bare critical section.")]
         ///
+        /// On a thread whose area is not registered (before its first use,
+        /// after its last release, or without rseq) the section never
+        /// commits, whatever `cpu` is: it reports [`Outcome::Aborted`] and
+        /// writes nothing. Take the fallback then.
+        ///
         /// # Safety
-        /// - the calling thread's area is registered ([`crate::is_available`]
-        ///   returned true on this thread), and for [`Index::MmCid`] the
-        ///   kernel provides `mm_cid` (feature size >= 28);
+        /// - for a result other than `Aborted`, the calling thread's area is
+        ///   registered ([`crate::is_available`] returned true on this
+        ///   thread), and for [`Index::MmCid`] the kernel provides `mm_cid`
+        ///   (feature size >= 28);
         /// - every pointer is valid for the accesses the operation names,
         ///   and aligned.
         #[inline(always)]
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $unchecked(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
             // SAFETY: forwarded from the caller.
-            let raw = unsafe {
-                match index {
-                    Index::Cpu => arch::$name::<{ abi::CPU_ID_OFFSET }>($($arg,)* cpu),
-                    Index::MmCid => arch::$name::<{ abi::MM_CID_OFFSET }>($($arg,)* cpu),
-                }
-            };
-            Outcome::from_raw(raw)
+            unsafe { section!($name, index, $($arg,)* never_negative(cpu)) }
         }
     };
 }
@@ -228,7 +267,9 @@ operation! {
 
 operation! {
     /// Per-CPU list pop: `head = *v`; fails if `head == expectnot`;
-    /// otherwise `*load = head` and `*v = *(head + voffp)`.
+    /// otherwise `*load = head` and `*v = *(head + voffp)`. The store to
+    /// `*load` comes before the commit: after [`Outcome::Aborted`] it may
+    /// be done.
     #[doc(alias = "rseq_load_cbeq_store_add_load_store__ptr")]
     load_cbeq_store_add_load_store / load_cbeq_store_add_load_store_unchecked(
         v: *mut isize, expectnot: isize, voffp: isize, load: *mut isize
@@ -245,7 +286,8 @@ operation! {
 
 operation! {
     /// `if *v == expect { *v2 = newv2; *v = newv }`, on CPU `cpu`. The
-    /// store to `*v2` may be seen before the commit by other threads.
+    /// store to `*v2` may be seen before the commit by other threads, and
+    /// after [`Outcome::Aborted`] it may be done.
     #[doc(alias = "rseq_load_cbne_store_store__ptr")]
     load_cbne_store_store / load_cbne_store_store_unchecked(
         v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize
@@ -254,7 +296,8 @@ operation! {
 
 /// [`load_cbne_store_store`] with release ordering: a thread that sees the
 /// commit sees the store to `*v2`. On x86 (TSO) plain stores are already
-/// ordered, so the code is the same.
+/// ordered, so the code is the same. As there, after [`Outcome::Aborted`]
+/// the store to `*v2` may be done.
 ///
 /// # Safety
 /// As [`load_cbne_store_store`].
@@ -275,6 +318,9 @@ pub unsafe fn load_cbne_store_store_release(
 
 operation! {
     /// `if *v == expect { memcpy(dst, src, len); *v = newv }`, on CPU `cpu`.
+    /// The copy comes before the commit: after [`Outcome::Aborted`] the
+    /// first bytes of `dst`, any number up to `len`, may hold those of
+    /// `src`.
     #[doc(alias = "rseq_load_cbne_memcpy_store__ptr")]
     load_cbne_memcpy_store / load_cbne_memcpy_store_unchecked(
         v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize
@@ -351,15 +397,9 @@ pub(crate) unsafe fn fenced_store_unchecked(
     newv: usize,
     cpu: u32,
 ) -> Outcome {
+    let cpu = never_negative(cpu);
     // SAFETY: forwarded from the caller.
-    Outcome::from_raw(unsafe {
-        match index {
-            Index::Cpu => arch::fenced_store::<{ abi::CPU_ID_OFFSET }>(v, expect, fence, newv, cpu),
-            Index::MmCid => {
-                arch::fenced_store::<{ abi::MM_CID_OFFSET }>(v, expect, fence, newv, cpu)
-            }
-        }
-    })
+    unsafe { section!(fenced_store, index, v, expect, fence, newv, cpu) }
 }
 
 /// The per-CPU stack's pop: fails if `*fence != 0` or the list is empty;
@@ -376,6 +416,7 @@ pub(crate) unsafe fn fenced_pop_unchecked(
     fence: *const usize,
     cpu: u32,
 ) -> Result<usize, Outcome> {
+    let cpu = never_negative(cpu);
     // SAFETY: forwarded from the caller.
     let (raw, node) = unsafe {
         match index {
@@ -388,3 +429,6 @@ pub(crate) unsafe fn fenced_pop_unchecked(
         other => Err(other),
     }
 }
+
+#[cfg(all(test, not(restartable_loom)))]
+mod tests;

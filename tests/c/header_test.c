@@ -291,6 +291,8 @@ static void check_operations(void)
 /* The worked example of the header, verbatim. */
 static int store_max(intptr_t *slot, intptr_t value, int cpu)
 {
+    if (cpu < 0)
+        return -EINVAL;
     __asm__ goto(
         RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
         RESTARTABLE_CS_EXIT_POINT("1", "%l[not_larger]")
@@ -319,9 +321,15 @@ static void check_own_section(void)
     intptr_t *w = (intptr_t *)calloc((size_t)ncpus, sizeof(intptr_t));
     int cpu = 0;
     CHECK(w != NULL);
+    /* A negative CPU, which an unregistered area's cpu_id would match, is
+       refused before the section. */
+    CHECK_EQ(store_max(&w[0], 5, RESTARTABLE_CPU_ID_UNINITIALIZED), -EINVAL);
+    CHECK_EQ(store_max(&w[0], 5, RESTARTABLE_CPU_ID_REGISTRATION_FAILED), -EINVAL);
+    CHECK_EQ(sum(w), 0);
     if (!restartable_is_available()) {
         /* Not registered: the CPU check can never pass. */
         CHECK_EQ(store_max(&w[0], 5, restartable_cpu()), RESTARTABLE_ABORTED);
+        CHECK_EQ(sum(w), 0);
         free(w);
         return;
     }

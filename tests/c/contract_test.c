@@ -1,0 +1,384 @@
+/*
+ * The contract of the header's inline operations and section macros, run by
+ * tests/c_abi.rs (RESTARTABLE_TEST_EXPECT names the owner to expect):
+ *
+ *   contract_test negative N   a negative CPU is refused and touches
+ *                              nothing; two threads on one CPU, N updates
+ *                              each, whatever CPU value the area holds:
+ *                              the words end exact
+ *   contract_test mm_cid       a section indexed by mm_cid never commits
+ *                              on an area that is not registered
+ *   contract_test offset       restartable_area_offset read before and
+ *                              after the process turns RESTARTABLE_OWNER_NONE
+ *                              (library-owned mode): the new value is seen
+ *
+ * Compiled as C and C++ with -O2, -Wall -Wextra -Werror -pedantic.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "restartable.h"
+
+#include "check.h"
+
+#define MAX_CPUS 1024
+
+static int owner_expected;
+
+/* ------------------------------------------------------------------------ */
+/* negative                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The values a thread's area holds before or without registration, and one
+   more that is never a CPU. */
+static const int negative_cpus[] = {RESTARTABLE_CPU_ID_UNINITIALIZED,
+                                    RESTARTABLE_CPU_ID_REGISTRATION_FAILED, -7, INT_MIN};
+
+/* Every inline operation of the header refuses `cpu` and leaves memory as
+   it was. */
+static void check_refused(int cpu)
+{
+    intptr_t w = 40;
+    CHECK_EQ(restartable_load_add_store(&w, 1, cpu), -EINVAL);
+    CHECK_EQ(w, 40);
+    CHECK_EQ(restartable_load_cbne_store(&w, 40, 41, cpu), -EINVAL);
+    CHECK_EQ(w, 40);
+    CHECK_EQ(restartable_load_cbne_store(&w, 39, 41, cpu), -EINVAL);
+    CHECK_EQ(w, 40);
+}
+
+static void check_all_refused(void)
+{
+    size_t i;
+    int raw = restartable_cpu_raw();
+    for (i = 0; i < sizeof negative_cpus / sizeof negative_cpus[0]; i++)
+        check_refused(negative_cpus[i]);
+    /* What the calling thread's area holds, when it is negative. */
+    if (raw < 0)
+        check_refused(raw);
+}
+
+/* A thread that has not used the library yet: its area (library-owned
+   mode) or the inert one (no rseq) reads a negative cpu_id. */
+static void *fresh_thread(void *arg)
+{
+    int raw = restartable_cpu_raw();
+    (void)arg;
+    if (owner_expected == RESTARTABLE_OWNER_LIBC)
+        CHECK(raw >= 0); /* glibc registered it in pthread_create */
+    else
+        CHECK(raw < 0);
+    check_all_refused();
+    /* Nothing above registered the thread. */
+    CHECK_EQ(restartable_cpu_raw(), raw);
+    return NULL;
+}
+
+static intptr_t shared_add;
+static intptr_t shared_cbne;
+static long iterations;
+static int the_cpu;
+static pthread_barrier_t start_line;
+static volatile int updaters_done;
+
+/* What one updating thread saw. */
+struct tally {
+    long raw_committed; /* calls with the area's CPU value that committed */
+    long refused;       /* ... that were refused */
+    long committed;     /* calls with restartable_cpu() (all commit) */
+};
+
+/* Makes `iterations` calls of each operation on the shared words with the
+   CPU value the area holds (negative before registration or without rseq),
+   and counts what they report; then an eighth as many the usual way, with
+   restartable_cpu(). A failed compare reads the word again; an abort (a
+   preemption, with rseq) tries again. */
+static void *update_thread(void *arg)
+{
+    struct tally *t = (struct tally *)arg;
+    long i;
+    int cpu;
+    int r;
+    pin_to(the_cpu);
+    cpu = restartable_cpu_raw();
+    pthread_barrier_wait(&start_line);
+    for (i = 0; i < iterations; i++) {
+        do {
+            intptr_t seen = *(volatile intptr_t *)&shared_cbne;
+            r = restartable_load_cbne_store(&shared_cbne, seen, seen + 1, cpu);
+        } while (r == RESTARTABLE_COMPARE_FAILED || r == RESTARTABLE_ABORTED);
+        t->raw_committed += r == RESTARTABLE_COMMITTED;
+        t->refused += r == -EINVAL;
+        do
+            r = restartable_load_add_store(&shared_add, 1, cpu);
+        while (r == RESTARTABLE_ABORTED);
+        t->raw_committed += r == RESTARTABLE_COMMITTED;
+        t->refused += r == -EINVAL;
+    }
+    for (i = 0; i < iterations / 8; i++) {
+        do {
+            intptr_t seen = *(volatile intptr_t *)&shared_cbne;
+            cpu = restartable_cpu();
+            r = restartable_load_cbne_store(&shared_cbne, seen, seen + 1, cpu);
+        } while (r != RESTARTABLE_COMMITTED);
+        do {
+            cpu = restartable_cpu();
+            r = restartable_load_add_store(&shared_add, 1, cpu);
+        } while (r != RESTARTABLE_COMMITTED);
+        t->committed += 2;
+    }
+    return NULL;
+}
+
+/* Wakes up on the updaters' CPU every few microseconds until they finish:
+   each wake-up preempts whichever updater runs, wherever it is. */
+static void *preempting_thread(void *arg)
+{
+    struct timespec pause = {0, 20000};
+    (void)arg;
+    pin_to(the_cpu);
+    pthread_barrier_wait(&start_line);
+    while (!updaters_done)
+        nanosleep(&pause, NULL);
+    return NULL;
+}
+
+static void negative(long n)
+{
+    pthread_t threads[3];
+    pthread_t fresh;
+    struct tally tallies[2];
+    int cpus[MAX_CPUS];
+    long raw_committed;
+    long committed;
+    int i;
+    CHECK(allowed_cpus(cpus, MAX_CPUS) > 0);
+
+    check_all_refused();
+    CHECK(pthread_create(&fresh, NULL, fresh_thread, NULL) == 0);
+    CHECK(pthread_join(fresh, NULL) == 0);
+
+    /* Two threads on one CPU: sections on one CPU never overlap, the
+       fallback is atomic, so each word counts exactly the calls that
+       reported a commit. A refused call touches nothing. */
+    iterations = n;
+    the_cpu = cpus[0];
+    memset(tallies, 0, sizeof tallies);
+    CHECK(pthread_barrier_init(&start_line, NULL, 3) == 0);
+    for (i = 0; i < 2; i++)
+        CHECK(pthread_create(&threads[i], NULL, update_thread, &tallies[i]) == 0);
+    CHECK(pthread_create(&threads[2], NULL, preempting_thread, NULL) == 0);
+    for (i = 0; i < 2; i++)
+        CHECK(pthread_join(threads[i], NULL) == 0);
+    updaters_done = 1;
+    CHECK(pthread_join(threads[2], NULL) == 0);
+    CHECK(pthread_barrier_destroy(&start_line) == 0);
+    raw_committed = tallies[0].raw_committed + tallies[1].raw_committed;
+    committed = raw_committed + tallies[0].committed + tallies[1].committed;
+    printf("negative: %ld calls with the area's CPU value committed, %ld refused\n",
+           raw_committed, tallies[0].refused + tallies[1].refused);
+    for (i = 0; i < 2; i++) {
+        CHECK_EQ(tallies[i].raw_committed + tallies[i].refused, 2 * n);
+        CHECK_EQ(tallies[i].committed, 2 * (n / 8));
+    }
+    CHECK_EQ(shared_cbne + shared_add, committed);
+    if (owner_expected != RESTARTABLE_OWNER_LIBC)
+        CHECK_EQ(raw_committed, 0); /* no updater registered before its read */
+    printf("negative: ok\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* mm_cid                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#ifdef RESTARTABLE_INLINE_X86_64
+/* A section indexed by the concurrency id, written with the header's
+   pieces: stores `value` to `*slot` on concurrency id `cid`. */
+static int store_on_cid(intptr_t *slot, intptr_t value, int cid)
+{
+    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+                 RESTARTABLE_CS_ARM("3", "rax")
+                 RESTARTABLE_CS_START("1")
+                 RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_MM_CID_FIELD, "%l[aborted]")
+                 "movq %[value], (%[slot])\n\t"
+                 RESTARTABLE_CS_POST_COMMIT("2")
+                 RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+                 :
+                 : [rseq_area] "r"(restartable_area_offset), [rseq_cpu] "r"(cid),
+                   [slot] "r"(slot), [value] "r"(value)
+                 : "memory", "cc", "rax"
+                 : aborted);
+    return RESTARTABLE_COMMITTED;
+aborted:
+    return RESTARTABLE_ABORTED;
+}
+
+/* On an area that is not registered: the mm_cid field reads 0, and no
+   concurrency id passes the check, 0 included. */
+static void check_unregistered_cid(void)
+{
+    intptr_t w = 5;
+    int cid;
+    CHECK(restartable_cpu_raw() < 0);
+    CHECK_EQ(rseq_location()->mm_cid, 0);
+    for (cid = 0; cid < 4; cid++) {
+        CHECK_EQ(store_on_cid(&w, 9, cid), RESTARTABLE_ABORTED);
+        CHECK_EQ(w, 5);
+    }
+}
+
+static void *unregistered_cid_thread(void *arg)
+{
+    (void)arg;
+    check_unregistered_cid();
+    return NULL;
+}
+
+/* A registered thread with mm_cid: its own id commits. */
+static void *registered_cid_thread(void *arg)
+{
+    intptr_t w = 5;
+    int tries;
+    (void)arg;
+    CHECK(restartable_is_available());
+    for (tries = 0; tries < 1000; tries++)
+        if (store_on_cid(&w, 9, restartable_mm_cid()) == RESTARTABLE_COMMITTED)
+            break;
+    CHECK(tries < 1000);
+    CHECK_EQ(w, 9);
+    return NULL;
+}
+#endif
+
+static void mm_cid(void)
+{
+#ifdef RESTARTABLE_INLINE_X86_64
+    pthread_t t;
+    int checked = 0;
+    if (owner_expected != RESTARTABLE_OWNER_LIBC) {
+        /* A fresh thread: library-owned, not registered yet; or no rseq,
+           the inert area. */
+        CHECK(pthread_create(&t, NULL, unregistered_cid_thread, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        checked++;
+    }
+    if (owner_expected == RESTARTABLE_OWNER_LIBRARY) {
+        /* Registered, then every hold released: unregistered again. */
+        CHECK_EQ(restartable_register(), 0);
+        CHECK_EQ(restartable_unregister(), 0);
+        if (restartable_thread_state() == RESTARTABLE_THREAD_UNREGISTERED) {
+            check_unregistered_cid();
+            checked++;
+        }
+    }
+    if (owner_expected != RESTARTABLE_OWNER_NONE && restartable_feature_size() >= 28) {
+        CHECK(pthread_create(&t, NULL, registered_cid_thread, NULL) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+        checked++;
+    }
+    CHECK(checked > 0);
+    printf("mm_cid: ok (%d checks)\n", checked);
+#else
+    printf("mm_cid: no section macros on this target\n");
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* offset                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Makes rseq(2) fail with ENOSYS for the calling thread and the threads it
+   creates from now on. */
+static void block_rseq(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_rseq, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog;
+    prog.len = (unsigned short)(sizeof filter / sizeof filter[0]);
+    prog.filter = filter;
+    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0);
+}
+
+static void *first_use_thread(void *arg)
+{
+    (void)arg;
+    /* The lazy registration meets ENOSYS: the process turns to fallbacks. */
+    CHECK(restartable_cpu() >= 0);
+    return NULL;
+}
+
+static uintptr_t thread_pointer(void)
+{
+    uintptr_t tp;
+    __asm__("movq %%fs:0, %0" : "=r"(tp));
+    return tp;
+}
+
+/* Kept out of line so that the compiler sees only a call between the two
+   reads of the offset, as in any program. */
+static __attribute__((noinline)) void turn_unavailable(void)
+{
+    pthread_t t;
+    block_rseq();
+    CHECK(pthread_create(&t, NULL, first_use_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+}
+
+static void offset(void)
+{
+    intptr_t before = restartable_area_offset;
+    intptr_t after;
+    CHECK_EQ((uintptr_t)rseq_location(), thread_pointer() + (uintptr_t)before);
+    if (owner_expected != RESTARTABLE_OWNER_LIBRARY) {
+        /* Only a library-owned process can still turn to fallbacks. */
+        printf("offset: owner %d never changes the offset; read it once\n", owner_expected);
+        return;
+    }
+    CHECK_EQ(restartable_owner(), RESTARTABLE_OWNER_LIBRARY);
+    turn_unavailable();
+    CHECK_EQ(restartable_owner(), RESTARTABLE_OWNER_NONE);
+    after = restartable_area_offset;
+    CHECK(after != before);
+    CHECK_EQ((uintptr_t)rseq_location(), thread_pointer() + (uintptr_t)after);
+    /* The inline read follows the new (inert) area: cpu_id -1, fallback. */
+    CHECK_EQ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET), -1);
+    CHECK_EQ(restartable_cpu(), sched_getcpu());
+    printf("offset: ok (%ld -> %ld)\n", (long)before, (long)after);
+}
+
+int main(int argc, char **argv)
+{
+    owner_expected = expected_owner();
+    CHECK_EQ(restartable_owner(), owner_expected);
+    if (argc == 3 && strcmp(argv[1], "negative") == 0)
+        negative(atol(argv[2]));
+    else if (argc == 2 && strcmp(argv[1], "mm_cid") == 0)
+        mm_cid();
+    else if (argc == 2 && strcmp(argv[1], "offset") == 0)
+        offset();
+    else {
+        fprintf(stderr, "usage: contract_test negative N | mm_cid | offset\n");
+        return 2;
+    }
+    return 0;
+}
