@@ -24,10 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 
 #include "restartable.h"
@@ -300,30 +296,19 @@ static void mm_cid(void)
 /* offset                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* Makes rseq(2) fail with ENOSYS for the calling thread and the threads it
-   creates from now on. */
-static void block_rseq(void)
+/* Registers the calling thread's shared area with another signature, as a
+   component the library cannot vouch for would: the library, finding it
+   registered and confirming with the kernel (EPERM), turns the process to
+   fallbacks. The odd registration is undone afterwards. */
+static void *odd_signature_thread(void *arg)
 {
-    struct sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_rseq, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog;
-    prog.len = (unsigned short)(sizeof filter / sizeof filter[0]);
-    prog.filter = filter;
-    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
-    CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0);
-}
-
-static void *first_use_thread(void *arg)
-{
+    struct rseq_area *area = rseq_location();
     (void)arg;
-    /* The lazy registration meets ENOSYS: the process turns to fallbacks. */
-    CHECK(restartable_cpu() >= 0);
+    CHECK(syscall(SYS_rseq, area, 32, 0, 0x12345678) == 0);
+    CHECK_EQ(restartable_register(), 0);
+    CHECK_EQ(restartable_owner(), RESTARTABLE_OWNER_NONE);
+    CHECK_EQ(restartable_unregister(), 0);
+    CHECK(syscall(SYS_rseq, area, 32, 1, 0x12345678) == 0);
     return NULL;
 }
 
@@ -339,8 +324,7 @@ static uintptr_t thread_pointer(void)
 static __attribute__((noinline)) void turn_unavailable(void)
 {
     pthread_t t;
-    block_rseq();
-    CHECK(pthread_create(&t, NULL, first_use_thread, NULL) == 0);
+    CHECK(pthread_create(&t, NULL, odd_signature_thread, NULL) == 0);
     CHECK(pthread_join(t, NULL) == 0);
 }
 
