@@ -16,76 +16,26 @@ use common::elf::{
     Elf, DF_1_NODELETE, PT_TLS, SHT_DYNSYM, SHT_SYMTAB, STB_GLOBAL, STB_WEAK, STT_TLS,
 };
 
-use std::os::unix::process::CommandExt;
+use common::cbuild::{
+    self, expected, includes, installed, link_shared, link_static, root, run, run_compiler,
+    run_under_valgrind, shared_lib, stdout, strs, Lang, Mode, ALL_MODES, MODES, WARNINGS,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
-/// The repository root (the header and the C sources live there).
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Where cargo put this profile's `librestartable.so` and `.a`: beside the
-/// test executable.
-fn lib_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let dir = exe.parent().expect("the deps directory").to_path_buf();
-        for name in ["librestartable.so", "librestartable.a"] {
-            assert!(
-                dir.join(name).is_file(),
-                "{name} not found in {}: cargo builds it with the tests",
-                dir.display()
-            );
-        }
-        dir
-    })
-}
-
-fn shared_lib() -> PathBuf {
-    lib_dir().join("librestartable.so")
-}
-
-/// A scratch directory for this test binary's C builds.
+/// This test binary's scratch directory for its C builds.
 fn out_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("c_abi");
-        std::fs::create_dir_all(&dir).expect("create the C build directory");
-        dir
-    })
+    DIR.get_or_init(|| cbuild::out_dir("c_abi"))
 }
 
-/// How each C program is compiled.
-#[derive(Clone, Copy, Debug)]
-enum Lang {
-    C99,
-    C11,
-    Cxx11,
-    Cxx17,
-}
-
-/// The native libraries a Rust staticlib needs (`rustc --print
-/// native-static-libs`), also listed in `restartable.pc`'s `Libs.private`.
-const STATIC_DEPS: &[&str] = &[
-    "-lgcc_s",
-    "-lutil",
-    "-lrt",
-    "-lpthread",
-    "-lm",
-    "-ldl",
-    "-lc",
-];
-
-/// Compiles `source` (relative to the root) into `out_dir()/name`, warnings
-/// as errors; panics with the compiler's output on failure.
+/// Compiles `source` into `out_dir()/name` (see [`cbuild::compile_to`]).
 fn compile(lang: Lang, source: &str, name: &str, extra: &[&str]) -> PathBuf {
     compile_with(None, lang, source, name, extra)
 }
 
-/// [`compile`] with `compiler` instead of `$CC` / `$CXX` (or `cc` / `c++`).
+/// [`compile`] with `compiler` instead of `$CC` / `$CXX`.
 fn compile_with(
     compiler: Option<&str>,
     lang: Lang,
@@ -93,192 +43,7 @@ fn compile_with(
     name: &str,
     extra: &[&str],
 ) -> PathBuf {
-    let (default, std_flag) = match lang {
-        Lang::C99 => (std::env::var("CC").unwrap_or("cc".into()), "-std=c99"),
-        Lang::C11 => (std::env::var("CC").unwrap_or("cc".into()), "-std=c11"),
-        Lang::Cxx11 => (std::env::var("CXX").unwrap_or("c++".into()), "-std=c++11"),
-        Lang::Cxx17 => (std::env::var("CXX").unwrap_or("c++".into()), "-std=c++17"),
-    };
-    let compiler = compiler.map_or(default, String::from);
-    let out = out_dir().join(name);
-    let mut cmd = Command::new(&compiler);
-    if matches!(lang, Lang::Cxx11 | Lang::Cxx17) {
-        cmd.args(["-x", "c++"]);
-    }
-    cmd.args([std_flag, "-O2"])
-        .args(WARNINGS)
-        .args(includes())
-        .arg(root().join(source));
-    if matches!(lang, Lang::Cxx11 | Lang::Cxx17) {
-        // The libraries are not C++: stop treating the next inputs as such.
-        cmd.args(["-x", "none"]);
-    }
-    cmd.args(extra).arg("-pthread").arg("-o").arg(&out);
-    run_compiler(&mut cmd, &compiler, source);
-    out
-}
-
-/// The warning and debug flags every C and C++ build uses.
-const WARNINGS: &[&str] = &["-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
-
-/// `-I` flags for the header and the tests' helpers.
-fn includes() -> Vec<PathBuf> {
-    ["include", "tests/c"]
-        .iter()
-        .flat_map(|dir| [PathBuf::from("-I"), root().join(dir)])
-        .collect()
-}
-
-/// Runs a compiler command; panics with its output unless it succeeds.
-fn run_compiler(cmd: &mut Command, compiler: &str, what: &str) {
-    let result = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("run {compiler}: {e} (a C compiler is required)"));
-    assert!(
-        result.status.success(),
-        "{compiler} {what} failed:\n{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-}
-
-/// Whether `compiler` can be run (clang and clang++ are optional).
-fn installed(compiler: &str) -> bool {
-    let found = Command::new(compiler)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("NOTICE: {compiler} is not installed; skipping its builds");
-    }
-    found
-}
-
-/// Link flags for the shared library, found at run time through the rpath.
-fn link_shared() -> Vec<String> {
-    let dir = lib_dir().display().to_string();
-    vec![
-        format!("-L{dir}"),
-        "-lrestartable".into(),
-        format!("-Wl,-rpath,{dir}"),
-    ]
-}
-
-/// Link flags for the static library.
-fn link_static() -> Vec<String> {
-    let mut flags = vec![lib_dir().join("librestartable.a").display().to_string()];
-    flags.extend(STATIC_DEPS.iter().map(|s| s.to_string()));
-    flags
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
-/// The ownership mode a C program runs in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
-    /// glibc registers every thread (its default).
-    Libc,
-    /// `GLIBC_TUNABLES=glibc.pthread.rseq=0`: the library registers.
-    Library,
-    /// `RESTARTABLE_DISABLE=1`: fallbacks.
-    Disabled,
-    /// `rseq(2)` blocked by a seccomp filter (it answers `ENOSYS`), as
-    /// under valgrind or an old kernel: glibc cannot register, fallbacks.
-    Blocked,
-}
-
-const MODES: [Mode; 3] = [Mode::Libc, Mode::Library, Mode::Disabled];
-
-/// [`MODES`] and the seccomp-blocked one.
-const ALL_MODES: [Mode; 4] = [Mode::Libc, Mode::Library, Mode::Disabled, Mode::Blocked];
-
-/// The owner a child in `mode` must report: `libc`, `library` or `none`.
-fn expected(mode: Mode) -> &'static str {
-    if matches!(mode, Mode::Disabled | Mode::Blocked) || common::rseq_syscall_missing() {
-        return "none";
-    }
-    // SAFETY: dlsym with a valid C string; only the symbol's presence is used.
-    let glibc_registers =
-        !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) }.is_null();
-    match mode {
-        Mode::Libc if glibc_registers => "libc",
-        _ => "library",
-    }
-}
-
-/// Runs `program args` in `mode`; panics with its output unless it exits 0.
-fn run(mode: Mode, program: &Path, args: &[&str]) -> Output {
-    run_with(mode, &[], program, args)
-}
-
-fn run_with(mode: Mode, prefix: &[&str], program: &Path, args: &[&str]) -> Output {
-    run_expecting(expected(mode), mode, prefix, program, args)
-}
-
-/// Runs `program args` under valgrind, which has no rseq: glibc's
-/// registration fails, and so does the library's, which turns to fallbacks.
-fn run_under_valgrind(program: &Path, args: &[&str]) -> Option<Output> {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        println!("NOTICE: valgrind is not installed; skipping the valgrind run");
-        return None;
-    }
-    let prefix = ["valgrind", "-q", "--error-exitcode=1"];
-    Some(run_expecting("none", Mode::Libc, &prefix, program, args))
-}
-
-/// As [`run_with`], telling the program to expect owner `expect`.
-fn run_expecting(
-    expect: &str,
-    mode: Mode,
-    prefix: &[&str],
-    program: &Path,
-    args: &[&str],
-) -> Output {
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut c = Command::new(first);
-            c.args(rest).arg(program);
-            c
-        }
-        None => Command::new(program),
-    };
-    // cargo's LD_LIBRARY_PATH names target/<profile> first, where a stale
-    // copy from an earlier `cargo build` may sit; it outranks the rpath.
-    cmd.args(args)
-        .env("LD_LIBRARY_PATH", lib_dir())
-        .env("RESTARTABLE_TEST_EXPECT", expect)
-        .env_remove("GLIBC_TUNABLES")
-        .env_remove("RESTARTABLE_DISABLE")
-        .env_remove("RESTARTABLE_EXPECT_OWNER");
-    match mode {
-        Mode::Libc => {}
-        Mode::Library => {
-            cmd.env("GLIBC_TUNABLES", "glibc.pthread.rseq=0");
-        }
-        Mode::Disabled => {
-            cmd.env("RESTARTABLE_DISABLE", "1");
-        }
-        Mode::Blocked => {
-            // SAFETY: `block_rseq` makes only `prctl` calls, which are
-            // async-signal-safe, as the code between fork and exec must be.
-            unsafe { cmd.pre_exec(common::seccomp::block_rseq) };
-        }
-    }
-    let out = common::output_within(&mut cmd, common::CHILD_LIMIT);
-    assert!(
-        out.status.success(),
-        "{} {args:?} in {mode:?} mode failed ({}):\n{}\n{}",
-        program.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    cbuild::compile_to(compiler, lang, source, &out_dir().join(name), extra)
 }
 
 #[test]

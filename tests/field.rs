@@ -25,7 +25,7 @@ fn dir() -> PathBuf {
 fn shared_object(source: &str, name: &str, extra: &[&str]) -> PathBuf {
     let mut flags = vec!["-shared", "-fPIC"];
     flags.extend(extra);
-    cbuild::compile_to(Lang::C11, source, &dir().join(name), &flags)
+    cbuild::compile_to(None, Lang::C11, source, &dir().join(name), &flags)
 }
 
 /// A module with general-dynamic TLS, loaded after each early use.
@@ -56,7 +56,7 @@ fn links() -> [(&'static str, Vec<String>); 2] {
 fn c_program(source: &str, name: &str, flags: &[&str]) -> PathBuf {
     let mut all = flags.to_vec();
     all.push("-ldl");
-    cbuild::compile_to(Lang::C11, source, &dir().join(name), &all)
+    cbuild::compile_to(None, Lang::C11, source, &dir().join(name), &all)
 }
 
 #[test]
@@ -90,13 +90,14 @@ fn a_malloc_interposer_counts_from_the_first_call() {
         &[lib.to_str().unwrap(), "-Wl,-z,nodelete"],
     );
     let program = cbuild::compile_to(
+        None,
         Lang::Cxx17,
         "tests/c/field/interposed.cpp",
         &dir().join("interposed"),
         &["-ldl"],
     );
     for mode in MODES {
-        let mut cmd = cbuild::command_in(mode, &[], &program, &[tls_module().to_str().unwrap()]);
+        let mut cmd = cbuild::command_in(mode, &program, &[tls_module().to_str().unwrap()]);
         cmd.env("LD_PRELOAD", &interposer);
         let out = cbuild::run_ok(cmd, &format!("interposed program in {mode:?} mode"));
         assert!(cbuild::stdout(&out).contains("interposed: ok"));
