@@ -469,3 +469,40 @@ fn no_syscall_outside_library_mode() {
         "rseq, rt_sigprocmask and other calls made"
     );
 }
+
+#[test]
+fn library_registration_costs_one_system_call() {
+    let owner = check_owner();
+    if not_library(owner) || !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    // SAFETY: as in `no_syscall_outside_library_mode`, which does nothing
+    // in this mode, so the two never trap at once.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigsys as *const () as usize;
+        action.sa_flags = libc::SA_SIGINFO;
+        assert_eq!(
+            libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let (trapped, registered, stats_before, stats_after) = on_fresh_thread(|| {
+        use common::seccomp::{trap_syscalls, NR_RT_SIGPROCMASK_X86_64};
+        // Only the signal mask is trapped: the registration itself runs.
+        trap_syscalls(&[NR_RT_SIGPROCMASK_X86_64]).unwrap();
+        let before = stats();
+        std::hint::black_box(current_cpu()); // the first use registers
+        let registered = current_cpu_raw() >= 0;
+        let after = stats();
+        (
+            TRAPPED[1].load(AtomicOrdering::Relaxed),
+            registered,
+            before,
+            after,
+        )
+    });
+    assert!(registered, "the first use registered the thread");
+    assert_eq!(trapped, 0, "no signal-mask change around the registration");
+    assert!(stats_after.registrations > stats_before.registrations);
+}
