@@ -135,6 +135,7 @@ fn field_if_covered<const FIELD: usize>(end: u32) -> Option<u32> {
 ///     assert!(!is_available());
 /// }
 /// ```
+#[inline]
 pub fn is_available() -> bool {
     current_cpu_raw() >= 0 || registration::ensure_registered()
 }
