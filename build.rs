@@ -32,6 +32,12 @@ fn main() {
     // Under `cfg(restartable_loom)` the simulated backend defines no TLS
     // symbols, so there is nothing to export.
     let loom = std::env::var_os("CARGO_CFG_RESTARTABLE_LOOM").is_some();
+    // loom is an optional dependency (so that it stays out of users' lock
+    // files): the cfg alone would end in "unresolved crate `loom`".
+    if loom && std::env::var_os("CARGO_FEATURE_LOOM").is_none() {
+        eprintln!("error: `--cfg restartable_loom` needs `--features loom` as well");
+        std::process::exit(1);
+    }
     if os == "linux" && arch == "x86_64" && !loom {
         if linker_merges_version_scripts() {
             println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/restartable.map");

@@ -116,6 +116,8 @@
 //!
 //! - `abort-stress` (test-only): spins inside every critical section so that
 //!   preemption aborts it often. Never enable it in production.
+//! - `loom` (test-only): the loom dependency of the model-checking build,
+//!   used together with `--cfg restartable_loom` (see below).
 //!
 //! # Minimum Rust and Linux versions
 //!
@@ -137,8 +139,11 @@
 //! # Testing with loom
 //!
 //! ```text
-//! RUSTFLAGS="--cfg restartable_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom
+//! RUSTFLAGS="--cfg restartable_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom --test loom
 //! ```
+//!
+//! The `loom` feature brings in the optional loom dependency (so that it is
+//! absent from every user's lock file); the cfg switches the crate to it.
 //!
 //! Under `cfg(restartable_loom)` the architecture layer is a simulation in
 //! which loom chooses the CPU a thread runs on and whether each critical
