@@ -116,11 +116,18 @@
 //!
 //! - `abort-stress` (test-only): spins inside every critical section so that
 //!   preemption aborts it often. Never enable it in production.
+//! - `loom` (test-only): the loom dependency of the model-checking build,
+//!   used together with `--cfg restartable_loom` (see below).
 //!
 //! # Minimum Rust and Linux versions
 //!
-//! Rust 1.95 (the `rust-version` of `Cargo.toml`; the only toolchain the
-//! crate is tested with). rseq needs Linux 4.18; `node_id` and `mm_cid` need
+//! Rust 1.85 (the `rust-version` of `Cargo.toml`): CI builds and tests the
+//! crate with Rust 1.85 as well as with the current stable release. Before
+//! Rust 1.90 the default linker on x86_64 Linux is the system's (GNU ld),
+//! which cannot export `__rseq_abi`, `__rseq_refcount` and
+//! `restartable_area_offset` from `librestartable.so` (the Rust crate and
+//! `librestartable.a` are unaffected); `-C link-arg=-fuse-ld=lld` exports
+//! them. rseq needs Linux 4.18; `node_id` and `mm_cid` need
 //! Linux 6.3 (`AT_RSEQ_FEATURE_SIZE` >= 28); fallback threads mixing with
 //! rseq threads on a [`PerCpuLock`] or [`PerCpuStack`] need
 //! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, Linux 5.10; without it those two
@@ -132,8 +139,11 @@
 //! # Testing with loom
 //!
 //! ```text
-//! RUSTFLAGS="--cfg restartable_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom
+//! RUSTFLAGS="--cfg restartable_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom --test loom
 //! ```
+//!
+//! The `loom` feature brings in the optional loom dependency (so that it is
+//! absent from every user's lock file); the cfg switches the crate to it.
 //!
 //! Under `cfg(restartable_loom)` the architecture layer is a simulation in
 //! which loom chooses the CPU a thread runs on and whether each critical
