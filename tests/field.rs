@@ -481,17 +481,9 @@ fn a_filter_refusing_rseq_with_eperm_on_one_thread() {
 #[test]
 fn a_thread_whose_registration_went_away_says_so() {
     let owner = common::check_owner();
+    let glibc_registers = common::glibc_rseq_size() > 0;
     let (state, cpu, sum) = std::thread::spawn(move || {
-        let area = restartable::rseq_location().cast::<u8>();
-        if owner == Owner::Libc {
-            // Someone unregisters glibc's area of this thread (glibc would
-            // abort in pthread_create if its registration failed there).
-            assert_eq!(common::raw_unregister(area), Ok(()));
-        } else {
-            // A filter on this thread, inherited by the thread it creates.
-            common::seccomp::refuse_rseq(libc::ENOSYS).unwrap();
-        }
-        let inner = move || {
+        let inner = || {
             let counter = restartable::PerCpuCounter::new();
             (0..1000).for_each(|_| counter.add(1));
             (
@@ -500,14 +492,19 @@ fn a_thread_whose_registration_went_away_says_so() {
                 counter.sum(),
             )
         };
-        let result = if owner == Owner::Libc {
+        if glibc_registers {
+            // Someone unregisters glibc's area of this thread (glibc would
+            // abort in pthread_create if its registration failed there).
+            let area = common::glibc_area();
+            assert_eq!(common::raw_unregister(area), Ok(()));
             let result = inner();
             assert_eq!(common::raw_register(area), Ok(()), "glibc's area, back");
             result
         } else {
+            // A filter on this thread, inherited by the thread it creates.
+            common::seccomp::refuse_rseq(libc::ENOSYS).unwrap();
             std::thread::spawn(inner).join().unwrap()
-        };
-        result
+        }
     })
     .join()
     .unwrap();

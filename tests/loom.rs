@@ -4,7 +4,7 @@
 //! choice of the owner (several threads racing to initialise).
 //!
 //! Run with
-//! `RUSTFLAGS="--cfg restartable_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom`.
+//! `RUSTFLAGS="--cfg restartable_loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --features loom --test loom`.
 
 #[cfg(restartable_loom)]
 mod tests {

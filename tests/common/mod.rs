@@ -50,6 +50,20 @@ pub fn glibc_rseq_size() -> u32 {
     unsafe { *(size as *const u32) }
 }
 
+/// glibc's area of the calling thread (at `__rseq_offset` from the thread
+/// pointer); only meaningful where [`glibc_rseq_size`] is not 0.
+pub fn glibc_area() -> *mut u8 {
+    // SAFETY: dlsym with a valid C string.
+    let offset = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()) };
+    assert!(!offset.is_null(), "glibc exports __rseq_offset");
+    // SAFETY: glibc defines it as `const ptrdiff_t`.
+    let offset = unsafe { *(offset as *const isize) };
+    let tp: usize;
+    // SAFETY: on x86_64 `%fs:0` holds the thread pointer.
+    unsafe { std::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp, options(nostack, readonly)) };
+    tp.wrapping_add_signed(offset) as *mut u8
+}
+
 /// Whether the kernel (or a filter) answers `rseq` with ENOSYS.
 pub fn rseq_syscall_missing() -> bool {
     raw_rseq(std::ptr::null_mut(), 0, 0, 0) == Err(libc::ENOSYS)
