@@ -6,7 +6,8 @@
 //! `AtomicU64::fetch_add`, `fetch_add` on the current CPU's padded slot, and
 //! a `Mutex<u64>`. Prints ns per add per thread and the ratios the README
 //! reports; then the per-CPU lock (against its own fence path, a `Mutex` per
-//! CPU and one `Mutex`) and the per-CPU stack (against a `Mutex<Vec>`);
+//! CPU and one `Mutex`) and the per-CPU stack (against its own fence path
+//! and a `Mutex<Vec>`);
 //! then the multi-word critical-section operations of `cs` on the current
 //! CPU's slot (sections, or their fallbacks where rseq is not used); then
 //! runs criterion on the single-thread cases. Run it again
@@ -100,6 +101,13 @@ fn mutex_per_cpu(m: &PerCpu<Mutex<u64>>) {
 fn percpu_push_pop(s: &PerCpuStack<u64>) {
     s.push(1);
     black_box(s.pop());
+}
+
+/// The stack's fence path: the slot named, as a thread without rseq pushes.
+fn percpu_push_pop_fenced(s: &PerCpuStack<u64>) {
+    let i = restartable::current_cpu() as usize % s.lists();
+    s.push_to(i, 1);
+    black_box(s.pop_from(i));
 }
 
 // Boxed like the stack's nodes, so both sides allocate and free per value.
@@ -280,7 +288,7 @@ fn main() {
         restartable::lock_sections_enabled()
     );
     println!(
-        "threads | PerCpuLock | fence path | Mutex per CPU | one Mutex | PerCpuStack | Mutex<Vec> | lock: per-CPU Mutex / ours | stack: Mutex<Vec> / ours"
+        "threads | PerCpuLock | fence path | Mutex per CPU | one Mutex | PerCpuStack | fence path | Mutex<Vec> | lock: per-CPU Mutex / ours | stack: Mutex<Vec> / ours"
     );
     for threads in [1, 2, 2 * cpus.max(2)] {
         let new_lock = || Arc::new(PerCpuLock::new(|_| 0u64));
@@ -293,13 +301,18 @@ fn main() {
         );
         let m = measure(threads, Arc::new(Mutex::new(0)), mutex_add);
         let st = measure(threads, Arc::new(PerCpuStack::new()), percpu_push_pop);
+        let sf = measure(
+            threads,
+            Arc::new(PerCpuStack::new()),
+            percpu_push_pop_fenced,
+        );
         let v = measure(
             threads,
             Arc::new(Mutex::new(Vec::new())),
             mutex_vec_push_pop,
         );
         println!(
-            "{threads:>7} | {l:>7.2} ns | {f:>7.0} ns | {pm:>10.2} ns | {m:>6.1} ns | {st:>8.2} ns | {v:>7.1} ns | {:>26.1}x | {:>24.1}x",
+            "{threads:>7} | {l:>7.2} ns | {f:>7.0} ns | {pm:>10.2} ns | {m:>6.1} ns | {st:>8.2} ns | {sf:>7.0} ns | {v:>7.1} ns | {:>26.1}x | {:>24.1}x",
             pm / l,
             v / st
         );

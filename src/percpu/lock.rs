@@ -17,7 +17,8 @@ struct Slot<T> {
     /// store, which pairs with the section's load (plain loads are acquire
     /// loads on x86) or the fence holder's `Acquire` load.
     lock: AtomicUsize,
-    /// Held by a thread that cannot run critical sections (see `fence.rs`).
+    /// Held by a thread on the fence path, and by the guard it hands out
+    /// (see `fence.rs`).
     fence: Fence,
     /// Accessed only by the holder of `lock` or of `fence`.
     value: UnsafeCell<T>,
@@ -30,6 +31,17 @@ struct Slot<T> {
 /// guard gives `&mut T`. The holder may be preempted or migrate while it
 /// holds the guard — the lock stays correct; only the acquisition is per-CPU.
 /// [`lock_slot`](Self::lock_slot) locks any slot (slower: the fallback path).
+///
+/// # Signal handlers
+///
+/// A signal handler may lock any slot, in every mode: the library's own
+/// steps never make it wait for the code it interrupted (a section aborts;
+/// the short regions that hold a fence run with signals blocked, see
+/// `fence.rs`). What deadlocks is what deadlocks with any lock: a handler
+/// that locks a slot while the code it interrupted *holds a guard* on that
+/// slot waits forever. Code that holds a guard on a slot some handler may
+/// lock must block those signals from before it locks until the guard is
+/// dropped.
 ///
 /// # Examples
 /// ```
@@ -53,9 +65,15 @@ unsafe impl<T: Send> Send for PerCpuLock<T> {}
 /// How a guard holds its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
+    /// `lock` set by a section; the guard clears it.
     Section,
+    /// The fence, handed to the guard; the guard releases it.
     Fence,
 }
+
+/// How long `lock_slot` waits for a section holder with the fence held
+/// (and signals blocked) before it lets go and waits without it.
+const SPINS_HOLDING_FENCE: u32 = if cfg!(restartable_loom) { 1 } else { 1000 };
 
 /// Exclusive access to one slot of a [`PerCpuLock`]; unlocks on drop.
 #[must_use = "the slot is unlocked when the guard is dropped"]
@@ -126,16 +144,39 @@ impl<T> PerCpuLock<T> {
     /// If `i >= self.len()`.
     pub fn lock_slot(&self, i: usize) -> PerCpuLockGuard<'_, T> {
         let slot = self.slots.get(i).expect("slot index out of range");
-        slot.fence.acquire(self.slots.index(), i);
-        let mut spins = 0;
-        // Pairs with the section holder's `Release` unlock.
-        while slot.lock.load(Ordering::Acquire) != 0 {
-            backoff(&mut spins);
+        if !super::drain::sections_may_run() {
+            // No section ever takes `lock`: the fence alone excludes.
+            slot.fence.take_for_user();
+            return PerCpuLockGuard {
+                slot,
+                index: i,
+                via: Via::Fence,
+            };
         }
-        PerCpuLockGuard {
-            slot,
-            index: i,
-            via: Via::Fence,
+        loop {
+            let region = slot.fence.enter(self.slots.index(), i);
+            // No section can take `lock` now; wait a little for a section
+            // holder. `Acquire` pairs with its `Release` unlock.
+            let mut spins = 0;
+            while slot.lock.load(Ordering::Acquire) != 0 && spins < SPINS_HOLDING_FENCE {
+                crate::sync::spin_hint();
+                spins += 1;
+            }
+            if slot.lock.load(Ordering::Acquire) == 0 {
+                region.hand_to_user();
+                return PerCpuLockGuard {
+                    slot,
+                    index: i,
+                    via: Via::Fence,
+                };
+            }
+            // A guard may be held for long: wait for it with the fence
+            // free and the caller's signal mask, then try again.
+            region.leave();
+            let mut spins = 0;
+            while slot.lock.load(Ordering::Relaxed) != 0 {
+                backoff(&mut spins);
+            }
         }
     }
 
@@ -180,7 +221,7 @@ impl<T> Drop for PerCpuLockGuard<'_, T> {
         match self.via {
             // Publishes the holder's writes to the next holder.
             Via::Section => self.slot.lock.store(0, Ordering::Release),
-            Via::Fence => self.slot.fence.release(),
+            Via::Fence => self.slot.fence.release_user(),
         }
     }
 }

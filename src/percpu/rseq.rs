@@ -10,10 +10,10 @@ pub use imp::run_as_fallback;
 
 /// The slot index for a lock or stack section, or `None` when the thread
 /// must take the fence path: it cannot run sections, or the kernel cannot
-/// fence them (see [`lock_sections_enabled`](super::fence::lock_sections_enabled)).
+/// fence them (see [`lock_sections_enabled`](super::drain::lock_sections_enabled)).
 #[inline]
 pub(crate) fn fenced_slot(index: crate::cs::Index) -> Option<u32> {
-    if !super::fence::lock_sections_enabled() {
+    if !super::drain::lock_sections_enabled() {
         return None;
     }
     current_slot(index)
@@ -144,7 +144,7 @@ mod imp {
 
     /// Makes every section in flight on slot `slot` commit or abort.
     pub(crate) fn expedite(index: Index, slot: usize) {
-        crate::percpu::fence::expedite_rseq(index, slot);
+        crate::percpu::drain::expedite_rseq(index, slot);
     }
 }
 
@@ -261,7 +261,7 @@ mod imp {
         cpu: u32,
     ) -> Outcome {
         match section(cpu, || {
-            if fence.is_held() || lock.load(Ordering::Acquire) != 0 {
+            if fence.blocks_sections() || lock.load(Ordering::Acquire) != 0 {
                 return Err(Outcome::CompareFailed);
             }
             lock.store(1, Ordering::Relaxed);
@@ -281,7 +281,7 @@ mod imp {
         cpu: u32,
     ) -> Outcome {
         match section(cpu, || {
-            if fence.is_held() || head.load(Ordering::Acquire) != expect {
+            if fence.blocks_sections() || head.load(Ordering::Acquire) != expect {
                 return Err(Outcome::CompareFailed);
             }
             head.store(node, Ordering::Release);
@@ -299,7 +299,7 @@ mod imp {
         cpu: u32,
     ) -> Result<usize, Outcome> {
         section(cpu, || {
-            if fence.is_held() {
+            if fence.blocks_sections() {
                 return Err(Outcome::CompareFailed);
             }
             let top = head.load(Ordering::Acquire);
