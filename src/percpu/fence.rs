@@ -18,9 +18,16 @@
 //! # What the word holds
 //!
 //! - `0`: free; sections may commit.
+//! - [`CLOSED`]: free, and sections must keep off: the lock and the stack
+//!   stopped running sections while the process ran (`drain.rs` says when).
+//!   A section that read the switch just before it happened may still
+//!   start; it finds the fence non-zero and fails, so the next holder has
+//!   nothing to make sure of (a fence released as 0 would cost it the slow
+//!   check again).
 //! - [`USER`]: held by a [`PerCpuLockGuard`](super::PerCpuLockGuard).
-//! - [`HELD`]: held inside one of the library's own short regions ([`Region`]: a stack pop, a stack push
-//!   where sections run, a lock being taken where sections run).
+//! - [`HELD`]: held inside one of the library's own short regions
+//!   ([`Region`]: a stack pop, a stack push where sections run, a lock
+//!   being taken where sections run).
 //!
 //! # Signal handlers
 //!
@@ -37,6 +44,8 @@ use crate::sync::{backoff, AtomicUsize, Ordering, SignalsBlocked};
 
 /// Held by a guard of the per-CPU lock.
 const USER: usize = 1;
+/// Free, while the lock and the stack run no sections.
+const CLOSED: usize = 2;
 /// Held in a region.
 const HELD: usize = 4;
 
@@ -44,6 +53,7 @@ const HELD: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
     Free,
+    Closed,
     /// Held by a live thread (a region, or a guard).
     Held,
 }
@@ -51,6 +61,7 @@ enum Seen {
 fn classify(word: usize) -> Seen {
     match word {
         0 => Seen::Free,
+        CLOSED => Seen::Closed,
         _ => Seen::Held,
     }
 }
@@ -103,6 +114,9 @@ impl Fence {
             let word = self.0.load(Ordering::Relaxed);
             let drain = match classify(word) {
                 Seen::Free => true,
+                // Sections stopped before this fence was last released: a
+                // late one finds the fence non-zero and fails.
+                Seen::Closed => false,
                 Seen::Held => {
                     backoff(&mut spins);
                     continue;
@@ -151,7 +165,7 @@ impl Fence {
     /// Releases a lock guard's hold; pairs with the `Acquire` of the next
     /// holder (and the sections' read).
     pub(crate) fn release_user(&self) {
-        self.0.store(0, Ordering::Release);
+        self.0.store(free_value(), Ordering::Release);
     }
 }
 
@@ -174,8 +188,17 @@ impl Drop for Region<'_> {
         } else {
             // `Release` publishes the holder's writes to the next holder and
             // to sections that find the fence free.
-            self.fence.0.store(0, Ordering::Release);
+            self.fence.0.store(free_value(), Ordering::Release);
         }
+    }
+}
+
+/// What a released fence holds: 0, or [`CLOSED`] once sections stopped.
+fn free_value() -> usize {
+    if super::drain::sections_closed() {
+        CLOSED
+    } else {
+        0
     }
 }
 
@@ -186,6 +209,7 @@ mod tests {
     #[test]
     fn words_classify() {
         assert_eq!(classify(0), Seen::Free);
+        assert_eq!(classify(CLOSED), Seen::Closed);
         assert_eq!(classify(USER), Seen::Held);
         assert_eq!(classify(HELD), Seen::Held);
     }

@@ -180,6 +180,15 @@ impl<T> PerCpuLock<T> {
         }
     }
 
+    /// Loom models only: makes the simulated `membarrier` fail from now on,
+    /// as a seccomp filter installed while the process runs would, so that
+    /// a model can switch the lock and the stack off sections mid-run.
+    #[cfg(restartable_loom)]
+    #[doc(hidden)]
+    pub fn refuse_membarrier() {
+        super::rseq::refuse_membarrier();
+    }
+
     /// Every value, through `&mut self` (no locking needed).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.slots.iter_mut().map(|s| s.value.get_mut())

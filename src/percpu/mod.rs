@@ -18,8 +18,9 @@
 //!   so that every critical section in flight on that CPU is either
 //!   committed or aborted, and every later one sees the fence and backs off.
 //!   On kernels without that membarrier command (before Linux 5.10) every
-//!   thread takes the fence path of the lock and the stack instead; see
-//!   [`lock_sections_enabled`].
+//!   thread takes the fence path of the lock and the stack instead, and so
+//!   does every thread from the moment `membarrier` starts failing (a
+//!   seccomp filter installed later); see [`lock_sections_enabled`].
 //!
 //! # Signal handlers
 //!

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod elf;
+pub mod sandbox;
 pub mod seccomp;
 
 use restartable::Owner;
