@@ -36,6 +36,14 @@
 //! with every signal blocked (two `pthread_sigmask` calls), so no handler
 //! can interrupt a thread that holds a stripe and then wait for it.
 //!
+//! # Fork
+//!
+//! A `fork` child holds only the forking thread, which is never inside a
+//! locked region (signals are blocked there, so not even from a handler).
+//! The child's fork handler frees every stripe: a thread that held one in
+//! the parent stopped somewhere before or after its commit, which leaves the
+//! words as a section aborted or committed there does.
+//!
 //! Fallback and rseq writers on the *same* word are not exact, because a
 //! section's commit is a plain store that no lock orders. The per-CPU types
 //! solve this with separate words (the counter) or a fence and
@@ -54,6 +62,30 @@ const STRIPES: usize = 64;
 /// so each holder sees the writes of the previous one.
 static LOCKS: [CachePadded<AtomicBool>; STRIPES] =
     [const { CachePadded(AtomicBool::new(false)) }; STRIPES];
+
+#[cfg(not(restartable_loom))]
+extern "C" fn after_fork_in_child() {
+    // No thread of the child is inside a locked region (see "Fork").
+    // `Relaxed`: the child runs only this thread for now.
+    for lock in &LOCKS {
+        lock.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(not(restartable_loom))]
+extern "C" fn register_fork_handler() {
+    // SAFETY: registers a handler that only stores to atomics, which is
+    // async-signal-safe as a fork child requires. A failure (ENOMEM) only
+    // leaves stripes held at a fork held in the child.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+}
+
+/// Registers the fork handler when the library is loaded, before any
+/// thread can hold a stripe.
+#[cfg(not(restartable_loom))]
+#[used]
+#[link_section = ".init_array"]
+static FORK_HANDLER: extern "C" fn() = register_fork_handler;
 
 /// Runs `f` holding the stripe of `word`, with every signal blocked.
 fn locked<R>(word: *const isize, f: impl FnOnce() -> R) -> R {

@@ -25,9 +25,9 @@
 //!   nothing to make sure of (a fence released as 0 would cost it the slow
 //!   check again).
 //! - [`USER`]: held by a [`PerCpuLockGuard`](super::PerCpuLockGuard).
-//! - [`HELD`]: held inside one of the library's own short regions
-//!   ([`Region`]: a stack pop, a stack push where sections run, a lock
-//!   being taken where sections run).
+//! - [`HELD`] with the fork epoch above it: held inside one of the
+//!   library's own short regions ([`Region`]: a stack pop, a stack push
+//!   where sections run, a lock being taken where sections run).
 //!
 //! # Signal handlers
 //!
@@ -38,6 +38,17 @@
 //! handler runs while the library holds a fence, and a handler may use
 //! every operation, on any slot. Waiting *for* a fence happens with the
 //! caller's mask, since a guard of the lock may hold it for long.
+//!
+//! # Fork
+//!
+//! A `fork` child holds only the forking thread, never inside a region
+//! (signals are blocked there, so not even from a handler). The child's
+//! fork handler bumps the epoch, so a region's hold from before the fork no
+//! longer matches: the first thread that needs the slot takes the fence
+//! over, with nothing to drain (no section of the parent runs in the
+//! child). A region leaves the slot consistent at every instruction (one
+//! commit store, after private writes), so taking it over is safe. Guards
+//! held by user code ([`USER`]) stay held, as any lock's.
 
 use crate::cs::Index;
 use crate::sync::{backoff, AtomicUsize, Ordering, SignalsBlocked};
@@ -46,23 +57,64 @@ use crate::sync::{backoff, AtomicUsize, Ordering, SignalsBlocked};
 const USER: usize = 1;
 /// Free, while the lock and the stack run no sections.
 const CLOSED: usize = 2;
-/// Held in a region.
+/// Held in a region; the epoch sits above [`EPOCH_SHIFT`].
 const HELD: usize = 4;
+const EPOCH_SHIFT: u32 = 3;
+
+#[cfg(not(restartable_loom))]
+static EPOCH: crate::sync::StaticAtomicUsize = crate::sync::StaticAtomicUsize::new(0);
+
+/// The value of a region's hold now: forks this process survived (its
+/// child bumps the epoch) make older holds stale. `Relaxed`: the epoch only
+/// changes in a fork child, before any other code runs there.
+#[inline]
+fn held() -> usize {
+    #[cfg(not(restartable_loom))]
+    let epoch = EPOCH.load(Ordering::Relaxed) & (usize::MAX >> EPOCH_SHIFT);
+    #[cfg(restartable_loom)]
+    let epoch = 0;
+    HELD | epoch << EPOCH_SHIFT
+}
+
+#[cfg(not(restartable_loom))]
+extern "C" fn after_fork_in_child() {
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(not(restartable_loom))]
+extern "C" fn register_fork_handler() {
+    // SAFETY: registers a handler that only bumps an atomic, which is
+    // async-signal-safe as a fork child requires. A failure (ENOMEM) leaves
+    // fork children unable to take over fences held at the fork; nothing
+    // else depends on it.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+}
+
+/// Registers the fork handler when the library is loaded, before any
+/// thread can hold a fence.
+#[cfg(not(restartable_loom))]
+#[used]
+#[link_section = ".init_array"]
+static FORK_HANDLER: extern "C" fn() = register_fork_handler;
 
 /// What a thread that needs the slot finds in the fence word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
     Free,
     Closed,
+    /// Held in a region from before a fork: no live thread holds it.
+    Stale,
     /// Held by a live thread (a region, or a guard).
     Held,
 }
 
-fn classify(word: usize) -> Seen {
+fn classify(word: usize, held: usize) -> Seen {
     match word {
         0 => Seen::Free,
         CLOSED => Seen::Closed,
-        _ => Seen::Held,
+        USER => Seen::Held,
+        _ if word == held => Seen::Held,
+        _ => Seen::Stale,
     }
 }
 
@@ -102,21 +154,31 @@ impl Fence {
     /// Whether a live thread holds the fence (a section that failed on it
     /// should wait rather than give up).
     pub(crate) fn is_held(&self) -> bool {
-        classify(self.0.load(Ordering::Relaxed)) == Seen::Held
+        classify(self.0.load(Ordering::Relaxed), held()) == Seen::Held
+    }
+
+    /// Whether the fence is held by no live thread (a fork child's view of
+    /// a region from before the fork). A section that failed on it must
+    /// take the fence path, which takes it over: waiting would never end.
+    pub(crate) fn is_stale(&self) -> bool {
+        classify(self.0.load(Ordering::Relaxed), held()) == Seen::Stale
     }
 
     /// Enters a region on slot `slot`: waits (with the caller's signal
     /// mask) until the fence can be taken, takes it with every signal
     /// blocked, and makes sure no section can still commit on the slot.
     pub(crate) fn enter(&self, index: Index, slot: usize) -> Region<'_> {
+        let held = held();
         let mut spins = 0u32;
         loop {
             let word = self.0.load(Ordering::Relaxed);
-            let drain = match classify(word) {
+            let drain = match classify(word, held) {
                 Seen::Free => true,
                 // Sections stopped before this fence was last released: a
                 // late one finds the fence non-zero and fails.
                 Seen::Closed => false,
+                // No section of the parent runs in a fork child.
+                Seen::Stale => false,
                 Seen::Held => {
                     backoff(&mut spins);
                     continue;
@@ -126,7 +188,7 @@ impl Fence {
             // `Acquire` pairs with the `Release` of the previous holder.
             if self
                 .0
-                .compare_exchange(word, HELD, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(word, held, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
                 if drain {
@@ -150,7 +212,7 @@ impl Fence {
         loop {
             let word = self.0.load(Ordering::Relaxed);
             // `Acquire` pairs with the `Release` of the previous holder.
-            if classify(word) != Seen::Held
+            if classify(word, held()) != Seen::Held
                 && self
                     .0
                     .compare_exchange(word, USER, Ordering::Acquire, Ordering::Relaxed)
@@ -208,9 +270,11 @@ mod tests {
 
     #[test]
     fn words_classify() {
-        assert_eq!(classify(0), Seen::Free);
-        assert_eq!(classify(CLOSED), Seen::Closed);
-        assert_eq!(classify(USER), Seen::Held);
-        assert_eq!(classify(HELD), Seen::Held);
+        let now = HELD | 3 << EPOCH_SHIFT;
+        assert_eq!(classify(0, now), Seen::Free);
+        assert_eq!(classify(CLOSED, now), Seen::Closed);
+        assert_eq!(classify(USER, now), Seen::Held);
+        assert_eq!(classify(now, now), Seen::Held);
+        assert_eq!(classify(HELD | 2 << EPOCH_SHIFT, now), Seen::Stale);
     }
 }

@@ -43,6 +43,14 @@ struct Slot<T> {
 /// lock must block those signals from before it locks until the guard is
 /// dropped.
 ///
+/// # Fork
+///
+/// A `fork` child can lock every slot, even one another thread of the
+/// parent was in the middle of locking at the fork. A guard that another
+/// thread *held* at the fork stays held in the child, where no thread will
+/// drop it: as with any lock, fork only where no other thread holds one,
+/// or never touch those slots in the child.
+///
 /// # Examples
 /// ```
 /// use restartable::PerCpuLock;
@@ -131,6 +139,11 @@ impl<T> PerCpuLock<T> {
                         index: cpu as usize,
                         via: Via::Section,
                     }
+                }
+                // A fence no live thread holds (a fork child's view of one
+                // held at the fork) never opens by waiting: take it over.
+                Outcome::CompareFailed if slot.fence.is_stale() => {
+                    return self.lock_slot(cpu as usize)
                 }
                 Outcome::CompareFailed => backoff(&mut spins),
                 Outcome::Aborted => crate::sync::spin_hint(),

@@ -33,6 +33,15 @@
 //! holds a guard waits forever (see [`PerCpuLock`]). [`PerCpuStack::push`]
 //! allocates, so a handler that pushes needs an async-signal-safe global
 //! allocator.
+//!
+//! # Fork
+//!
+//! A `fork` child can use every type and every slot, whatever the parent's
+//! other threads were doing at the fork: a fence they held inside the
+//! library is taken over by the first thread of the child that needs it.
+//! Only a [`PerCpuLockGuard`] that another thread held at the fork stays
+//! held in the child, as a lock would. (Children made with `clone(2)` or
+//! `_Fork(3)`, which run no fork handlers, are not covered.)
 
 mod counter;
 mod drain;

@@ -38,7 +38,9 @@ struct Slot {
 /// the fence path holds a fence only with signals blocked, see `fence.rs`,
 /// and where no section runs a push takes no fence at all).
 /// [`push`](Self::push) allocates a node and the pops free one, through
-/// the global allocator, which must then be async-signal-safe itself.
+/// the global allocator, which must then be async-signal-safe itself. A
+/// `fork` child may use every list, even one another thread was working on
+/// at the fork.
 ///
 /// # Examples
 /// ```
@@ -105,6 +107,10 @@ impl<T> PerCpuStack<T> {
                 unsafe { rseq::push(index, &slot.head, &slot.fence, head, node as usize, cpu) };
             match outcome {
                 Outcome::Committed => return,
+                // A fence from before a fork: waiting would not end.
+                Outcome::CompareFailed if slot.fence.is_stale() => {
+                    return self.push_slot(cpu as usize, node)
+                }
                 Outcome::CompareFailed if slot.fence.is_held() => backoff(&mut spins),
                 Outcome::CompareFailed | Outcome::Aborted => crate::sync::spin_hint(),
             }
@@ -130,6 +136,9 @@ impl<T> PerCpuStack<T> {
                 Ok(node) => {
                     // SAFETY: the commit unlinked `node`; we own it now.
                     return Some(unsafe { Self::take(node) });
+                }
+                Err(Outcome::CompareFailed) if slot.fence.is_stale() => {
+                    return self.pop_slot(cpu as usize)
                 }
                 // The fence was held, or the list was empty: empty still,
                 // with the fence free, means empty.

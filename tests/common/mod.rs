@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 pub mod elf;
+pub mod forked;
 pub mod sandbox;
 pub mod seccomp;
+pub mod uffd;
 
 use restartable::Owner;
 
