@@ -10,6 +10,7 @@ use crate::abi;
 use crate::arch;
 use crate::area;
 use crate::registration;
+use crate::sync::{Ordering, StaticAtomicUsize};
 
 /// Reads one 32-bit field of the calling thread's active area.
 #[inline(always)]
@@ -171,24 +172,76 @@ pub fn fallback_cpu() -> u32 {
 /// The number of possible CPUs: every `cpu_id` and `mm_cid` is below it.
 ///
 /// Read once from `/sys/devices/system/cpu/possible`, falling back to
-/// `sysconf(_SC_NPROCESSORS_CONF)`.
+/// `sysconf(_SC_NPROCESSORS_CONF)`. Threads that ask before the first
+/// answer is published each count, and the first answer is the one every
+/// thread uses; none waits for another, so a `fork` child made while a
+/// thread was counting counts again itself. Async-signal-safe: the count
+/// reads the file into a buffer on the stack.
 ///
 /// # Examples
 /// ```
 /// assert!(restartable::possible_cpus() >= 1);
 /// ```
 pub fn possible_cpus() -> usize {
-    static COUNT: once_cell::sync::OnceCell<usize> = once_cell::sync::OnceCell::new();
-    *COUNT.get_or_init(|| {
-        let from_sysfs = std::fs::read_to_string("/sys/devices/system/cpu/possible")
-            .ok()
-            .and_then(|s| parse_cpu_list_max(s.trim()))
-            .map(|max| max + 1);
-        // SAFETY: sysconf has no preconditions.
-        let conf = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-        let conf = if conf > 0 { conf as usize } else { 1 };
-        from_sysfs.unwrap_or(conf).max(conf).max(1)
-    })
+    // `Relaxed`: the count is the only thing published.
+    match POSSIBLE.load(Ordering::Relaxed) {
+        0 => count_possible_cpus(),
+        n => n,
+    }
+}
+
+/// The published count of [`possible_cpus`], 0 until the first one.
+static POSSIBLE: StaticAtomicUsize = StaticAtomicUsize::new(0);
+
+#[cold]
+fn count_possible_cpus() -> usize {
+    let from_sysfs = read_possible_list().map(|max| max + 1);
+    // SAFETY: sysconf has no preconditions.
+    let conf = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    let conf = if conf > 0 { conf as usize } else { 1 };
+    let mine = from_sysfs.unwrap_or(conf).max(conf).max(1);
+    match POSSIBLE.compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => mine,
+        Err(first) => first,
+    }
+}
+
+/// The largest CPU number in `/sys/devices/system/cpu/possible`, read with
+/// `open`/`read` into a stack buffer (no allocation).
+fn read_possible_list() -> Option<usize> {
+    let mut buf = [0u8; 1024];
+    // SAFETY: a NUL-terminated path; read-only, close-on-exec.
+    let fd = unsafe {
+        libc::open(
+            c"/sys/devices/system/cpu/possible".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let mut len = 0;
+    let complete = loop {
+        if len == buf.len() {
+            break false; // longer than any list this parses: ignore it
+        }
+        // SAFETY: reads into the free part of `buf`.
+        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+        match n {
+            0 => break true,
+            n if n > 0 => len += n as usize,
+            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
+            _ => break false,
+        }
+    };
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    let text = core::str::from_utf8(&buf[..len]).ok()?;
+    if complete {
+        parse_cpu_list_max(text.trim())
+    } else {
+        None
+    }
 }
 
 /// The largest CPU number in a kernel CPU list such as `0-3,8-11`.

@@ -8,16 +8,21 @@
 
 #[cfg(not(restartable_loom))]
 #[allow(unused_imports)] // each build uses a different subset
-pub(crate) use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use core::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+};
 
 #[cfg(restartable_loom)]
 #[allow(unused_imports)] // each build uses a different subset
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+};
 
 #[allow(unused_imports)] // each build uses a different subset
 pub(crate) use core::sync::atomic::{
     AtomicBool as StaticAtomicBool, AtomicIsize as StaticAtomicIsize, AtomicU32 as StaticAtomicU32,
-    AtomicU64 as StaticAtomicU64, AtomicU8 as StaticAtomicU8, Ordering,
+    AtomicU64 as StaticAtomicU64, AtomicU8 as StaticAtomicU8, AtomicUsize as StaticAtomicUsize,
+    Ordering,
 };
 
 /// A pause inside a retry loop. Under loom it yields, so that loom lets the
@@ -47,5 +52,43 @@ pub(crate) fn backoff(spins: &mut u32) {
         *spins += 1;
     } else {
         yield_now();
+    }
+}
+
+/// Every signal blocked on the calling thread, for as long as this lives:
+/// the library's own short regions that hold a lock or a fence run with
+/// it, so that no signal handler can run on a thread while it holds one
+/// (a handler that waited for it would wait forever). Two
+/// `pthread_sigmask` calls (none under loom, which has no signals).
+#[derive(Debug)]
+pub(crate) struct SignalsBlocked(#[cfg(not(restartable_loom))] libc::sigset_t);
+
+impl SignalsBlocked {
+    pub(crate) fn new() -> Self {
+        #[cfg(not(restartable_loom))]
+        {
+            let mut all = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            let mut old = core::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            // SAFETY: sigfillset initialises `all`; pthread_sigmask reads it
+            // and writes `old`, both valid, and cannot fail with these
+            // arguments. glibc leaves its own internal signals unblocked.
+            unsafe {
+                libc::sigfillset(all.as_mut_ptr());
+                libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), old.as_mut_ptr());
+                SignalsBlocked(old.assume_init())
+            }
+        }
+        #[cfg(restartable_loom)]
+        SignalsBlocked()
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`.
+        #[cfg(not(restartable_loom))]
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, core::ptr::null_mut())
+        };
     }
 }

@@ -121,4 +121,66 @@ mod tests {
             assert_eq!(seen, [1, 2]);
         });
     }
+
+    /// `membarrier` starts failing while a section thread pushes: the
+    /// fallback thread that meets the refusal switches the stack off
+    /// sections for every thread, and a push that read the switch too late
+    /// must neither commit under a holder nor be lost.
+    #[test]
+    fn stack_stays_exact_when_membarrier_is_refused_mid_run() {
+        loom::model(|| {
+            let stack = Arc::new(PerCpuStack::new());
+            let s = Arc::clone(&stack);
+            let pusher = thread::spawn(move || {
+                s.push(1u32);
+                s.push(2u32);
+            });
+            let s = Arc::clone(&stack);
+            let popper = thread::spawn(move || {
+                run_as_fallback();
+                PerCpuLock::<()>::refuse_membarrier();
+                s.pop_any()
+            });
+            pusher.join().unwrap();
+            let mut seen: Vec<u32> = popper.join().unwrap().into_iter().collect();
+            while let Some(v) = stack.pop_any() {
+                seen.push(v);
+            }
+            seen.sort();
+            assert_eq!(seen, [1, 2]);
+            assert!(!restartable::lock_sections_enabled());
+        });
+    }
+
+    /// The same switch under the lock: a section holder and a fallback
+    /// holder that meets the refusal never hold one slot at once.
+    #[test]
+    fn lock_excludes_when_membarrier_is_refused_mid_run() {
+        loom::model(|| {
+            let lock = Arc::new(PerCpuLock::new(|_| UnsafeCell::new(0u32)));
+            let handles: Vec<_> = (0..2)
+                .map(|i| {
+                    let l = Arc::clone(&lock);
+                    thread::spawn(move || {
+                        if i == 1 {
+                            run_as_fallback();
+                            PerCpuLock::<()>::refuse_membarrier();
+                        }
+                        let g = l.lock();
+                        // SAFETY: the guard holds the slot; loom reports
+                        // any access not ordered after the previous holder's.
+                        g.with_mut(|v| unsafe { *v += 1 });
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            let total: u32 = (0..lock.len())
+                // SAFETY: each guard holds its slot while it is read.
+                .map(|i| lock.lock_slot(i).with(|v| unsafe { *v }))
+                .sum();
+            assert_eq!(total, 2);
+        });
+    }
 }

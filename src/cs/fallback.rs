@@ -1,19 +1,58 @@
 //! What the operations do on threads that cannot run critical sections.
 //!
-//! Single-word additions use `fetch_add`; every other operation takes a
-//! striped spin lock chosen by the address of its first word and performs
-//! the same loads and stores under it, so results are exact among fallback
-//! callers whatever mix of operations they run on a word (except
-//! `load_add_store`, whose `fetch_add` takes no lock: mix it only with
-//! itself on a given word).
+//! Each fallback makes the same loads and stores as its section, and ends
+//! in the same single commit, which is an atomic read-modify-write:
+//! - operations whose only store is the commit run without a lock:
+//!   `load_cbne_store` and `load_cbne_load_cbne_store` commit with a
+//!   compare-exchange, `load_add_store` and `load_add_load_load_add_store`
+//!   with `fetch_add`;
+//! - operations with stores before the commit (`load_cbne_store_store` and
+//!   its release form, `load_cbne_memcpy_store`, and the list pop
+//!   `load_cbeq_store_add_load_store`) take a striped spin lock chosen by
+//!   the address of their first word, so that two of them never interleave
+//!   their stores on one word, and commit with a compare-exchange, so that
+//!   a lock-free commit in between is never overwritten.
+//!
+//! Any mix of fallback operations on a word is therefore exact. A
+//! compare-exchange commit that fails after the lock was taken (a lock-free
+//! operation changed the word since the comparison) makes
+//! `load_cbne_store_store` and `load_cbne_memcpy_store` answer
+//! [`CompareFailed`](super::Outcome::CompareFailed), with the stores before
+//! the commit made, as a section aborted after them leaves them; the pop
+//! reads the head again.
+//!
+//! # Copies
+//!
+//! `load_cbne_memcpy_store` copies as its section does: byte by byte, in
+//! increasing address order, each byte read from `src` just before it is
+//! written to `dst`. Overlapping ranges come out the same on both paths
+//! (with `dst` above `src`, the first bytes repeat), and a thread reading
+//! `dst` during the copy sees it change one byte at a time, from the start.
+//!
+//! # Signal handlers
+//!
+//! Every fallback may run in a signal handler that interrupted another one
+//! on the same thread. The lock-free ones never wait. The locked ones run
+//! with every signal blocked (two `pthread_sigmask` calls), so no handler
+//! can interrupt a thread that holds a stripe and then wait for it.
+//!
+//! # Fork
+//!
+//! A `fork` child holds only the forking thread, which is never inside a
+//! locked region (signals are blocked there, so not even from a handler).
+//! The child's fork handler frees every stripe: a thread that held one in
+//! the parent stopped somewhere before or after its commit, which leaves the
+//! words as a section aborted or committed there does.
 //!
 //! Fallback and rseq writers on the *same* word are not exact, because a
 //! section's commit is a plain store that no lock orders. The per-CPU types
 //! solve this with separate words (the counter) or a fence and
 //! `membarrier` (the lock and the stack); do the same in your own types.
 
+use core::sync::atomic::AtomicIsize;
+
 use crate::percpu::CachePadded;
-use crate::sync::{backoff, Ordering, StaticAtomicBool as AtomicBool};
+use crate::sync::{backoff, Ordering, SignalsBlocked, StaticAtomicBool as AtomicBool};
 
 use super::Outcome;
 
@@ -24,7 +63,33 @@ const STRIPES: usize = 64;
 static LOCKS: [CachePadded<AtomicBool>; STRIPES] =
     [const { CachePadded(AtomicBool::new(false)) }; STRIPES];
 
+#[cfg(not(restartable_loom))]
+extern "C" fn after_fork_in_child() {
+    // No thread of the child is inside a locked region (see "Fork").
+    // `Relaxed`: the child runs only this thread for now.
+    for lock in &LOCKS {
+        lock.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(not(restartable_loom))]
+extern "C" fn register_fork_handler() {
+    // SAFETY: registers a handler that only stores to atomics, which is
+    // async-signal-safe as a fork child requires. A failure (ENOMEM) only
+    // leaves stripes held at a fork held in the child.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+}
+
+/// Registers the fork handler when the library is loaded, before any
+/// thread can hold a stripe.
+#[cfg(not(restartable_loom))]
+#[used]
+#[link_section = ".init_array"]
+static FORK_HANDLER: extern "C" fn() = register_fork_handler;
+
+/// Runs `f` holding the stripe of `word`, with every signal blocked.
 fn locked<R>(word: *const isize, f: impl FnOnce() -> R) -> R {
+    let _blocked = SignalsBlocked::new();
     let lock = &LOCKS[(word as usize >> 3) % STRIPES];
     let mut spins = 0;
     while lock
@@ -38,22 +103,22 @@ fn locked<R>(word: *const isize, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Reads a word that fallback writers only change under its stripe lock.
+/// The word at `p`, as an atomic.
 ///
 /// # Safety
-/// `p` is valid and aligned.
-unsafe fn read(p: *const isize) -> isize {
-    // SAFETY: forwarded from the caller.
-    unsafe { p.read_volatile() }
+/// `p` is valid and aligned for the whole call of the operation.
+unsafe fn word<'a>(p: *mut isize) -> &'a AtomicIsize {
+    // SAFETY: forwarded from the caller; `AtomicIsize` has the layout of
+    // `isize`.
+    unsafe { AtomicIsize::from_ptr(p) }
 }
 
-/// Writes a word under its stripe lock.
-///
-/// # Safety
-/// `p` is valid and aligned.
-unsafe fn write(p: *mut isize, v: isize) {
-    // SAFETY: forwarded from the caller.
-    unsafe { p.write_volatile(v) }
+/// The commit: `*v = newv` if `*v` is still `expect`. `AcqRel` on success:
+/// `Release` publishes the stores before it (a `*v2`, a copy) to whoever
+/// acquires the new value; `Acquire` pairs with the commit it replaces.
+fn commit(v: &AtomicIsize, expect: isize, newv: isize) -> bool {
+    v.compare_exchange(expect, newv, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
 }
 
 fn outcome(ok: bool) -> Outcome {
@@ -69,14 +134,8 @@ fn outcome(ok: bool) -> Outcome {
 /// # Safety
 /// As the rseq operation.
 pub(crate) unsafe fn load_cbne_store(v: *mut isize, expect: isize, newv: isize) -> Outcome {
-    // SAFETY: `v` is valid (caller); writers hold the same stripe.
-    locked(v, || unsafe {
-        let ok = read(v) == expect;
-        if ok {
-            write(v, newv);
-        }
-        outcome(ok)
-    })
+    // SAFETY: `v` is valid and aligned (caller).
+    outcome(commit(unsafe { word(v) }, expect, newv))
 }
 
 /// See [`super::load_add_store`].
@@ -84,10 +143,9 @@ pub(crate) unsafe fn load_cbne_store(v: *mut isize, expect: isize, newv: isize) 
 /// # Safety
 /// As the rseq operation.
 pub(crate) unsafe fn load_add_store(v: *mut isize, count: isize) -> Outcome {
-    // SAFETY: `v` is valid and aligned for an `isize` (caller), and
-    // `AtomicIsize` has the same layout.
-    let word = unsafe { core::sync::atomic::AtomicIsize::from_ptr(v) };
-    word.fetch_add(count, Ordering::Relaxed);
+    // SAFETY: `v` is valid and aligned (caller). `Relaxed`: an addition
+    // publishes nothing else.
+    unsafe { word(v) }.fetch_add(count, Ordering::Relaxed);
     Outcome::Committed
 }
 
@@ -101,15 +159,27 @@ pub(crate) unsafe fn load_cbeq_store_add_load_store(
     voffp: isize,
     load: *mut isize,
 ) -> Outcome {
-    // SAFETY: pointers valid (caller); writers of `*v` hold the stripe.
-    locked(v, || unsafe {
-        let head = read(v);
-        if head == expectnot {
+    // SAFETY: `v` is valid and aligned (caller).
+    let head = unsafe { word(v) };
+    locked(v, || loop {
+        // `Acquire` pairs with the commit that linked `top`, so its `next`
+        // is readable as that writer left it.
+        let top = head.load(Ordering::Acquire);
+        if top == expectnot {
             return Outcome::CompareFailed;
         }
-        *load = head;
-        write(v, read((head + voffp) as *const isize));
-        Outcome::Committed
+        // SAFETY: `load` is valid (caller); `top + voffp` is readable for
+        // every head but `expectnot` (caller), and `top` stays linked while
+        // the stripe is held: pops of this word hold it, pushes only add
+        // above it.
+        let next = unsafe {
+            load.write_volatile(top);
+            ((top + voffp) as *const isize).read_volatile()
+        };
+        if commit(head, top, next) {
+            return Outcome::Committed;
+        }
+        // A lock-free push changed the head: read it again.
     })
 }
 
@@ -124,14 +194,14 @@ pub(crate) unsafe fn load_cbne_load_cbne_store(
     expect2: isize,
     newv: isize,
 ) -> Outcome {
-    // SAFETY: pointers valid (caller); writers of `*v` hold the stripe.
-    locked(v, || unsafe {
-        let ok = read(v) == expect && read(v2) == expect2;
-        if ok {
-            write(v, newv);
-        }
-        outcome(ok)
-    })
+    // SAFETY: both pointers are valid and aligned (caller).
+    let (first, second) = unsafe { (word(v), word(v2)) };
+    // Like the section: `*v`, then `*v2`, then the commit. `Acquire` pairs
+    // with the commits that wrote them.
+    let ok = first.load(Ordering::Acquire) == expect
+        && second.load(Ordering::Acquire) == expect2
+        && commit(first, expect, newv);
+    outcome(ok)
 }
 
 /// See [`super::load_cbne_store_store`].
@@ -145,18 +215,20 @@ pub(crate) unsafe fn load_cbne_store_store(
     newv2: isize,
     newv: isize,
 ) -> Outcome {
-    // SAFETY: pointers valid (caller); writers of `*v` hold the stripe.
-    locked(v, || unsafe {
-        let ok = read(v) == expect;
-        if ok {
-            write(v2, newv2);
-            write(v, newv);
+    // SAFETY: both pointers are valid and aligned (caller).
+    let (first, second) = unsafe { (word(v), word(v2)) };
+    locked(v, || {
+        if first.load(Ordering::Acquire) != expect {
+            return Outcome::CompareFailed;
         }
-        outcome(ok)
+        // The speculative store; the commit's `Release` publishes it.
+        second.store(newv2, Ordering::Relaxed);
+        outcome(commit(first, expect, newv))
     })
 }
 
-/// See [`super::load_cbne_memcpy_store`].
+/// See [`super::load_cbne_memcpy_store`]: copies byte by byte, forward, as
+/// the section does (see "Copies" in the module docs).
 ///
 /// # Safety
 /// As the rseq operation.
@@ -168,14 +240,19 @@ pub(crate) unsafe fn load_cbne_memcpy_store(
     len: usize,
     newv: isize,
 ) -> Outcome {
-    // SAFETY: pointers valid (caller); writers of `*v` hold the stripe.
-    locked(v, || unsafe {
-        let ok = read(v) == expect;
-        if ok {
-            core::ptr::copy(src, dst, len);
-            write(v, newv);
+    // SAFETY: `v` is valid and aligned (caller).
+    let first = unsafe { word(v) };
+    locked(v, || {
+        if first.load(Ordering::Acquire) != expect {
+            return Outcome::CompareFailed;
         }
-        outcome(ok)
+        for i in 0..len {
+            // SAFETY: `dst` and `src` are valid for `len` bytes (caller).
+            // Volatile, one byte each: the compiler may neither widen,
+            // reorder nor turn the loop into a `memmove`.
+            unsafe { dst.add(i).write_volatile(src.add(i).read_volatile()) };
+        }
+        outcome(commit(first, expect, newv))
     })
 }
 
@@ -188,11 +265,13 @@ pub(crate) unsafe fn load_add_load_load_add_store(
     off: isize,
     inc: isize,
 ) -> Outcome {
-    // SAFETY: `*ptr + off` holds a valid, aligned pointer to an `isize`
-    // (caller).
+    // SAFETY: `ptr` is valid, and `*ptr + off` holds a valid, aligned
+    // pointer to an `isize` (caller). `Acquire` pairs with the store that
+    // published `*ptr`; the addition is `Relaxed`, as `load_add_store`'s.
     unsafe {
-        let target = read((read(ptr) + off) as *const isize) as *mut isize;
-        core::sync::atomic::AtomicIsize::from_ptr(target).fetch_add(inc, Ordering::Relaxed);
+        let target = (word(ptr).load(Ordering::Acquire) + off) as *const isize;
+        let target = target.read_volatile() as *mut isize;
+        word(target).fetch_add(inc, Ordering::Relaxed);
     }
     Outcome::Committed
 }

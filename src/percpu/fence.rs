@@ -1,40 +1,141 @@
-//! The fallback side of the per-CPU lock and stack.
+//! The fallback side of the per-CPU lock and stack: a *fence* word per slot.
 //!
-//! A thread that cannot run critical sections takes a slot's fence with an
-//! atomic compare-exchange. Critical sections on that slot check the fence
-//! before they commit, but a section that read the fence just before it was
-//! set could still commit afterwards. `membarrier(2)` with
-//! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ` closes that window: when it
-//! returns, every critical section that was running on the target CPU (or on
-//! every CPU, for slots indexed by concurrency id) has been aborted or has
-//! committed, so the fence holder sees every committed store and no section
-//! can commit on the slot until the fence is released.
+//! A thread that cannot run critical sections (or names a slot itself)
+//! takes a slot's fence with a compare-exchange. Critical sections on that
+//! slot read the fence first and fail while it is not 0, but a section that
+//! read it just before it was taken could still commit afterwards, so the
+//! new holder first makes sure that none can ([`drain`](super::drain)).
 //!
 //! Every such section reads the fence *before* any other word of the slot.
-//! A section that starts after the membarrier may still overlap the
-//! holder's work; reading the fence first means it either sees the fence
-//! held and fails, or sees it released and then reads the words as the
-//! holder left them. A section that read the list head first could see the
-//! head before the holder unlinked it, then the fence after its release,
-//! and commit a pointer to a freed node (the loom model in
-//! `tests/loom_percpu.rs` finds exactly that interleaving).
+//! A section that starts after the drain may still overlap the holder's
+//! work; reading the fence first means it either sees the fence held and
+//! fails, or sees it released and then reads the words as the holder left
+//! them. A section that read the list head first could see the head before
+//! the holder unlinked it, then the fence after its release, and commit a
+//! pointer to a freed node (the loom model in `tests/loom_percpu.rs` finds
+//! exactly that interleaving).
 //!
-//! A kernel without that membarrier command (before Linux 5.10) leaves no
-//! way to fence sections, so the lock and the stack then run none: every
-//! thread takes the fence, and the fence alone excludes
-//! ([`lock_sections_enabled`]).
+//! # What the word holds
+//!
+//! - `0`: free; sections may commit.
+//! - [`CLOSED`]: free, and sections must keep off: the lock and the stack
+//!   stopped running sections while the process ran (`drain.rs` says when).
+//!   A section that read the switch just before it happened may still
+//!   start; it finds the fence non-zero and fails, so the next holder has
+//!   nothing to make sure of (a fence released as 0 would cost it the slow
+//!   check again).
+//! - [`USER`]: held by a [`PerCpuLockGuard`](super::PerCpuLockGuard).
+//! - [`HELD`] with the fork epoch above it: held inside one of the
+//!   library's own short regions ([`Region`]: a stack pop, a stack push
+//!   where sections run, a lock being taken where sections run).
+//!
+//! # Signal handlers
+//!
+//! A [`Region`] runs with every signal blocked. A handler that ran inside
+//! one and needed a fence would wait for it forever if it were its own
+//! thread's, and could wait in a cycle if it were another's (each thread's
+//! handler waiting for the fence the other thread's region holds). So no
+//! handler runs while the library holds a fence, and a handler may use
+//! every operation, on any slot. Waiting *for* a fence happens with the
+//! caller's mask, since a guard of the lock may hold it for long.
+//!
+//! # Fork
+//!
+//! A `fork` child holds only the forking thread, never inside a region
+//! (signals are blocked there, so not even from a handler). The child's
+//! fork handler bumps the epoch, so a region's hold from before the fork no
+//! longer matches: the first thread that needs the slot takes the fence
+//! over, with nothing to drain (no section of the parent runs in the
+//! child). A region leaves the slot consistent at every instruction (one
+//! commit store, after private writes), so taking it over is safe. Guards
+//! held by user code ([`USER`]) stay held, as any lock's.
 
 use crate::cs::Index;
-use crate::sync::{backoff, AtomicUsize, Ordering};
+use crate::sync::{backoff, AtomicUsize, Ordering, SignalsBlocked};
 
-/// A fallback thread's exclusive claim on one slot.
-///
-/// 0 when free, 1 while a fallback thread holds it. Taken with a
-/// compare-exchange (`Acquire`, pairing with the `Release` store of
-/// [`Fence::release`]); critical sections only read it.
+/// Held by a guard of the per-CPU lock.
+const USER: usize = 1;
+/// Free, while the lock and the stack run no sections.
+const CLOSED: usize = 2;
+/// Held in a region; the epoch sits above [`EPOCH_SHIFT`].
+const HELD: usize = 4;
+const EPOCH_SHIFT: u32 = 3;
+
+#[cfg(not(restartable_loom))]
+static EPOCH: crate::sync::StaticAtomicUsize = crate::sync::StaticAtomicUsize::new(0);
+
+/// The value of a region's hold now: forks this process survived (its
+/// child bumps the epoch) make older holds stale. `Relaxed`: the epoch only
+/// changes in a fork child, before any other code runs there.
+#[inline]
+fn held() -> usize {
+    #[cfg(not(restartable_loom))]
+    let epoch = EPOCH.load(Ordering::Relaxed) & (usize::MAX >> EPOCH_SHIFT);
+    #[cfg(restartable_loom)]
+    let epoch = 0;
+    HELD | epoch << EPOCH_SHIFT
+}
+
+#[cfg(not(restartable_loom))]
+extern "C" fn after_fork_in_child() {
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(not(restartable_loom))]
+extern "C" fn register_fork_handler() {
+    // SAFETY: registers a handler that only bumps an atomic, which is
+    // async-signal-safe as a fork child requires. A failure (ENOMEM) leaves
+    // fork children unable to take over fences held at the fork; nothing
+    // else depends on it.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+}
+
+/// Registers the fork handler when the library is loaded, before any
+/// thread can hold a fence.
+#[cfg(not(restartable_loom))]
+#[used]
+#[link_section = ".init_array"]
+static FORK_HANDLER: extern "C" fn() = register_fork_handler;
+
+/// What a thread that needs the slot finds in the fence word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Free,
+    Closed,
+    /// Held in a region from before a fork: no live thread holds it.
+    Stale,
+    /// Held by a live thread (a region, or a guard).
+    Held,
+}
+
+fn classify(word: usize, held: usize) -> Seen {
+    match word {
+        0 => Seen::Free,
+        CLOSED => Seen::Closed,
+        USER => Seen::Held,
+        _ if word == held => Seen::Held,
+        _ => Seen::Stale,
+    }
+}
+
+/// A slot's fence word; see the module docs for its values. Taken with a
+/// compare-exchange (`Acquire`, pairing with the `Release` that freed it);
+/// critical sections only read it.
 #[derive(Debug, Default)]
 #[repr(transparent)]
 pub(crate) struct Fence(AtomicUsize);
+
+/// A fence held in one of the library's own regions, with every signal
+/// blocked; [`Region::leave`] (or dropping it) releases the fence, then
+/// restores the mask.
+#[derive(Debug)]
+pub(crate) struct Region<'a> {
+    fence: &'a Fence,
+    /// Leave the fence to a lock guard ([`Region::hand_to_user`]).
+    to_user: bool,
+    /// Dropped after `Drop::drop` has released the fence.
+    _blocked: SignalsBlocked,
+}
 
 impl Fence {
     #[cfg(not(restartable_loom))]
@@ -42,152 +143,138 @@ impl Fence {
         self.0.as_ptr()
     }
 
-    /// Whether a fallback thread holds the slot. `Acquire` pairs with the
-    /// holder's release, so a section that sees it free sees its writes.
-    pub(crate) fn is_held(&self) -> bool {
+    /// Whether a section must fail: the word is not 0. `Acquire` pairs
+    /// with the release of the last holder, so a section that finds it free
+    /// sees that holder's writes.
+    #[cfg_attr(not(restartable_loom), allow(dead_code))] // the asm reads the word
+    pub(crate) fn blocks_sections(&self) -> bool {
         self.0.load(Ordering::Acquire) != 0
     }
 
-    /// Takes the fence of slot `slot`, then waits until no critical section
-    /// on that slot can still commit.
-    pub(crate) fn acquire(&self, index: Index, slot: usize) {
+    /// Whether a live thread holds the fence (a section that failed on it
+    /// should wait rather than give up).
+    pub(crate) fn is_held(&self) -> bool {
+        classify(self.0.load(Ordering::Relaxed), held()) == Seen::Held
+    }
+
+    /// Whether the fence is held by no live thread (a fork child's view of
+    /// a region from before the fork). A section that failed on it must
+    /// take the fence path, which takes it over: waiting would never end.
+    pub(crate) fn is_stale(&self) -> bool {
+        classify(self.0.load(Ordering::Relaxed), held()) == Seen::Stale
+    }
+
+    /// Enters a region on slot `slot`: waits (with the caller's signal
+    /// mask) until the fence can be taken, takes it with every signal
+    /// blocked, and makes sure no section can still commit on the slot.
+    pub(crate) fn enter(&self, index: Index, slot: usize) -> Region<'_> {
+        let held = held();
         let mut spins = 0u32;
-        while self
-            .0
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        loop {
+            let word = self.0.load(Ordering::Relaxed);
+            let drain = match classify(word, held) {
+                Seen::Free => true,
+                // Sections stopped before this fence was last released: a
+                // late one finds the fence non-zero and fails.
+                Seen::Closed => false,
+                // No section of the parent runs in a fork child.
+                Seen::Stale => false,
+                Seen::Held => {
+                    backoff(&mut spins);
+                    continue;
+                }
+            };
+            let blocked = SignalsBlocked::new();
+            // `Acquire` pairs with the `Release` of the previous holder.
+            if self
+                .0
+                .compare_exchange(word, held, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                if drain {
+                    super::drain::drain(index, slot);
+                }
+                return Region {
+                    fence: self,
+                    to_user: false,
+                    _blocked: blocked,
+                };
+            }
+        }
+    }
+
+    /// Takes the fence for a lock guard at once, where no section can run
+    /// on the slot (see [`sections_may_run`](super::drain::sections_may_run)):
+    /// nothing to make sure of, so no region, and one compare-exchange.
+    /// Waits with the caller's signal mask.
+    pub(crate) fn take_for_user(&self) {
+        let mut spins = 0u32;
+        loop {
+            let word = self.0.load(Ordering::Relaxed);
+            // `Acquire` pairs with the `Release` of the previous holder.
+            if classify(word, held()) != Seen::Held
+                && self
+                    .0
+                    .compare_exchange(word, USER, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
             backoff(&mut spins);
         }
-        if cfg!(restartable_loom) || rseq_may_run() {
-            super::rseq::expedite(index, slot);
+    }
+
+    /// Releases a lock guard's hold; pairs with the `Acquire` of the next
+    /// holder (and the sections' read).
+    pub(crate) fn release_user(&self) {
+        self.0.store(free_value(), Ordering::Release);
+    }
+}
+
+impl Region<'_> {
+    /// Releases the fence, then restores the signal mask.
+    pub(crate) fn leave(self) {}
+
+    /// Hands the fence to a lock guard, which releases it
+    /// ([`Fence::release_user`]); restores the signal mask.
+    pub(crate) fn hand_to_user(mut self) {
+        self.to_user = true;
+    }
+}
+
+impl Drop for Region<'_> {
+    fn drop(&mut self) {
+        if self.to_user {
+            // The same thread goes on holding it: nothing to publish.
+            self.fence.0.store(USER, Ordering::Relaxed);
+        } else {
+            // `Release` publishes the holder's writes to the next holder and
+            // to sections that find the fence free.
+            self.fence.0.store(free_value(), Ordering::Release);
         }
     }
+}
 
-    /// Releases the fence; pairs with the `Acquire` of the next holder.
-    pub(crate) fn release(&self) {
-        self.0.store(0, Ordering::Release);
+/// What a released fence holds: 0, or [`CLOSED`] once sections stopped.
+fn free_value() -> usize {
+    if super::drain::sections_closed() {
+        CLOSED
+    } else {
+        0
     }
 }
 
-/// Whether any thread of the process may run critical sections.
-fn rseq_may_run() -> bool {
-    crate::owner() != crate::Owner::Unavailable || crate::stats().registrations > 0
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[cfg(not(restartable_loom))]
-const UNDECIDED: u8 = 0;
-#[cfg(not(restartable_loom))]
-const SECTIONS: u8 = 1;
-#[cfg(not(restartable_loom))]
-const NO_SECTIONS: u8 = 2;
-
-/// Whether the lock and the stack run critical sections: decided once per
-/// process, the first time either needs to know.
-#[cfg(not(restartable_loom))]
-static SECTIONS_ALLOWED: crate::sync::StaticAtomicU8 = crate::sync::StaticAtomicU8::new(UNDECIDED);
-
-fn membarrier(cmd: u32, flags: u32, cpu: i32) -> i64 {
-    // SAFETY: membarrier takes three integers and touches no user memory.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, flags, cpu) as i64 }
-}
-
-/// Whether [`PerCpuLock`](super::PerCpuLock) and
-/// [`PerCpuStack`](super::PerCpuStack) update their slots with critical
-/// sections.
-///
-/// They do when the kernel lets a fallback thread fence the sections of one
-/// CPU, with `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)` (Linux
-/// 5.10). Without it, nothing could stop a section that read a slot's fence
-/// as free from committing after a fallback thread took it, so every thread
-/// takes the fence path instead (an atomic compare-exchange per operation):
-/// slower, never wrong. The answer is decided once per process, on first
-/// use, and never changes.
-///
-/// # Examples
-/// ```
-/// // Linux 5.10 or later, with rseq in use:
-/// if restartable::is_available() {
-///     println!("per-CPU lock and stack use sections: {}",
-///              restartable::lock_sections_enabled());
-/// }
-/// ```
-#[cfg(not(restartable_loom))]
-#[inline]
-pub fn lock_sections_enabled() -> bool {
-    match SECTIONS_ALLOWED.load(Ordering::Relaxed) {
-        SECTIONS => true,
-        NO_SECTIONS => false,
-        _ => decide(),
-    }
-}
-
-/// The simulated machine always has its `membarrier`.
-#[cfg(restartable_loom)]
-pub fn lock_sections_enabled() -> bool {
-    true
-}
-
-/// Asks the kernel for the rseq membarrier and registers for it. Racing
-/// callers may each ask; the first answer published is the only one used.
-/// Async-signal-safe: two system calls and a compare-exchange.
-#[cold]
-#[cfg(not(restartable_loom))]
-fn decide() -> bool {
-    use linux_raw_sys::general::membarrier_cmd::{
-        MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ as EXPEDITED_RSEQ, MEMBARRIER_CMD_QUERY as QUERY,
-        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ as REGISTER,
-    };
-    let supported = membarrier(QUERY as u32, 0, 0);
-    let usable = supported >= 0
-        && supported & i64::from(EXPEDITED_RSEQ as u32) != 0
-        && membarrier(REGISTER as u32, 0, 0) == 0;
-    let mine = if usable { SECTIONS } else { NO_SECTIONS };
-    match SECTIONS_ALLOWED.compare_exchange(UNDECIDED, mine, Ordering::Relaxed, Ordering::Relaxed) {
-        Ok(_) => usable,
-        Err(first) => first == SECTIONS,
-    }
-}
-
-/// Aborts or completes every critical section running on the slot's CPU.
-#[cfg_attr(restartable_loom, allow(dead_code))] // the simulation has its own
-pub(crate) fn expedite_rseq(index: Index, slot: usize) {
-    use linux_raw_sys::general::membarrier_cmd::MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ as EXPEDITED_RSEQ;
-    use linux_raw_sys::general::membarrier_cmd_flag::MEMBARRIER_CMD_FLAG_CPU as FLAG_CPU;
-
-    if !lock_sections_enabled() {
-        // No section ever runs on a fenced slot: nothing to wait for.
-        return;
-    }
-    let ret = match index {
-        Index::Cpu => membarrier(EXPEDITED_RSEQ as u32, FLAG_CPU as u32, slot as i32),
-        Index::MmCid => -1,
-    };
-    if ret == 0 {
-        return;
-    }
-    // Slots by concurrency id, or a CPU the kernel refuses to target
-    // (offline): every CPU. The holder may not go on unfenced; the one
-    // failure this registered command can have is a transient ENOMEM.
-    loop {
-        match membarrier(EXPEDITED_RSEQ as u32, 0, 0) {
-            0 => return,
-            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM) => {
-                // SAFETY: sched_yield has no preconditions.
-                unsafe { libc::sched_yield() };
-            }
-            _ => {
-                // The kernel answered QUERY and REGISTER but refuses the
-                // fence: continuing could let a section commit under the
-                // holder.
-                let msg = b"restartable: membarrier(PRIVATE_EXPEDITED_RSEQ) failed\n";
-                // SAFETY: writes a static buffer to stderr, then aborts;
-                // both are async-signal-safe.
-                unsafe {
-                    libc::write(2, msg.as_ptr().cast(), msg.len());
-                    libc::abort();
-                }
-            }
-        }
+    #[test]
+    fn words_classify() {
+        let now = HELD | 3 << EPOCH_SHIFT;
+        assert_eq!(classify(0, now), Seen::Free);
+        assert_eq!(classify(CLOSED, now), Seen::Closed);
+        assert_eq!(classify(USER, now), Seen::Held);
+        assert_eq!(classify(now, now), Seen::Held);
+        assert_eq!(classify(HELD | 2 << EPOCH_SHIFT, now), Seen::Stale);
     }
 }

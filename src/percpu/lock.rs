@@ -17,7 +17,8 @@ struct Slot<T> {
     /// store, which pairs with the section's load (plain loads are acquire
     /// loads on x86) or the fence holder's `Acquire` load.
     lock: AtomicUsize,
-    /// Held by a thread that cannot run critical sections (see `fence.rs`).
+    /// Held by a thread on the fence path, and by the guard it hands out
+    /// (see `fence.rs`).
     fence: Fence,
     /// Accessed only by the holder of `lock` or of `fence`.
     value: UnsafeCell<T>,
@@ -30,6 +31,25 @@ struct Slot<T> {
 /// guard gives `&mut T`. The holder may be preempted or migrate while it
 /// holds the guard — the lock stays correct; only the acquisition is per-CPU.
 /// [`lock_slot`](Self::lock_slot) locks any slot (slower: the fallback path).
+///
+/// # Signal handlers
+///
+/// A signal handler may lock any slot, in every mode: the library's own
+/// steps never make it wait for the code it interrupted (a section aborts;
+/// the short regions that hold a fence run with signals blocked, see
+/// `fence.rs`). What deadlocks is what deadlocks with any lock: a handler
+/// that locks a slot while the code it interrupted *holds a guard* on that
+/// slot waits forever. Code that holds a guard on a slot some handler may
+/// lock must block those signals from before it locks until the guard is
+/// dropped.
+///
+/// # Fork
+///
+/// A `fork` child can lock every slot, even one another thread of the
+/// parent was in the middle of locking at the fork. A guard that another
+/// thread *held* at the fork stays held in the child, where no thread will
+/// drop it: as with any lock, fork only where no other thread holds one,
+/// or never touch those slots in the child.
 ///
 /// # Examples
 /// ```
@@ -53,9 +73,15 @@ unsafe impl<T: Send> Send for PerCpuLock<T> {}
 /// How a guard holds its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
+    /// `lock` set by a section; the guard clears it.
     Section,
+    /// The fence, handed to the guard; the guard releases it.
     Fence,
 }
+
+/// How long `lock_slot` waits for a section holder with the fence held
+/// (and signals blocked) before it lets go and waits without it.
+const SPINS_HOLDING_FENCE: u32 = if cfg!(restartable_loom) { 1 } else { 1000 };
 
 /// Exclusive access to one slot of a [`PerCpuLock`]; unlocks on drop.
 #[must_use = "the slot is unlocked when the guard is dropped"]
@@ -114,6 +140,11 @@ impl<T> PerCpuLock<T> {
                         via: Via::Section,
                     }
                 }
+                // A fence no live thread holds (a fork child's view of one
+                // held at the fork) never opens by waiting: take it over.
+                Outcome::CompareFailed if slot.fence.is_stale() => {
+                    return self.lock_slot(cpu as usize)
+                }
                 Outcome::CompareFailed => backoff(&mut spins),
                 Outcome::Aborted => crate::sync::spin_hint(),
             }
@@ -126,17 +157,49 @@ impl<T> PerCpuLock<T> {
     /// If `i >= self.len()`.
     pub fn lock_slot(&self, i: usize) -> PerCpuLockGuard<'_, T> {
         let slot = self.slots.get(i).expect("slot index out of range");
-        slot.fence.acquire(self.slots.index(), i);
-        let mut spins = 0;
-        // Pairs with the section holder's `Release` unlock.
-        while slot.lock.load(Ordering::Acquire) != 0 {
-            backoff(&mut spins);
+        if !super::drain::sections_may_run() {
+            // No section ever takes `lock`: the fence alone excludes.
+            slot.fence.take_for_user();
+            return PerCpuLockGuard {
+                slot,
+                index: i,
+                via: Via::Fence,
+            };
         }
-        PerCpuLockGuard {
-            slot,
-            index: i,
-            via: Via::Fence,
+        loop {
+            let region = slot.fence.enter(self.slots.index(), i);
+            // No section can take `lock` now; wait a little for a section
+            // holder. `Acquire` pairs with its `Release` unlock.
+            let mut spins = 0;
+            while slot.lock.load(Ordering::Acquire) != 0 && spins < SPINS_HOLDING_FENCE {
+                crate::sync::spin_hint();
+                spins += 1;
+            }
+            if slot.lock.load(Ordering::Acquire) == 0 {
+                region.hand_to_user();
+                return PerCpuLockGuard {
+                    slot,
+                    index: i,
+                    via: Via::Fence,
+                };
+            }
+            // A guard may be held for long: wait for it with the fence
+            // free and the caller's signal mask, then try again.
+            region.leave();
+            let mut spins = 0;
+            while slot.lock.load(Ordering::Relaxed) != 0 {
+                backoff(&mut spins);
+            }
         }
+    }
+
+    /// Loom models only: makes the simulated `membarrier` fail from now on,
+    /// as a seccomp filter installed while the process runs would, so that
+    /// a model can switch the lock and the stack off sections mid-run.
+    #[cfg(restartable_loom)]
+    #[doc(hidden)]
+    pub fn refuse_membarrier() {
+        super::rseq::refuse_membarrier();
     }
 
     /// Every value, through `&mut self` (no locking needed).
@@ -180,7 +243,7 @@ impl<T> Drop for PerCpuLockGuard<'_, T> {
         match self.via {
             // Publishes the holder's writes to the next holder.
             Via::Section => self.slot.lock.store(0, Ordering::Release),
-            Via::Fence => self.slot.fence.release(),
+            Via::Fence => self.slot.fence.release_user(),
         }
     }
 }

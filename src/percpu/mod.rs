@@ -18,17 +18,40 @@
 //!   so that every critical section in flight on that CPU is either
 //!   committed or aborted, and every later one sees the fence and backs off.
 //!   On kernels without that membarrier command (before Linux 5.10) every
-//!   thread takes the fence path of the lock and the stack instead; see
-//!   [`lock_sections_enabled`].
+//!   thread takes the fence path of the lock and the stack instead, and so
+//!   does every thread from the moment `membarrier` starts failing (a
+//!   seccomp filter installed later); see [`lock_sections_enabled`].
+//!
+//! # Signal handlers
+//!
+//! Every operation of every type may be called from a signal handler, on
+//! the slot the interrupted code was working on, in every mode: a section
+//! that a signal interrupts aborts, and the fallbacks' own short regions
+//! that hold a fence run with signals blocked, so a handler never waits for
+//! the code it interrupted. The one exception is the one every lock has: a
+//! handler that locks a [`PerCpuLock`] slot on which the interrupted code
+//! holds a guard waits forever (see [`PerCpuLock`]). [`PerCpuStack::push`]
+//! allocates, so a handler that pushes needs an async-signal-safe global
+//! allocator.
+//!
+//! # Fork
+//!
+//! A `fork` child can use every type and every slot, whatever the parent's
+//! other threads were doing at the fork: a fence they held inside the
+//! library is taken over by the first thread of the child that needs it.
+//! Only a [`PerCpuLockGuard`] that another thread held at the fork stays
+//! held in the child, as a lock would. (Children made with `clone(2)` or
+//! `_Fork(3)`, which run no fork handlers, are not covered.)
 
 mod counter;
+mod drain;
 mod fence;
 mod lock;
 mod rseq;
 mod stack;
 
 pub use counter::PerCpuCounter;
-pub use fence::lock_sections_enabled;
+pub use drain::lock_sections_enabled;
 pub use lock::{PerCpuLock, PerCpuLockGuard};
 pub use stack::PerCpuStack;
 

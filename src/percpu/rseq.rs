@@ -10,10 +10,10 @@ pub use imp::run_as_fallback;
 
 /// The slot index for a lock or stack section, or `None` when the thread
 /// must take the fence path: it cannot run sections, or the kernel cannot
-/// fence them (see [`lock_sections_enabled`](super::fence::lock_sections_enabled)).
+/// fence them (see [`lock_sections_enabled`](super::drain::lock_sections_enabled)).
 #[inline]
 pub(crate) fn fenced_slot(index: crate::cs::Index) -> Option<u32> {
-    if !super::fence::lock_sections_enabled() {
+    if !super::drain::lock_sections_enabled() {
         return None;
     }
     current_slot(index)
@@ -142,9 +142,15 @@ mod imp {
         outcome
     }
 
-    /// Makes every section in flight on slot `slot` commit or abort.
-    pub(crate) fn expedite(index: Index, slot: usize) {
-        crate::percpu::fence::expedite_rseq(index, slot);
+    /// Makes every section in flight on slot `slot` commit or abort with
+    /// `membarrier`; false if the kernel refuses.
+    pub(crate) fn expedite(index: Index, slot: usize) -> bool {
+        crate::percpu::drain::expedite_rseq(index, slot)
+    }
+
+    /// Makes sure of slot `slot` without `membarrier` (see `drain.rs`).
+    pub(crate) fn visit(index: Index, slot: usize) {
+        crate::percpu::drain::visit_cpus(index, slot);
     }
 }
 
@@ -164,7 +170,7 @@ mod imp {
     use super::Add;
     use crate::cs::{Index, Outcome};
     use crate::percpu::fence::Fence;
-    use crate::sync::{AtomicUsize, Ordering};
+    use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
     /// Simulated CPUs.
     pub(crate) const CPUS: usize = 2;
@@ -173,6 +179,8 @@ mod imp {
         cpus: [loom::sync::Mutex<()>; CPUS],
         generation: [AtomicUsize; CPUS],
         next: AtomicUsize,
+        /// Set by [`refuse_membarrier`].
+        refused: AtomicBool,
     }
 
     loom::lazy_static! {
@@ -180,6 +188,7 @@ mod imp {
             cpus: [loom::sync::Mutex::new(()), loom::sync::Mutex::new(())],
             generation: [AtomicUsize::new(0), AtomicUsize::new(0)],
             next: AtomicUsize::new(0),
+            refused: AtomicBool::new(false),
         };
     }
 
@@ -192,6 +201,12 @@ mod imp {
     /// foreign: every per-CPU type takes its fallback.
     pub fn run_as_fallback() {
         FALLBACK.with(|f| f.set(true));
+    }
+
+    /// Makes the simulated `membarrier` fail from now on, as a seccomp
+    /// filter installed while the process runs would.
+    pub fn refuse_membarrier() {
+        MACHINE.refused.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn current_slot(_index: Index) -> Option<u32> {
@@ -261,7 +276,7 @@ mod imp {
         cpu: u32,
     ) -> Outcome {
         match section(cpu, || {
-            if fence.is_held() || lock.load(Ordering::Acquire) != 0 {
+            if fence.blocks_sections() || lock.load(Ordering::Acquire) != 0 {
                 return Err(Outcome::CompareFailed);
             }
             lock.store(1, Ordering::Relaxed);
@@ -281,7 +296,7 @@ mod imp {
         cpu: u32,
     ) -> Outcome {
         match section(cpu, || {
-            if fence.is_held() || head.load(Ordering::Acquire) != expect {
+            if fence.blocks_sections() || head.load(Ordering::Acquire) != expect {
                 return Err(Outcome::CompareFailed);
             }
             head.store(node, Ordering::Release);
@@ -299,7 +314,7 @@ mod imp {
         cpu: u32,
     ) -> Result<usize, Outcome> {
         section(cpu, || {
-            if fence.is_held() {
+            if fence.blocks_sections() {
                 return Err(Outcome::CompareFailed);
             }
             let top = head.load(Ordering::Acquire);
@@ -313,8 +328,21 @@ mod imp {
         })
     }
 
-    /// The simulated `membarrier`: waits for every section in flight.
-    pub(crate) fn expedite(_index: Index, _slot: usize) {
+    /// The simulated `membarrier`: waits for every section in flight;
+    /// false once a model refused it.
+    pub(crate) fn expedite(index: Index, slot: usize) -> bool {
+        if MACHINE.refused.load(Ordering::Relaxed) {
+            return false;
+        }
+        visit(index, slot);
+        true
+    }
+
+    /// The simulated move onto the CPUs: running on a CPU waits for the
+    /// section running there, if any. (Sections that picked the CPU but
+    /// have not started are not aborted, as on a real CPU: they start
+    /// later and find the fence.)
+    pub(crate) fn visit(_index: Index, _slot: usize) {
         for cpu in &MACHINE.cpus {
             drop(cpu.lock().unwrap());
         }

@@ -2,18 +2,19 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::ptr;
 
 use super::fence::Fence;
 use super::{rseq, Index, PerCpu};
 use crate::cs::Outcome;
-use crate::sync::{backoff, AtomicUsize, Ordering};
+use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicUsize as RealAtomicUsize};
 
 /// A heap node. `next` must stay at offset 0: the pop section loads it at
 /// `head + 0`.
 #[repr(C)]
 struct Node<T> {
-    next: *mut Node<T>,
+    /// The node below, or 0. The real atomic in every build (the `Static`
+    /// name): the pop section, real or simulated, reads it as a `usize`.
+    next: RealAtomicUsize,
     value: T,
 }
 
@@ -23,7 +24,7 @@ struct Slot {
     /// section running on this slot's CPU with the fence seen free, or by
     /// the holder of `fence`.
     head: AtomicUsize,
-    /// Held by a thread that cannot run critical sections (see `fence.rs`).
+    /// Held by a thread on the fence path (see `fence.rs`).
     fence: Fence,
 }
 
@@ -31,6 +32,15 @@ struct Slot {
 /// on the list of the CPU the thread runs on, inside critical sections: no
 /// atomic instruction, no ABA problem (a section that is interrupted
 /// restarts, and only the CPU's own sections touch its list).
+///
+/// Every operation may be called from a signal handler, on any list,
+/// whatever the interrupted code was doing with the stack (sections abort;
+/// the fence path holds a fence only with signals blocked, see `fence.rs`,
+/// and where no section runs a push takes no fence at all).
+/// [`push`](Self::push) allocates a node and the pops free one, through
+/// the global allocator, which must then be async-signal-safe itself. A
+/// `fork` child may use every list, even one another thread was working on
+/// at the fork.
 ///
 /// # Examples
 /// ```
@@ -79,10 +89,7 @@ impl<T> PerCpuStack<T> {
 
     /// Pushes `value` on the list of the current CPU.
     pub fn push(&self, value: T) {
-        let node = Box::into_raw(Box::new(Node {
-            next: ptr::null_mut(),
-            value,
-        }));
+        let node = Self::node(value);
         let index = self.slots.index();
         let mut spins = 0;
         loop {
@@ -94,12 +101,16 @@ impl<T> PerCpuStack<T> {
             };
             let head = slot.head.load(Ordering::Relaxed);
             // SAFETY: `node` is ours until the commit publishes it.
-            unsafe { (*node).next = head as *mut Node<T> };
+            unsafe { (*node).next.store(head, Ordering::Relaxed) };
             // SAFETY: both words belong to this live slot.
             let outcome =
                 unsafe { rseq::push(index, &slot.head, &slot.fence, head, node as usize, cpu) };
             match outcome {
                 Outcome::Committed => return,
+                // A fence from before a fork: waiting would not end.
+                Outcome::CompareFailed if slot.fence.is_stale() => {
+                    return self.push_slot(cpu as usize, node)
+                }
                 Outcome::CompareFailed if slot.fence.is_held() => backoff(&mut spins),
                 Outcome::CompareFailed | Outcome::Aborted => crate::sync::spin_hint(),
             }
@@ -124,8 +135,10 @@ impl<T> PerCpuStack<T> {
             match outcome {
                 Ok(node) => {
                     // SAFETY: the commit unlinked `node`; we own it now.
-                    let node = unsafe { Box::from_raw(node as *mut Node<T>) };
-                    return Some(node.value);
+                    return Some(unsafe { Self::take(node) });
+                }
+                Err(Outcome::CompareFailed) if slot.fence.is_stale() => {
+                    return self.pop_slot(cpu as usize)
                 }
                 // The fence was held, or the list was empty: empty still,
                 // with the fence free, means empty.
@@ -151,11 +164,7 @@ impl<T> PerCpuStack<T> {
     /// # Panics
     /// If `i >= self.lists()`.
     pub fn push_to(&self, i: usize, value: T) {
-        let node = Box::into_raw(Box::new(Node {
-            next: ptr::null_mut(),
-            value,
-        }));
-        self.push_slot(i, node);
+        self.push_slot(i, Self::node(value));
     }
 
     /// Pops from list `i` from any CPU (the fallback path).
@@ -166,31 +175,76 @@ impl<T> PerCpuStack<T> {
         self.pop_slot(i)
     }
 
+    fn node(value: T) -> *mut Node<T> {
+        Box::into_raw(Box::new(Node {
+            next: RealAtomicUsize::new(0),
+            value,
+        }))
+    }
+
+    /// Frees an unlinked node and returns its value.
+    ///
+    /// # Safety
+    /// `node` came from [`Self::node`], is unlinked, and nothing else will
+    /// read it.
+    unsafe fn take(node: usize) -> T {
+        // SAFETY: the caller's.
+        unsafe { Box::from_raw(node as *mut Node<T>) }.value
+    }
+
     fn push_slot(&self, i: usize, node: *mut Node<T>) {
         let slot = self.slots.get(i).expect("list index out of range");
-        slot.fence.acquire(self.slots.index(), i);
-        let head = slot.head.load(Ordering::Relaxed);
-        // SAFETY: `node` is ours until the store below publishes it.
-        unsafe { (*node).next = head as *mut Node<T> };
-        slot.head.store(node as usize, Ordering::Relaxed);
-        slot.fence.release();
+        // Where no section runs, a push needs no fence: it links the node
+        // with one compare-exchange, and the pops (which hold the fence)
+        // commit with one too, so neither overwrites the other. Otherwise a
+        // section's plain commit could, so the push takes the fence.
+        let region =
+            super::drain::sections_may_run().then(|| slot.fence.enter(self.slots.index(), i));
+        loop {
+            let head = slot.head.load(Ordering::Relaxed);
+            // SAFETY: `node` is ours until the exchange publishes it.
+            unsafe { (*node).next.store(head, Ordering::Relaxed) };
+            // `Release` publishes the node to the thread that pops it (its
+            // `Acquire` load of `head`).
+            if slot
+                .head
+                .compare_exchange(head, node as usize, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+            {
+                break;
+            }
+        }
+        drop(region);
     }
 
     fn pop_slot(&self, i: usize) -> Option<T> {
         let slot = self.slots.get(i).expect("list index out of range");
-        slot.fence.acquire(self.slots.index(), i);
-        let head = slot.head.load(Ordering::Relaxed) as *mut Node<T>;
-        let node = if head.is_null() {
-            None
-        } else {
+        let region = slot.fence.enter(self.slots.index(), i);
+        let value = loop {
+            // `Acquire` pairs with the `Release` of the push that linked
+            // the node (a section's plain commit store is a release on x86).
+            let head = slot.head.load(Ordering::Acquire);
+            if head == 0 {
+                break None;
+            }
             // SAFETY: with the fence held no section can commit on this
-            // list, so `head` is a live node that we now unlink and own.
-            let node = unsafe { Box::from_raw(head) };
-            slot.head.store(node.next as usize, Ordering::Relaxed);
-            Some(node.value)
+            // list and no other thread pops from it, so `head` is a live
+            // node: only pops unlink (and free) nodes, and pushes without
+            // the fence only add above it.
+            let next = unsafe { (*(head as *const Node<T>)).next.load(Ordering::Relaxed) };
+            // A compare-exchange: a push without the fence may have linked
+            // a node above `head` since it was read.
+            if slot
+                .head
+                .compare_exchange(head, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                // SAFETY: unlinked just above; no one else reads it.
+                break Some(unsafe { Self::take(head) });
+            }
         };
-        slot.fence.release();
-        node
+        region.leave();
+        value
     }
 
     /// Whether every list is empty (a snapshot).
@@ -210,11 +264,11 @@ impl<T> Default for PerCpuStack<T> {
 impl<T> Drop for PerCpuStack<T> {
     fn drop(&mut self) {
         for slot in self.slots.iter_mut() {
-            let mut head = slot.head.load(Ordering::Relaxed) as *mut Node<T>;
-            while !head.is_null() {
+            let mut head = slot.head.load(Ordering::Relaxed);
+            while head != 0 {
                 // SAFETY: `&mut self`: every node is ours, linked once.
-                let node = unsafe { Box::from_raw(head) };
-                head = node.next;
+                let node = unsafe { Box::from_raw(head as *mut Node<T>) };
+                head = node.next.load(Ordering::Relaxed);
             }
         }
     }

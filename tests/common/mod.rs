@@ -6,7 +6,10 @@
 
 pub mod cbuild;
 pub mod elf;
+pub mod forked;
+pub mod sandbox;
 pub mod seccomp;
+pub mod uffd;
 
 use restartable::Owner;
 

@@ -1,0 +1,212 @@
+//! A sandbox that tightens while the process runs: a seccomp filter that
+//! denies `membarrier(2)` to every thread, installed after the per-CPU lock
+//! and stack have started fencing with it, then one that denies
+//! `sched_setaffinity(2)` too. Threads keep locking, pushing and popping
+//! through sections and through the fence (and, where the library owns
+//! the area, from a foreign thread) across both switches; nothing may
+//! abort, and every result stays exact.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use restartable::cs::Index;
+use restartable::{Owner, PerCpuLock, PerCpuStack};
+
+const WORKERS: usize = 4;
+const IDS: usize = 1 << 22;
+
+/// The objects the workers share, by CPU and by concurrency id.
+struct Objects {
+    locks: [PerCpuLock<(u64, u64)>; 2],
+    stacks: [PerCpuStack<usize>; 2],
+    lock_ops: AtomicU64,
+    next_id: AtomicUsize,
+    /// Per value: +1 when pushed, +16 when popped.
+    marks: Box<[AtomicU8]>,
+}
+
+impl Objects {
+    fn new() -> Self {
+        Objects {
+            locks: [
+                PerCpuLock::new(|_| (0, 0)),
+                PerCpuLock::with_index(Index::MmCid, |_| (0, 0)),
+            ],
+            stacks: [PerCpuStack::new(), PerCpuStack::with_index(Index::MmCid)],
+            lock_ops: AtomicU64::new(0),
+            next_id: AtomicUsize::new(0),
+            marks: (0..IDS).map(|_| AtomicU8::new(0)).collect(),
+        }
+    }
+
+    fn popped(&self, v: Option<usize>) {
+        if let Some(v) = v {
+            self.marks[v].fetch_add(16, Ordering::Relaxed);
+        }
+    }
+
+    /// One round of work: `fenced` threads name their slots (the fence
+    /// path), the others take the current CPU's (sections, where the
+    /// thread can run them).
+    fn work(&self, fenced: bool, n: usize) {
+        for (lock, stack) in self.locks.iter().zip(&self.stacks) {
+            let mut g = if fenced {
+                lock.lock_slot(n % lock.len())
+            } else {
+                lock.lock()
+            };
+            let (a, b) = *g;
+            assert_eq!(a, b, "two holders at once on slot {}", g.slot());
+            *g = (a + 1, b + 1);
+            drop(g);
+            self.lock_ops.fetch_add(1, Ordering::Relaxed);
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id >= IDS {
+                continue;
+            }
+            self.marks[id].fetch_add(1, Ordering::Relaxed);
+            if fenced {
+                stack.push_to(id % stack.lists(), id);
+                self.popped(stack.pop_from((id + 1) % stack.lists()));
+            } else {
+                stack.push(id);
+                self.popped(stack.pop());
+            }
+        }
+    }
+
+    fn check(&self) {
+        for lock in &self.locks {
+            let total: u64 = (0..lock.len())
+                .map(|i| {
+                    let (a, b) = *lock.lock_slot(i);
+                    assert_eq!(a, b);
+                    a
+                })
+                .sum();
+            assert_eq!(total, self.lock_ops.load(Ordering::Relaxed) / 2);
+        }
+        for stack in &self.stacks {
+            while let Some(v) = stack.pop_any() {
+                self.marks[v].fetch_add(16, Ordering::Relaxed);
+            }
+        }
+        for (id, mark) in self.marks.iter().enumerate() {
+            let mark = mark.load(Ordering::Relaxed);
+            assert!(
+                mark == 0 || mark == 17,
+                "value {id}: pushed and popped {mark:#x}"
+            );
+        }
+    }
+}
+
+/// Registers a private area for the calling thread, so the library finds
+/// it foreign (leaked: the kernel may write it until the thread exits).
+fn make_foreign() {
+    // SAFETY: an all-zero `struct rseq` is a valid value.
+    let area: &'static restartable::abi::Rseq = Box::leak(Box::new(unsafe { std::mem::zeroed() }));
+    assert_eq!(common::raw_register(area as *const _ as *mut u8), Ok(()));
+    assert!(!restartable::is_available());
+}
+
+/// Runs the workers on `objects` for `before`, calls `tighten`, runs them
+/// for `after`, then checks every result.
+fn round(objects: Arc<Objects>, before: Duration, tighten: impl FnOnce(), after: Duration) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(Barrier::new(WORKERS + 1));
+    let foreign_one = restartable::owner() == Owner::Library;
+    let handles: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (objects, stop, started) = (
+                Arc::clone(&objects),
+                Arc::clone(&stop),
+                Arc::clone(&started),
+            );
+            thread::spawn(move || {
+                if foreign_one && w == 0 {
+                    make_foreign();
+                }
+                started.wait();
+                let mut n = w;
+                while !stop.load(Ordering::Relaxed) {
+                    objects.work(w % 2 == 1, n);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    started.wait();
+    thread::sleep(before);
+    tighten();
+    thread::sleep(after);
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().expect("worker panicked");
+    }
+    objects.check();
+}
+
+/// Set in the child of [`membarrier_denied_later_neither_aborts_nor_loses_updates`].
+const SANDBOX_CHILD: &str = "RESTARTABLE_TEST_SANDBOX_CHILD";
+
+#[test]
+fn membarrier_denied_later_neither_aborts_nor_loses_updates() {
+    if std::env::var_os(SANDBOX_CHILD).is_none() {
+        if !cfg!(target_arch = "x86_64") {
+            println!("skipped: the filters know x86_64's system call numbers only");
+            return;
+        }
+        // The filters cannot be removed: a child of its own takes them.
+        let out = common::run_test_in_child(
+            "membarrier_denied_later_neither_aborts_nor_loses_updates",
+            |cmd| {
+                cmd.env(SANDBOX_CHILD, "1");
+            },
+        );
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        return;
+    }
+    let fencing =
+        restartable::lock_sections_enabled() && (restartable::owner() != Owner::Unavailable);
+    // Round 1: membarrier works, then answers EPERM to every thread.
+    round(
+        Arc::new(Objects::new()),
+        Duration::from_millis(100),
+        || {
+            common::sandbox::deny_on_every_thread(
+                &[common::seccomp::NR_MEMBARRIER_X86_64],
+                libc::EPERM,
+            )
+            .expect("install the membarrier filter")
+        },
+        Duration::from_millis(200),
+    );
+    if fencing {
+        assert!(
+            !restartable::lock_sections_enabled(),
+            "a refused membarrier turns the lock and stack sections off"
+        );
+    }
+    // Round 2, on objects no one fenced yet: sched_setaffinity refused too.
+    round(
+        Arc::new(Objects::new()),
+        Duration::from_millis(30),
+        || {
+            common::sandbox::deny_on_every_thread(
+                &[common::sandbox::NR_SCHED_SETAFFINITY_X86_64],
+                libc::EPERM,
+            )
+            .expect("install the sched_setaffinity filter")
+        },
+        Duration::from_millis(150),
+    );
+    println!(
+        "sandbox child ({}, fencing with membarrier at first: {fencing}): all checks passed",
+        restartable::owner()
+    );
+}
