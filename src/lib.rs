@@ -112,6 +112,21 @@
 //! [`PerCpuLock`] and the `percpu` module docs). [`is_available`] says which
 //! path the calling thread takes.
 //!
+//! # Signal handlers and `fork`
+//!
+//! Every operation may be called from a signal handler, on the thread it
+//! interrupted, in every mode: an interrupted section aborts, and the
+//! library's own fallback regions (the striped locks of multi-word
+//! fallbacks, the fences of the lock and the stack) run with signals
+//! blocked. A handler that locks a [`PerCpuLock`] slot whose guard the
+//! interrupted code holds deadlocks, as with any lock. A `fork` child can
+//! use every API: no one-time initialisation waits for another thread, and
+//! `pthread_atfork` handlers free what a vanished thread held inside the
+//! library (a guard user code held stays held, as with any lock).
+//! If a sandbox later refuses `membarrier`, the lock and the stack stop
+//! running sections for the whole process ([`lock_sections_enabled`] turns
+//! false) and stay exact.
+//!
 //! # Crate features
 //!
 //! - `abort-stress` (test-only): spins inside every critical section so that

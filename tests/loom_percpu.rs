@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! RUSTFLAGS="--cfg restartable_loom" LOOM_MAX_PREEMPTIONS=2 \
-//!     cargo test --release --test loom_percpu
+//!     cargo test --release --features loom --test loom_percpu
 //! ```
 
 #[cfg(restartable_loom)]

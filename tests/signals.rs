@@ -420,7 +420,7 @@ fn storm() {
                     || start.elapsed() < Duration::from_millis(200))
             {
                 for (k, &(thread, tid)) in workers.iter().enumerate() {
-                    if round.is_multiple_of(16) {
+                    if round % 16 == 0 {
                         common::pin_thread(tid, cpus[(round + k) % cpus.len()]);
                     }
                     // SAFETY: the workers wait on `storm_over`, alive,

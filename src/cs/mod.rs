@@ -79,8 +79,12 @@ pub enum Index {
 pub enum Outcome {
     /// The commit store happened.
     Committed = 0,
-    /// A comparison failed; memory is unchanged (every comparison comes
-    /// before the first store).
+    /// A comparison failed. In a critical section every comparison comes
+    /// before the first store, so memory is unchanged; on the fallback path
+    /// of `load_cbne_store_store` and `load_cbne_memcpy_store`, a change of
+    /// `*v` between the comparison and the commit (by a lock-free fallback
+    /// operation) also ends here, with the early store made, as an aborted
+    /// section leaves it: `*v` itself never changes.
     CompareFailed = 1,
     /// The section did not commit: the kernel aborted it (preemption,
     /// migration, signal), or the thread was not on the CPU passed in.
