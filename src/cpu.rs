@@ -206,42 +206,24 @@ fn count_possible_cpus() -> usize {
     }
 }
 
-/// The largest CPU number in `/sys/devices/system/cpu/possible`, read with
-/// `open`/`read` into a stack buffer (no allocation).
+/// The largest CPU number in `/sys/devices/system/cpu/possible`, read
+/// without allocating (see `file.rs`).
 fn read_possible_list() -> Option<usize> {
-    let mut buf = [0u8; 1024];
-    // SAFETY: a NUL-terminated path; read-only, close-on-exec.
-    let fd = unsafe {
-        libc::open(
-            c"/sys/devices/system/cpu/possible".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
+    let mut text = [0u8; 1024];
+    let mut len = 0;
+    let end = crate::file::read_chunks(c"/sys/devices/system/cpu/possible", |chunk| {
+        let Some(room) = text.get_mut(len..len + chunk.len()) else {
+            // Longer than any list this parses: stop, and ignore it.
+            return Some(());
+        };
+        room.copy_from_slice(chunk);
+        len += chunk.len();
+        None
+    });
+    if end != Some(None) {
         return None;
     }
-    let mut len = 0;
-    let complete = loop {
-        if len == buf.len() {
-            break false; // longer than any list this parses: ignore it
-        }
-        // SAFETY: reads into the free part of `buf`.
-        let n = unsafe { libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
-        match n {
-            0 => break true,
-            n if n > 0 => len += n as usize,
-            _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => {}
-            _ => break false,
-        }
-    };
-    // SAFETY: closes the descriptor opened above.
-    unsafe { libc::close(fd) };
-    let text = core::str::from_utf8(&buf[..len]).ok()?;
-    if complete {
-        parse_cpu_list_max(text.trim())
-    } else {
-        None
-    }
+    parse_cpu_list_max(core::str::from_utf8(&text[..len]).ok()?.trim())
 }
 
 /// The largest CPU number in a kernel CPU list such as `0-3,8-11`.

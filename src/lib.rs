@@ -188,6 +188,8 @@ mod cpu;
 pub mod cs;
 mod error;
 mod ffi;
+mod file;
+mod fork;
 mod percpu;
 mod registration;
 mod sync;

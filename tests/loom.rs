@@ -425,7 +425,7 @@ mod tests {
     }
 
     const LIBC_OFFSET: isize = 2336;
-    const OWN_OFFSET: isize = -128;
+    const SHARED_OFFSET: isize = -128;
     const INERT_OFFSET: isize = -96;
 
     fn probe(disabled: bool, libc_size: u32) -> Probe {
@@ -435,7 +435,7 @@ mod tests {
             libc: Some((libc_size, LIBC_OFFSET)),
             kernel_feature_size: 28,
             kernel_rseq: true,
-            own_offset: OWN_OFFSET,
+            shared_offset: SHARED_OFFSET,
             inert_offset: INERT_OFFSET,
         }
     }
@@ -457,7 +457,7 @@ mod tests {
         let d = choose(&probe(false, 0));
         assert_eq!(
             (d.owner, d.offset, d.feature_size),
-            (Owner::Library, OWN_OFFSET, 28)
+            (Owner::Library, SHARED_OFFSET, 28)
         );
         let d = choose(&probe(true, 20));
         assert_eq!(
@@ -516,7 +516,7 @@ mod tests {
                     assert_eq!((seen.offset, seen.feature_size), (INERT_OFFSET, 0));
                 }
                 Owner::Library => {
-                    assert!(seen.offset == OWN_OFFSET || seen.offset == INERT_OFFSET);
+                    assert!(seen.offset == SHARED_OFFSET || seen.offset == INERT_OFFSET);
                     assert!(seen.feature_size == 28 || seen.feature_size == 0);
                 }
                 Owner::Libc => panic!("never Libc here"),

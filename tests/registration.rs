@@ -414,14 +414,8 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, context: *mu
     unsafe { (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RAX as usize] = 0 };
 }
 
-#[test]
-fn no_syscall_outside_library_mode() {
-    let owner = check_owner();
-    if owner == Owner::Library || !cfg!(target_arch = "x86_64") {
-        // Library mode registers with one `rseq` call per thread and masks
-        // signals around it; the other tests count its registrations.
-        return;
-    }
+/// Installs [`on_sigsys`] for `SIGSYS`.
+fn count_trapped_calls() {
     // SAFETY: installs a handler that only touches atomics and the context
     // it is given; no other test raises SIGSYS.
     unsafe {
@@ -433,6 +427,17 @@ fn no_syscall_outside_library_mode() {
             0
         );
     }
+}
+
+#[test]
+fn no_syscall_outside_library_mode() {
+    let owner = check_owner();
+    if owner == Owner::Library || !cfg!(target_arch = "x86_64") {
+        // Library mode registers with one `rseq` call per thread and masks
+        // signals around it; the other tests count its registrations.
+        return;
+    }
+    count_trapped_calls();
     let counts = on_fresh_thread(move || {
         use common::seccomp::{trap_syscalls, NR_RSEQ_X86_64, NR_RT_SIGPROCMASK_X86_64};
         trap_syscalls(&[NR_RSEQ_X86_64, NR_RT_SIGPROCMASK_X86_64]).unwrap();
@@ -476,17 +481,9 @@ fn library_registration_costs_one_system_call() {
     if not_library(owner) || !cfg!(target_arch = "x86_64") {
         return;
     }
-    // SAFETY: as in `no_syscall_outside_library_mode`, which does nothing
-    // in this mode, so the two never trap at once.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigsys as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO;
-        assert_eq!(
-            libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()),
-            0
-        );
-    }
+    // `no_syscall_outside_library_mode` does nothing in this mode, so the
+    // two never trap at once.
+    count_trapped_calls();
     let (trapped, registered, stats_before, stats_after) = on_fresh_thread(|| {
         use common::seccomp::{trap_syscalls, NR_RT_SIGPROCMASK_X86_64};
         // Only the signal mask is trapped: the registration itself runs.

@@ -307,18 +307,16 @@ fn kernel_feature_size_from_auxv() -> u32 {
     }
 }
 
-/// A `fork` child has only the forking thread: if another thread was
-/// deciding, the decision is the child's to make again.
-extern "C" fn after_fork_in_child() {
+/// In a `fork` child (see `fork.rs`): if another thread was deciding, the
+/// decision is the child's to make again.
+pub(crate) fn after_fork_in_child() {
     if OWNER.load(Ordering::Relaxed) == 0 {
         DECIDER.store(0, Ordering::Relaxed);
     }
 }
 
 fn decide() {
-    // SAFETY: registers a handler with the right signature; a failure
-    // (ENOMEM) leaves only the fork-during-decision case unhandled.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    crate::fork::register_child_handler();
     let kernel = kernel_feature_size_from_auxv();
     KERNEL_FEATURE_SIZE.store(kernel, Ordering::Relaxed);
     let libc = probe::libc_symbols();
@@ -343,7 +341,7 @@ fn decide() {
         libc,
         kernel_feature_size: kernel,
         kernel_rseq,
-        own_offset: block.area,
+        shared_offset: block.area,
         inert_offset: arch::inert_area_offset(),
     });
     SHARED_AREA.store(block.area, Ordering::Relaxed);
@@ -369,7 +367,7 @@ pub struct Probe {
     /// not asked because glibc registered).
     pub kernel_rseq: bool,
     /// The TP offset of the `__rseq_abi` every copy of the library shares.
-    pub own_offset: isize,
+    pub shared_offset: isize,
     /// The TP offset of an area no one registers (`cpu_id` always -1).
     pub inert_offset: isize,
 }
@@ -405,7 +403,7 @@ pub fn choose(probe: &Probe) -> Decision {
         _ if !probe.kernel_rseq => unavailable,
         _ => Decision {
             owner: Owner::Library,
-            offset: probe.own_offset,
+            offset: probe.shared_offset,
             feature_size: usable,
         },
     }

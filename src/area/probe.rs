@@ -96,30 +96,15 @@ pub(crate) fn env_var_set(name: &CStr) -> bool {
         let value = (!value.is_null()).then(|| unsafe { CStr::from_ptr(value) }.to_bytes());
         return value.is_some_and(|v| !v.is_empty() && v != b"0");
     }
-    // SAFETY: a valid C string; the descriptor is closed below.
-    let fd = unsafe {
-        libc::open(
-            c"/proc/self/environ".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return false;
-    }
     let mut scan = EnvScan::new(name.to_bytes());
-    let mut buf = [0u8; 512];
-    let found = loop {
-        // SAFETY: `buf` is valid for writing its length.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break scan.end();
-        }
-        if let Some(found) = buf[..n as usize].iter().find_map(|&b| scan.byte(b)) {
-            break Some(found);
-        }
+    let found = crate::file::read_chunks(c"/proc/self/environ", |chunk| {
+        chunk.iter().find_map(|&b| scan.byte(b))
+    });
+    let found = match found {
+        Some(Some(value)) => Some(value),
+        Some(None) => scan.end(),
+        None => None,
     };
-    // SAFETY: the descriptor opened above.
-    unsafe { libc::close(fd) };
     found.is_some_and(|v| v.is_set())
 }
 

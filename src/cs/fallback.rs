@@ -63,29 +63,15 @@ const STRIPES: usize = 64;
 static LOCKS: [CachePadded<AtomicBool>; STRIPES] =
     [const { CachePadded(AtomicBool::new(false)) }; STRIPES];
 
+/// In a `fork` child (see `fork.rs`): no thread of the child is inside a
+/// locked region (see "Fork"). `Relaxed`: the child runs only this thread
+/// for now.
 #[cfg(not(restartable_loom))]
-extern "C" fn after_fork_in_child() {
-    // No thread of the child is inside a locked region (see "Fork").
-    // `Relaxed`: the child runs only this thread for now.
+pub(crate) fn after_fork_in_child() {
     for lock in &LOCKS {
         lock.store(false, Ordering::Relaxed);
     }
 }
-
-#[cfg(not(restartable_loom))]
-extern "C" fn register_fork_handler() {
-    // SAFETY: registers a handler that only stores to atomics, which is
-    // async-signal-safe as a fork child requires. A failure (ENOMEM) only
-    // leaves stripes held at a fork held in the child.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-}
-
-/// Registers the fork handler when the library is loaded, before any
-/// thread can hold a stripe.
-#[cfg(not(restartable_loom))]
-#[used]
-#[link_section = ".init_array"]
-static FORK_HANDLER: extern "C" fn() = register_fork_handler;
 
 /// Runs `f` holding the stripe of `word`, with every signal blocked.
 fn locked<R>(word: *const isize, f: impl FnOnce() -> R) -> R {

@@ -58,6 +58,9 @@
 mod fallback;
 mod macros;
 
+#[cfg(not(restartable_loom))]
+pub(crate) use fallback::after_fork_in_child;
+
 use crate::abi;
 use crate::arch;
 use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};

@@ -76,26 +76,12 @@ fn held() -> usize {
     HELD | epoch << EPOCH_SHIFT
 }
 
+/// In a `fork` child (see `fork.rs`): a new epoch, so that fences held in
+/// regions from before the fork are seen as stale and taken over.
 #[cfg(not(restartable_loom))]
-extern "C" fn after_fork_in_child() {
+pub(crate) fn after_fork_in_child() {
     EPOCH.fetch_add(1, Ordering::Relaxed);
 }
-
-#[cfg(not(restartable_loom))]
-extern "C" fn register_fork_handler() {
-    // SAFETY: registers a handler that only bumps an atomic, which is
-    // async-signal-safe as a fork child requires. A failure (ENOMEM) leaves
-    // fork children unable to take over fences held at the fork; nothing
-    // else depends on it.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-}
-
-/// Registers the fork handler when the library is loaded, before any
-/// thread can hold a fence.
-#[cfg(not(restartable_loom))]
-#[used]
-#[link_section = ".init_array"]
-static FORK_HANDLER: extern "C" fn() = register_fork_handler;
 
 /// What a thread that needs the slot finds in the fence word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

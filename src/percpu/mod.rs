@@ -47,6 +47,9 @@ mod counter;
 mod drain;
 mod fence;
 mod lock;
+
+#[cfg(not(restartable_loom))]
+pub(crate) use fence::after_fork_in_child;
 mod rseq;
 mod stack;
 

@@ -11,53 +11,10 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-/// `struct sock_filter` from `linux/filter.h`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct SockFilter {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
-}
+use super::seccomp::{program, SockFilter, SockFprog};
 
-/// `struct sock_fprog` from `linux/filter.h`.
-#[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const SockFilter,
-}
-
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JMP_JEQ_K: u16 = 0x15;
-const BPF_RET_K: u16 = 0x06;
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-const NR_OFFSET: u32 = 0;
-const ARCH_OFFSET: u32 = 4;
 /// `__NR_sched_setaffinity` on x86_64.
 pub const NR_SCHED_SETAFFINITY_X86_64: u32 = 203;
-
-fn insn(code: u16, jt: u8, jf: u8, k: u32) -> SockFilter {
-    SockFilter { code, jt, jf, k }
-}
-
-/// A program that answers `action` to each of the x86_64 calls `nrs` and
-/// allows everything else.
-fn program(nrs: &[u32], action: u32) -> Vec<SockFilter> {
-    assert!(nrs.len() < 200, "jump offsets are one byte");
-    let n = nrs.len() as u8;
-    let mut prog = vec![
-        insn(BPF_LD_W_ABS, 0, 0, ARCH_OFFSET),
-        insn(BPF_JMP_JEQ_K, 0, n + 1, AUDIT_ARCH_X86_64),
-        insn(BPF_LD_W_ABS, 0, 0, NR_OFFSET),
-    ];
-    for (i, &nr) in nrs.iter().enumerate() {
-        prog.push(insn(BPF_JMP_JEQ_K, n - i as u8, 0, nr));
-    }
-    prog.push(insn(BPF_RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
-    prog.push(insn(BPF_RET_K, 0, 0, action));
-    prog
-}
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)` after
 /// `PR_SET_NO_NEW_PRIVS`; returns the call's result.

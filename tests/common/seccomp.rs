@@ -12,7 +12,7 @@ use std::io;
 /// `struct sock_filter` from `linux/filter.h`: one classic BPF instruction.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct SockFilter {
+pub struct SockFilter {
     code: u16,
     jt: u8,
     jf: u8,
@@ -21,9 +21,11 @@ struct SockFilter {
 
 /// `struct sock_fprog` from `linux/filter.h`.
 #[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const SockFilter,
+pub struct SockFprog {
+    /// Instructions in the program.
+    pub len: u16,
+    /// The first instruction.
+    pub filter: *const SockFilter,
 }
 
 // Classic BPF opcodes (`linux/bpf_common.h`).
@@ -97,6 +99,12 @@ pub fn block_membarrier() -> io::Result<()> {
 /// handler finds the number in `siginfo` and sets the result register.
 /// Nothing can remove the filter: use a thread of its own.
 pub fn trap_syscalls(nrs: &[u32]) -> io::Result<()> {
+    install(&program(nrs, SECCOMP_RET_TRAP))
+}
+
+/// A program that answers `action` (a `SECCOMP_RET_*` value) to each of
+/// the x86_64 system calls `nrs` and allows everything else.
+pub fn program(nrs: &[u32], action: u32) -> Vec<SockFilter> {
     assert!(nrs.len() < 200, "jump offsets are one byte");
     let n = nrs.len() as u8;
     let mut prog = vec![
@@ -105,12 +113,12 @@ pub fn trap_syscalls(nrs: &[u32]) -> io::Result<()> {
         insn(BPF_LD_W_ABS, 0, 0, NR_OFFSET),
     ];
     for (i, &nr) in nrs.iter().enumerate() {
-        // A match jumps to the trap after the remaining tests and the allow.
+        // A match jumps to the action after the remaining tests and the allow.
         prog.push(insn(BPF_JMP_JEQ_K, n - i as u8, 0, nr));
     }
     prog.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
-    prog.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_TRAP));
-    install(&prog)
+    prog.push(insn(BPF_RET_K, 0, 0, action));
+    prog
 }
 
 fn install(filter: &[SockFilter]) -> io::Result<()> {
