@@ -619,6 +619,110 @@ void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t del
 
 #endif
 
+/* ------------------------------------------------------------------------ */
+/* Per-CPU memory pool                                                       */
+/* ------------------------------------------------------------------------ */
+/*
+ * A pool reserves address space for `slots` slots of `stride` bytes each
+ * (MAP_NORESERVE: memory is committed only where it is written). An object
+ * allocated from it takes the same offset in every slot, so its instance
+ * for slot i is instance(0) + i * stride. Objects are zeroed (nothing is
+ * touched until written) or copied from a prototype one slot at a time, on
+ * the first access to that slot, so slots of CPUs that never run the
+ * process cost nothing. A pool by concurrency id has one slot per possible
+ * CPU too (ids are below that; a process with n threads touches n slots).
+ * Freeing an object clears it only where it is not zero; free bytes stay
+ * zero in every slot. Rust: PerCpuPool, PerCpuBox.
+ *
+ *     restartable_pool_t *pool = restartable_pool_new(0, 0, RESTARTABLE_INDEX_CPU);
+ *     restartable_percpu_t *counts =
+ *         restartable_percpu_alloc(pool, sizeof(intptr_t), sizeof(intptr_t), NULL);
+ *     int cpu;
+ *     do cpu = restartable_cpu();
+ *     while (restartable_load_add_store(
+ *                (intptr_t *)restartable_percpu_instance(counts, cpu), 1, cpu) != 0);
+ *     intptr_t sum = 0;
+ *     for (uint32_t i = 0; i < restartable_percpu_slots(counts); i++)
+ *         sum += *(intptr_t *)restartable_percpu_instance(counts, (int)i);
+ *     restartable_percpu_free(counts);
+ *     restartable_pool_free(pool);
+ *
+ * (A reader of an object with a prototype skips slots for which
+ * restartable_percpu_has_value() is 0: they hold the prototype, and reading
+ * them through the accessor would copy it in.) Alloc and free are not
+ * async-signal-safe; the accessor is, and may run in any thread.
+ */
+#define RESTARTABLE_INDEX_CPU 0    /* slot i belongs to CPU i */
+#define RESTARTABLE_INDEX_MM_CID 1 /* slot i belongs to concurrency id i */
+
+typedef struct restartable_pool restartable_pool_t;
+typedef struct restartable_percpu restartable_percpu_t;
+
+/* A pool of `slots` slots (0: one per possible CPU) of `stride` bytes (0:
+   64 KiB; else a multiple of the page size). NULL with errno EINVAL (bad
+   stride or index) or the mmap errno. */
+restartable_pool_t *restartable_pool_new(uint32_t slots, size_t stride, int index);
+/* Releases the handle; the memory goes with the pool's last object. NULL
+   is ignored. */
+void restartable_pool_free(restartable_pool_t *pool);
+/* An object of `size` bytes aligned to `align` (a power of two, at most a
+   page): zeroed when `proto` is NULL, else each instance a copy of the
+   `size` bytes at `proto` (copied now). NULL with errno EINVAL (NULL pool,
+   size above the stride, bad alignment) or ENOMEM (slots full). */
+restartable_percpu_t *restartable_percpu_alloc(restartable_pool_t *pool, size_t size,
+                                               size_t align, const void *proto);
+/* Frees every instance at once; NULL is ignored. */
+void restartable_percpu_free(restartable_percpu_t *p);
+/* Cold path of restartable_percpu_instance(): copies the prototype in on a
+   slot's first access; NULL for a NULL object or a slot out of range. */
+void *restartable_percpu_instance_slow(restartable_percpu_t *p, int slot);
+/* 1 if instance `slot` holds a value (always for zeroed objects), else 0. */
+int restartable_percpu_has_value(const restartable_percpu_t *p, int slot);
+/* Number of instances (0 for NULL). */
+uint32_t restartable_percpu_slots(const restartable_percpu_t *p);
+/* The calling thread's slot now: its CPU, or restartable_current_mm_cid()
+   for an object by concurrency id, clamped to the slots; -1 for NULL. */
+int32_t restartable_percpu_current_slot(const restartable_percpu_t *p);
+
+/*
+ * The concurrency id where the kernel provides it and the thread runs
+ * sections, otherwise the CPU number (sched_getcpu() without rseq): never
+ * negative, always below the number of possible CPUs, so always a usable
+ * index. Pass it to the _mm_cid operations: a thread that runs sections
+ * has it checked there (and retries on RESTARTABLE_ABORTED); one that
+ * cannot takes the operation's fallback (atomics or a striped lock), which
+ * is exact whatever index it was given. restartable_mm_cid() stays the raw
+ * read (-1 without an id). Rust: current_mm_cid().
+ */
+int32_t restartable_current_mm_cid(void);
+
+/* The first fields of every object, read by the inline accessor. */
+struct restartable_percpu_fast {
+    char *base;                /* instance 0 */
+    size_t stride;             /* bytes from one instance to the next */
+    uint32_t slots;            /* number of instances */
+    uint32_t field;            /* RESTARTABLE_CPU_ID_OFFSET or _MM_CID_OFFSET */
+    const uintptr_t *states;   /* NULL when zeroed; else 2 once slot i holds a value */
+};
+
+#if defined(__GNUC__) && !defined(RESTARTABLE_NO_INLINE)
+/* Instance `slot` of `p`: base + slot * stride, after one check that the
+   slot is in range and (for objects with a prototype) holds its value. */
+static inline void *restartable_percpu_instance(restartable_percpu_t *p, int slot)
+{
+    const struct restartable_percpu_fast *f =
+        (const struct restartable_percpu_fast *)(const void *)p;
+    if (__builtin_expect(p != NULL && (uint32_t)slot < f->slots &&
+                             (f->states == NULL ||
+                              __atomic_load_n(&f->states[slot], __ATOMIC_ACQUIRE) == 2),
+                         1))
+        return f->base + (size_t)slot * f->stride;
+    return restartable_percpu_instance_slow(p, slot);
+}
+#else
+void *restartable_percpu_instance(restartable_percpu_t *p, int slot);
+#endif
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,4 +27,5 @@ extern "C" fn in_child() {
     crate::cs::after_fork_in_child();
     #[cfg(not(restartable_loom))]
     crate::percpu::after_fork_in_child();
+    crate::percpu::pool::after_fork_in_child();
 }

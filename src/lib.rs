@@ -184,10 +184,12 @@
 pub mod abi;
 mod arch;
 mod area;
+mod cid;
 mod cpu;
 pub mod cs;
 mod error;
 mod ffi;
+mod ffi_pool;
 mod file;
 mod fork;
 mod percpu;
@@ -198,6 +200,7 @@ pub use area::{
     area_is_exported, area_offset, feature_size, kernel_area_align, kernel_feature_size,
     libc_rseq_size, owner, rseq_location, Owner,
 };
+pub use cid::current_mm_cid;
 pub use cpu::{
     cpu_id_start, current_cpu, current_cpu_raw, fallback_cpu, is_available, mm_cid, node_id,
     possible_cpus,
@@ -211,6 +214,7 @@ pub use percpu::{
     lock_sections_enabled, CachePadded, PerCpu, PerCpuCounter, PerCpuLock, PerCpuLockGuard,
     PerCpuStack,
 };
+pub use percpu::{PerCpuBox, PerCpuPool, PoolError, Zeroable};
 pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, RegistrationGuard, Stats, ThreadState, UNCOUNTED_OWNER,

@@ -47,6 +47,7 @@ mod counter;
 mod drain;
 mod fence;
 mod lock;
+pub(crate) mod pool;
 
 #[cfg(not(restartable_loom))]
 pub(crate) use fence::after_fork_in_child;
@@ -56,6 +57,7 @@ mod stack;
 pub use counter::PerCpuCounter;
 pub use drain::lock_sections_enabled;
 pub use lock::{PerCpuLock, PerCpuLockGuard};
+pub use pool::{PerCpuBox, PerCpuPool, PoolError, Zeroable};
 pub use stack::PerCpuStack;
 
 #[cfg(restartable_loom)]

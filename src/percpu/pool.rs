@@ -1,0 +1,824 @@
+//! A per-CPU memory pool: objects with one instance per CPU (or per
+//! concurrency id), at a fixed stride, committed only where touched.
+//!
+//! # Layout
+//!
+//! A pool reserves `slots * stride` bytes of address space in one
+//! anonymous mapping (`MAP_NORESERVE`): slot `i` is the range
+//! `[base + i * stride, base + (i + 1) * stride)`. An object allocated
+//! from the pool takes the same offset `off` in every slot, so its instance
+//! for CPU `i` is `base + off + i * stride`: one multiply-add, no table.
+//! Objects of one pool share the slots' pages, which is what keeps many
+//! small per-CPU objects compact.
+//!
+//! # What is committed
+//!
+//! The kernel gives a page of the mapping memory only when it is first
+//! written (a read of a page never written maps the shared zero page, which
+//! costs no memory). Slots of CPUs that never run the process's threads
+//! stay unbacked, however many CPUs are possible:
+//! - a *zeroed* object needs no initialisation at all, so allocating it
+//!   touches nothing;
+//! - an object *initialised from a prototype* (the C form) or by a closure
+//!   (the Rust form) is initialised one slot at a time, on the first access
+//!   to that slot's instance, behind a per-slot state word kept outside the
+//!   slots. A slot never accessed costs nothing and reads (through
+//!   [`PerCpuBox::iter`]) as not yet initialised.
+//!
+//! The mapping is advised `MADV_NOHUGEPAGE`: with transparent huge pages
+//! a single write could otherwise commit 2 MiB, the slots of many CPUs.
+//!
+//! The pool keeps every free byte of every slot zero: freeing an object
+//! clears what it left in the slots that hold a value, and only bytes that
+//! are not already zero are written (a read of an untouched page commits
+//! nothing), so freeing does not commit the pages of unused slots either.
+//!
+//! # Lazy initialisation
+//!
+//! A slot's state word is 0 (not initialised), [`READY`], or "busy" with
+//! the fork epoch above it while one thread copies the prototype in. The
+//! first accessor takes it with a compare-exchange, initialises the
+//! instance with every signal blocked (so a signal handler of the same
+//! thread that accesses the slot cannot wait for itself), and publishes it
+//! with a `Release` store of [`READY`]; every other accessor waits for that
+//! store (`Acquire`). A thread of a `fork` child that finds a slot busy
+//! from before the fork (the epoch differs) initialises it afresh: no
+//! thread of the child holds it.
+//!
+//! # Concurrency ids
+//!
+//! A pool indexed by [`Index::MmCid`] has one slot per possible CPU too:
+//! the kernel's ids are below the number of CPU ids it has
+//! (`nr_cpu_ids`, which [`possible_cpus`](crate::possible_cpus) reads),
+//! and below the process's number of threads at any moment, but a process
+//! may start threads at any time, so no smaller bound is sound. The memory
+//! stays compact anyway: ids are dense from 0, so a process with `n`
+//! threads touches only the first `n` slots.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use crate::cs::{Index, Outcome};
+use crate::sync::{backoff, Ordering, SignalsBlocked, StaticAtomicUsize};
+
+/// A slot state: its instance is initialised.
+pub(crate) const READY: usize = 2;
+/// A slot state: being initialised; the fork epoch sits above bit 2.
+const BUSY: usize = 1;
+const EPOCH_SHIFT: u32 = 2;
+
+/// The default stride: 64 KiB per slot.
+pub const DEFAULT_STRIDE: usize = 64 * 1024;
+
+/// The fork epoch: a child bumps it, so that a slot left busy by a thread
+/// of the parent is seen as stale. `Relaxed`: it changes only in a fork
+/// child, before any other code runs there.
+static EPOCH: StaticAtomicUsize = StaticAtomicUsize::new(0);
+
+/// In a `fork` child (see `fork.rs`): busy slots from before the fork
+/// belong to no live thread.
+pub(crate) fn after_fork_in_child() {
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+fn busy_now() -> usize {
+    BUSY | (EPOCH.load(Ordering::Relaxed) << EPOCH_SHIFT)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if page > 0 {
+        page as usize
+    } else {
+        4096
+    }
+}
+
+/// Why a pool or an object could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// The stride is not a multiple of the page size (or is 0 after
+    /// rounding), or `slots * stride` overflows the address space.
+    BadStride,
+    /// Zero slots were asked for.
+    NoSlots,
+    /// The object is larger than the stride, or its alignment is not a
+    /// power of two or is larger than a page.
+    BadLayout,
+    /// No free range of the slots is large enough for the object.
+    Exhausted,
+    /// The kernel refused the mapping (`mmap` failed with this errno).
+    Map {
+        /// The positive errno.
+        errno: i32,
+    },
+}
+
+impl PoolError {
+    /// The positive errno the C functions leave in `errno` for this error.
+    pub fn errno(self) -> i32 {
+        match self {
+            PoolError::BadStride | PoolError::NoSlots | PoolError::BadLayout => libc::EINVAL,
+            PoolError::Exhausted => libc::ENOMEM,
+            PoolError::Map { errno } => errno,
+        }
+    }
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::BadStride => f.write_str(
+                "the pool's stride must be a non-zero multiple of the page size, \
+                 and slots * stride must fit the address space",
+            ),
+            PoolError::NoSlots => f.write_str("a pool needs at least one slot"),
+            PoolError::BadLayout => f.write_str(
+                "the object is larger than the pool's stride, or its alignment is not \
+                 a power of two no larger than a page",
+            ),
+            PoolError::Exhausted => f.write_str(
+                "the pool's slots have no free range large enough for the object; \
+                 free objects or make a pool with a larger stride",
+            ),
+            PoolError::Map { errno } => {
+                write!(f, "the kernel refused to map the pool (errno {errno})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// The mapping and its allocator, shared by the pool handle and every
+/// object allocated from it (the last of them unmaps it).
+struct Inner {
+    /// Start of slot 0. The mapping is `slots * stride` bytes, read and
+    /// written only through objects' instances and the pool's own clearing.
+    base: NonNull<u8>,
+    stride: usize,
+    slots: usize,
+    index: Index,
+    /// Free ranges `(offset, len)` of every slot, sorted and coalesced;
+    /// every byte in them is zero in every slot.
+    free: Mutex<Vec<(usize, usize)>>,
+}
+
+// SAFETY: `base` is a private mapping owned by `Inner`; the allocator is
+// behind a mutex, and instances are handed out only through objects, whose
+// own types say what may be shared.
+unsafe impl Send for Inner {}
+// SAFETY: as above.
+unsafe impl Sync for Inner {}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `PerCpuPool::with_layout`; no object
+        // (each holds an `Arc` to this) is left.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.slots * self.stride) };
+    }
+}
+
+impl Inner {
+    fn take(&self, size: usize, align: usize) -> Result<usize, PoolError> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..free.len() {
+            let (start, len) = free[i];
+            let off = (start + align - 1) & !(align - 1);
+            if off + size > start + len {
+                continue;
+            }
+            let end = off + size;
+            let after = (end, start + len - end);
+            let before = (start, off - start);
+            free.remove(i);
+            if after.1 > 0 {
+                free.insert(i, after);
+            }
+            if before.1 > 0 {
+                free.insert(i, before);
+            }
+            return Ok(off);
+        }
+        Err(PoolError::Exhausted)
+    }
+
+    fn give_back(&self, off: usize, size: usize) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let at = free.partition_point(|&(start, _)| start < off);
+        free.insert(at, (off, size));
+        // Coalesce with the neighbours.
+        if at + 1 < free.len() && free[at].0 + free[at].1 == free[at + 1].0 {
+            free[at].1 += free[at + 1].1;
+            free.remove(at + 1);
+        }
+        if at > 0 && free[at - 1].0 + free[at - 1].1 == free[at].0 {
+            free[at - 1].1 += free[at].1;
+            free.remove(at);
+        }
+    }
+
+    /// Instance `slot` of the object at `off`.
+    fn at(&self, off: usize, slot: usize) -> *mut u8 {
+        debug_assert!(slot < self.slots && off < self.stride);
+        // SAFETY: inside the mapping: `slot < slots`, `off < stride`.
+        unsafe { self.base.as_ptr().add(slot * self.stride + off) }
+    }
+}
+
+/// A per-CPU memory pool: address space for one slot per possible CPU (or
+/// concurrency id), from which objects get one instance per slot at a
+/// fixed stride. See [`PerCpuBox`] for the objects.
+///
+/// Memory is committed only where instances are written: with 1024
+/// possible CPUs and a process running on 2, an object's other 1022
+/// instances cost nothing.
+///
+/// # Examples
+/// ```
+/// use restartable::{PerCpuPool, PerCpuBox};
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// let pool = PerCpuPool::new().unwrap();
+/// let hits: PerCpuBox<AtomicU64> = pool.alloc_zeroed().unwrap();
+/// hits.current().fetch_add(1, Ordering::Relaxed);
+/// let total: u64 = hits.iter().map(|(_, h)| h.load(Ordering::Relaxed)).sum();
+/// assert_eq!(total, 1);
+/// ```
+#[derive(Clone)]
+pub struct PerCpuPool {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PerCpuPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PerCpuPool")
+            .field("slots", &self.inner.slots)
+            .field("stride", &self.inner.stride)
+            .field("index", &self.inner.index)
+            .finish()
+    }
+}
+
+impl PerCpuPool {
+    /// A pool with one slot per possible CPU and the default stride
+    /// (64 KiB).
+    ///
+    /// # Errors
+    /// [`PoolError::Map`] if the kernel refuses the address space.
+    pub fn new() -> Result<Self, PoolError> {
+        Self::with_layout(Index::Cpu, crate::possible_cpus(), DEFAULT_STRIDE)
+    }
+
+    /// A pool of `slots` slots of `stride` bytes, indexed as `index` says.
+    ///
+    /// `slots` below [`possible_cpus`](crate::possible_cpus) makes a pool
+    /// whose [`current`](PerCpuBox::current) instance is clamped to the
+    /// last slot (and whose callers naming slots by CPU must check the
+    /// result); a larger count models a machine with more possible CPUs
+    /// than this one (tests measure memory that way). [`Index::MmCid`]
+    /// falls back to CPU numbers where the kernel has no `mm_cid`, as
+    /// [`PerCpu::with_index`](crate::PerCpu::with_index) does.
+    ///
+    /// # Errors
+    /// [`PoolError::NoSlots`], [`PoolError::BadStride`] (not a non-zero
+    /// multiple of the page size, or too large), [`PoolError::Map`].
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::{cs::Index, PerCpuPool, PoolError};
+    /// let pool = PerCpuPool::with_layout(Index::MmCid, 64, 4096).unwrap();
+    /// assert_eq!(pool.slots(), 64);
+    /// assert_eq!(PerCpuPool::with_layout(Index::Cpu, 4, 100).unwrap_err(), PoolError::BadStride);
+    /// ```
+    pub fn with_layout(index: Index, slots: usize, stride: usize) -> Result<Self, PoolError> {
+        if slots == 0 {
+            return Err(PoolError::NoSlots);
+        }
+        if stride == 0 || stride % page_size() != 0 {
+            return Err(PoolError::BadStride);
+        }
+        let len = slots
+            .checked_mul(stride)
+            .filter(|&len| len <= isize::MAX as usize)
+            .ok_or(PoolError::BadStride)?;
+        let index = match index {
+            Index::MmCid if crate::feature_size() < crate::abi::MM_CID_END => Index::Cpu,
+            other => other,
+        };
+        // SAFETY: a fresh private anonymous mapping; no existing memory is
+        // named. MAP_NORESERVE: address space only, committed on touch.
+        let map = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            return Err(PoolError::Map { errno });
+        }
+        // No transparent huge pages: one write would commit 2 MiB, the
+        // slots of many CPUs. (Advice only: a kernel without THP refuses
+        // it, and nothing changes.)
+        // SAFETY: advice on the mapping just made.
+        unsafe { libc::madvise(map, len, libc::MADV_NOHUGEPAGE) };
+        let base = NonNull::new(map.cast::<u8>()).ok_or(PoolError::Map { errno: 0 })?;
+        Ok(PerCpuPool {
+            inner: Arc::new(Inner {
+                base,
+                stride,
+                slots,
+                index,
+                free: Mutex::new(vec![(0, stride)]),
+            }),
+        })
+    }
+
+    /// The number of slots (instances per object).
+    pub fn slots(&self) -> usize {
+        self.inner.slots
+    }
+
+    /// Bytes from one instance of an object to the next.
+    pub fn stride(&self) -> usize {
+        self.inner.stride
+    }
+
+    /// How slots are indexed.
+    pub fn index(&self) -> Index {
+        self.inner.index
+    }
+
+    /// A zeroed object: every instance reads as all-zero bytes, and none
+    /// is touched (so none is committed) until it is written.
+    ///
+    /// # Errors
+    /// [`PoolError::BadLayout`] when `T` is larger than the stride or
+    /// aligned to more than a page; [`PoolError::Exhausted`] when the
+    /// slots have no free range for it.
+    pub fn alloc_zeroed<T: Zeroable + Send + Sync>(&self) -> Result<PerCpuBox<T>, PoolError> {
+        let raw = RawObject::new(self, Layout::of::<T>(), None)?;
+        Ok(PerCpuBox {
+            raw,
+            init: None,
+            _marker: PhantomData,
+        })
+    }
+
+    /// An object whose instance `i` is `init(i)`, built on the first access
+    /// to slot `i` (and never for a slot no thread accesses).
+    ///
+    /// `init` runs with every signal blocked, on the thread that first
+    /// accesses the slot; a panic in it leaves the slot uninitialised.
+    ///
+    /// # Errors
+    /// As [`alloc_zeroed`](Self::alloc_zeroed).
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::PerCpuPool;
+    /// use std::sync::atomic::{AtomicIsize, Ordering};
+    ///
+    /// let pool = PerCpuPool::new().unwrap();
+    /// let budget = pool.alloc_with(|_slot| AtomicIsize::new(100)).unwrap();
+    /// assert_eq!(budget.current().fetch_sub(1, Ordering::Relaxed), 100);
+    /// assert_eq!(budget.iter().count(), 1); // only the slot used so far
+    /// ```
+    pub fn alloc_with<T: Send + Sync>(
+        &self,
+        init: impl Fn(usize) -> T + Send + Sync + 'static,
+    ) -> Result<PerCpuBox<T>, PoolError> {
+        let raw = RawObject::new(self, Layout::of::<T>(), Some(Init::Closure))?;
+        let init: Box<dyn Fn(usize) -> T + Send + Sync> = Box::new(init);
+        Ok(PerCpuBox {
+            raw,
+            init: Some(init),
+            _marker: PhantomData,
+        })
+    }
+}
+
+/// Types for which all-zero bytes are a valid value, so that a zeroed
+/// object's untouched instances are real values.
+///
+/// # Safety
+/// All-zero bytes must be a valid `T`.
+pub unsafe trait Zeroable {}
+
+macro_rules! zeroable {
+    ($($t:ty),*) => { $(
+        // SAFETY: zero is a valid value of every integer, float and atomic.
+        unsafe impl Zeroable for $t {}
+    )* };
+}
+
+zeroable!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    core::sync::atomic::AtomicBool,
+    core::sync::atomic::AtomicU8,
+    core::sync::atomic::AtomicU16,
+    core::sync::atomic::AtomicU32,
+    core::sync::atomic::AtomicU64,
+    core::sync::atomic::AtomicUsize,
+    core::sync::atomic::AtomicI8,
+    core::sync::atomic::AtomicI16,
+    core::sync::atomic::AtomicI32,
+    core::sync::atomic::AtomicI64,
+    core::sync::atomic::AtomicIsize
+);
+
+// SAFETY: an array of zeroable values is zeroable.
+unsafe impl<T: Zeroable, const N: usize> Zeroable for [T; N] {}
+// SAFETY: the padding of `CachePadded` is never read as a value.
+unsafe impl<T: Zeroable> Zeroable for super::CachePadded<T> {}
+// SAFETY: a null `AtomicPtr` is all-zero bytes.
+unsafe impl<T> Zeroable for core::sync::atomic::AtomicPtr<T> {}
+
+/// Size and alignment of an object's instance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+}
+
+impl Layout {
+    fn of<T>() -> Self {
+        Layout {
+            size: core::mem::size_of::<T>(),
+            align: core::mem::align_of::<T>(),
+        }
+    }
+}
+
+/// How a slot's instance gets its first value.
+pub(crate) enum Init {
+    /// Copied from these bytes (the C form).
+    Bytes(Box<[u8]>),
+    /// Written by the owner's closure (the Rust form).
+    Closure,
+}
+
+/// An object's range in the slots and its per-slot states; shared by
+/// [`PerCpuBox`] and the C handle.
+pub(crate) struct RawObject {
+    pool: Arc<Inner>,
+    /// Offset of the object in every slot.
+    off: usize,
+    layout: Layout,
+    /// One state word per slot for lazily initialised objects, `None` for
+    /// zeroed ones (every slot is ready).
+    states: Option<Box<[StaticAtomicUsize]>>,
+    bytes: Option<Box<[u8]>>,
+}
+
+impl RawObject {
+    pub(crate) fn new(
+        pool: &PerCpuPool,
+        layout: Layout,
+        init: Option<Init>,
+    ) -> Result<Self, PoolError> {
+        let inner = &pool.inner;
+        if layout.size > inner.stride
+            || !layout.align.is_power_of_two()
+            || layout.align > page_size()
+        {
+            return Err(PoolError::BadLayout);
+        }
+        // A zero-sized object still gets a distinct byte.
+        let off = inner.take(layout.size.max(1), layout.align)?;
+        let (states, bytes) = match init {
+            None => (None, None),
+            Some(init) => {
+                let states = (0..inner.slots)
+                    .map(|_| StaticAtomicUsize::new(0))
+                    .collect();
+                let bytes = match init {
+                    Init::Bytes(b) => Some(b),
+                    Init::Closure => None,
+                };
+                (Some(states), bytes)
+            }
+        };
+        Ok(RawObject {
+            pool: Arc::clone(inner),
+            off,
+            layout,
+            states,
+            bytes,
+        })
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        self.pool.slots
+    }
+
+    pub(crate) fn stride(&self) -> usize {
+        self.pool.stride
+    }
+
+    pub(crate) fn index(&self) -> Index {
+        self.pool.index
+    }
+
+    /// Instance 0.
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.pool.at(self.off, 0)
+    }
+
+    /// The state words (null for a zeroed object): the C accessor reads
+    /// them.
+    pub(crate) fn states_ptr(&self) -> *const usize {
+        self.states
+            .as_ref()
+            .map_or(core::ptr::null(), |s| s.as_ptr().cast())
+    }
+
+    /// Whether slot `slot` holds a value.
+    pub(crate) fn is_ready(&self, slot: usize) -> bool {
+        match &self.states {
+            None => true,
+            // `Acquire` pairs with the `Release` that published the value.
+            Some(states) => states[slot].load(Ordering::Acquire) == READY,
+        }
+    }
+
+    /// Instance `slot`, initialised first if it is not yet (with `write`,
+    /// or from the prototype bytes when `write` is `None`); `None` for a
+    /// slot out of range.
+    pub(crate) fn instance(
+        &self,
+        slot: usize,
+        write: Option<&dyn Fn(*mut u8, usize)>,
+    ) -> Option<*mut u8> {
+        if slot >= self.pool.slots {
+            return None;
+        }
+        let ptr = self.pool.at(self.off, slot);
+        if let Some(states) = &self.states {
+            let state = &states[slot];
+            // `Acquire` pairs with the `Release` that published the value.
+            if state.load(Ordering::Acquire) != READY {
+                self.initialise(state, ptr, slot, write);
+            }
+        }
+        Some(ptr)
+    }
+
+    #[cold]
+    fn initialise(
+        &self,
+        state: &StaticAtomicUsize,
+        ptr: *mut u8,
+        slot: usize,
+        write: Option<&dyn Fn(*mut u8, usize)>,
+    ) {
+        let mut spins = 0;
+        loop {
+            let now = state.load(Ordering::Acquire);
+            let busy = busy_now();
+            if now == READY {
+                return;
+            }
+            if now == busy {
+                // Another live thread initialises it.
+                backoff(&mut spins);
+                continue;
+            }
+            // Free, or busy from before a fork (no live holder).
+            let _blocked = SignalsBlocked::new();
+            if state
+                .compare_exchange(now, busy, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            /// Leaves the slot free again if the initialiser unwinds.
+            struct Undo<'a>(&'a StaticAtomicUsize);
+            impl Drop for Undo<'_> {
+                fn drop(&mut self) {
+                    // The pool's invariant holds again only once the
+                    // owner frees the object (it clears every slot that
+                    // is not READY too, see `Drop`).
+                    self.0.store(0, Ordering::Release);
+                }
+            }
+            let undo = Undo(state);
+            match (write, &self.bytes) {
+                (Some(write), _) => write(ptr, slot),
+                (None, Some(bytes)) => {
+                    // SAFETY: `ptr` is this slot's instance, `layout.size`
+                    // bytes inside the mapping; no one else writes it while
+                    // the state is busy.
+                    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) }
+                }
+                (None, None) => {}
+            }
+            core::mem::forget(undo);
+            // `Release` publishes the value to every later accessor.
+            state.store(READY, Ordering::Release);
+            return;
+        }
+    }
+}
+
+impl Drop for RawObject {
+    fn drop(&mut self) {
+        let size = self.layout.size.max(1);
+        for slot in 0..self.pool.slots {
+            // Slots of a lazy object that never got a value were never
+            // written (or a panicking initialiser may have written some):
+            // those with state 0 and a zeroed object's every slot are
+            // checked; writes only where a byte is not zero.
+            let ptr = self.pool.at(self.off, slot);
+            // SAFETY: `size` bytes of the slot, inside the mapping; no
+            // instance is in use (the owner is being dropped).
+            let bytes = unsafe { core::slice::from_raw_parts_mut(ptr, size) };
+            if bytes.iter().any(|&b| b != 0) {
+                bytes.fill(0);
+            }
+        }
+        self.pool.give_back(self.off, size);
+    }
+}
+
+/// An object with one `T` per slot of a [`PerCpuPool`]: instance `i` sits
+/// at `instance(0) + i * stride`.
+///
+/// Instances are shared between threads (`&T`), so the fields that
+/// critical sections update must allow it: atomics, whose
+/// [`as_ptr`](core::sync::atomic::AtomicIsize::as_ptr) gives the word the
+/// [`cs`](crate::cs) operations take. The same exactness rules apply as to
+/// any word those operations update (see "Exactness" in [`cs`](crate::cs)).
+///
+/// # Examples
+/// An exact per-CPU sum with `cs::load_add_store`, the C-style way:
+/// ```
+/// use restartable::cs::{self, Outcome};
+/// use restartable::PerCpuPool;
+/// use std::sync::atomic::{AtomicIsize, Ordering};
+///
+/// let pool = PerCpuPool::new().unwrap();
+/// let counts = pool.alloc_zeroed::<AtomicIsize>().unwrap();
+/// for _ in 0..1000 {
+///     counts.retry_current(|count, slot| {
+///         // SAFETY: a live word of this object, updated only by these
+///         // operations.
+///         unsafe { cs::load_add_store(counts.index(), count.as_ptr(), 1, slot) }
+///     });
+/// }
+/// let sum: isize = counts.iter().map(|(_, c)| c.load(Ordering::Relaxed)).sum();
+/// assert_eq!(sum, 1000);
+/// ```
+pub struct PerCpuBox<T> {
+    raw: RawObject,
+    init: Option<Box<dyn Fn(usize) -> T + Send + Sync>>,
+    _marker: PhantomData<T>,
+}
+
+// SAFETY: instances are `T`s shared between threads as `&T` and dropped by
+// whoever drops the box: `T: Send + Sync` covers both. The initialiser is
+// `Send + Sync`.
+unsafe impl<T: Send + Sync> Send for PerCpuBox<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for PerCpuBox<T> {}
+
+impl<T> PerCpuBox<T> {
+    /// The number of instances (the pool's slots).
+    pub fn slots(&self) -> usize {
+        self.raw.slots()
+    }
+
+    /// Bytes from one instance to the next.
+    pub fn stride(&self) -> usize {
+        self.raw.stride()
+    }
+
+    /// How instances are indexed (as the pool).
+    pub fn index(&self) -> Index {
+        self.raw.index()
+    }
+
+    /// Instance `i`, initialising it on first access; `None` if there is
+    /// no slot `i`.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        let write = |ptr: *mut u8, slot: usize| {
+            if let Some(init) = &self.init {
+                // SAFETY: `ptr` is slot `slot`'s instance, aligned for `T`
+                // (the offset is, and the stride is a page multiple), and
+                // written by this thread alone while the slot is busy.
+                unsafe { ptr.cast::<T>().write(init(slot)) }
+            }
+        };
+        let ptr = self.raw.instance(i, Some(&write))?;
+        // SAFETY: an initialised `T` (zeroed and `Zeroable`, or written by
+        // `init`), alive as long as `self`.
+        Some(unsafe { &*ptr.cast::<T>() })
+    }
+
+    /// The slot the calling thread runs on now (its CPU, or its
+    /// concurrency id for pools by [`Index::MmCid`]), clamped to the last
+    /// slot. Never fails: see [`current_mm_cid`](crate::current_mm_cid).
+    pub fn current_slot(&self) -> u32 {
+        let i = match self.raw.index() {
+            Index::Cpu => crate::current_cpu(),
+            Index::MmCid => crate::current_mm_cid(),
+        };
+        i.min(self.raw.slots() as u32 - 1)
+    }
+
+    /// The instance of the slot the calling thread runs on now. A hint, as
+    /// [`PerCpu::current`](crate::PerCpu::current): the thread may migrate
+    /// at once.
+    pub fn current(&self) -> &T {
+        self.get(self.current_slot() as usize)
+            .expect("the current slot is clamped to the slots")
+    }
+
+    /// Runs `op(instance, slot)` on the current slot's instance until it
+    /// does not answer [`Outcome::Aborted`], reading the slot again before
+    /// each try; returns its last answer. `op` is meant to run one
+    /// [`cs`](crate::cs) operation on a field of the instance with `slot`
+    /// as its CPU (or concurrency id) and the box's [`index`](Self::index).
+    pub fn retry_current(&self, mut op: impl FnMut(&T, u32) -> Outcome) -> Outcome {
+        loop {
+            let slot = self.current_slot();
+            let instance = self.get(slot as usize).expect("clamped");
+            match op(instance, slot) {
+                Outcome::Aborted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Every instance that holds a value, with its slot, in slot order:
+    /// every slot of a zeroed object, the slots accessed so far of one
+    /// built by [`alloc_with`](PerCpuPool::alloc_with) (the others would
+    /// read as their initialiser gives). Touches no page not written yet.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+        (0..self.raw.slots())
+            .filter(move |&i| self.raw.is_ready(i))
+            .map(move |i| {
+                // SAFETY: a ready slot holds an initialised `T`.
+                (i, unsafe {
+                    &*self.raw.base().add(i * self.raw.stride()).cast::<T>()
+                })
+            })
+    }
+
+    /// Instance 0 and the stride, for critical sections that compute the
+    /// instance themselves (`base + slot * stride`, as
+    /// [`cs::add_at_current_unchecked`](crate::cs::add_at_current_unchecked)
+    /// does). Only a zeroed object's instances are all valid without an
+    /// access first.
+    pub fn raw_parts(&self) -> (*mut T, usize) {
+        (self.raw.base().cast(), self.raw.stride())
+    }
+}
+
+impl<T> Drop for PerCpuBox<T> {
+    fn drop(&mut self) {
+        if core::mem::needs_drop::<T>() {
+            for i in 0..self.raw.slots() {
+                if self.raw.is_ready(i) {
+                    // SAFETY: a ready slot holds a `T` that nothing uses
+                    // any more; it is dropped once, and the pool clears the
+                    // bytes after.
+                    unsafe {
+                        core::ptr::drop_in_place(
+                            self.raw.base().add(i * self.raw.stride()).cast::<T>(),
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for PerCpuBox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
