@@ -210,6 +210,8 @@ pub use error::Error;
 #[cfg(restartable_loom)]
 #[doc(hidden)]
 pub use percpu::run_as_fallback;
+#[cfg(not(restartable_loom))]
+pub use percpu::ActiveTable;
 pub use percpu::{
     lock_sections_enabled, CachePadded, PerCpu, PerCpuCounter, PerCpuLock, PerCpuLockGuard,
     PerCpuStack,

@@ -43,6 +43,8 @@
 //! held in the child, as a lock would. (Children made with `clone(2)` or
 //! `_Fork(3)`, which run no fork handlers, are not covered.)
 
+#[cfg(not(restartable_loom))]
+mod active;
 mod counter;
 mod drain;
 mod fence;
@@ -54,6 +56,8 @@ pub(crate) use fence::after_fork_in_child;
 mod rseq;
 mod stack;
 
+#[cfg(not(restartable_loom))]
+pub use active::ActiveTable;
 pub use counter::PerCpuCounter;
 pub use drain::lock_sections_enabled;
 pub use lock::{PerCpuLock, PerCpuLockGuard};

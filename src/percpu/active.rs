@@ -1,0 +1,252 @@
+//! The membarrier pattern as one type: updaters add through a pointer to
+//! the active per-CPU table, and a swapper makes another table active and
+//! then knows that no update can still land on the old one.
+//!
+//! # The protocol
+//!
+//! An update is `load_add_load_load_add_store`: load the active table's
+//! address, load the pointer at offset `off` of the table, add to the word
+//! it points to.
+//!
+//! - A thread that runs critical sections makes the update one section on
+//!   its CPU. The swapper's `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)`
+//!   makes every section in flight commit or abort before it returns, and
+//!   a section that starts later reads the new table.
+//! - A thread that cannot (the fallbacks) has no section to abort: a
+//!   `membarrier` does not stop it between its load of the table and its
+//!   atomic add, which is how updates landed on the "inactive" table after
+//!   the `membarrier` returned. Such a thread *announces* itself instead:
+//!   it reads the swap generation, counts itself in the counter of that
+//!   generation's parity, reads the generation again (and starts over if a
+//!   swap came in between), then loads the table, adds, and counts itself
+//!   out (`Release`). The swapper, after it stored the new table and
+//!   advanced the generation, waits until the counter of the old parity
+//!   reads 0 (`Acquire`).
+//!
+//! All of those accesses are `SeqCst`, so they fall in one order. An
+//! announced updater whose second read found the generation unchanged was
+//! counted before the swap advanced it, so the swapper waits for it; one
+//! that read the generation after the swap advanced it reads the new table
+//! (the swap stored it first). Updaters that arrive during the wait count
+//! under the new parity, so a swap waits only for updates that began
+//! before it: it cannot be starved.
+//!
+//! Where `membarrier` is refused or missing, the swapper runs itself on
+//! every CPU in turn instead, as the lock's fence does (`drain.rs`).
+
+use std::sync::Mutex;
+
+use crate::cs::{self, Index, Outcome};
+use crate::percpu::CachePadded;
+use crate::sync::{
+    backoff, Ordering, StaticAtomicIsize as AtomicIsize, StaticAtomicUsize as AtomicUsize,
+};
+
+/// The active-table pointer of librseq's membarrier pattern, exact on every
+/// thread, whether it runs critical sections or their fallbacks.
+///
+/// Updaters call [`add`](Self::add); a swapper calls
+/// [`swap`](Self::swap), which returns the table that was active, and
+/// from its return on, no update lands on that table any more (until it is
+/// made active again): read it, reset it, free it.
+///
+/// Exactness on the counters themselves follows the operations' rule: all
+/// updaters of a word take the same path. Where threads of another area
+/// (fallbacks) and rseq threads of the process update the *same* words,
+/// an update may be lost (see "Exactness" in [`cs`](crate::cs)); the swap
+/// guarantee holds either way.
+///
+/// # Examples
+/// ```
+/// use restartable::ActiveTable;
+/// use std::sync::atomic::{AtomicIsize, Ordering};
+///
+/// let n = restartable::possible_cpus();
+/// let counts: Vec<Vec<AtomicIsize>> =
+///     (0..2).map(|_| (0..n).map(|_| AtomicIsize::new(0)).collect()).collect();
+/// // Each table: entry `cpu` points to that CPU's counter.
+/// let mut tables: Vec<Vec<*mut isize>> =
+///     counts.iter().map(|t| t.iter().map(|c| c.as_ptr()).collect()).collect();
+/// let active = ActiveTable::new(tables[0].as_mut_ptr().cast());
+/// for _ in 0..10 {
+///     // SAFETY: every entry of the active table points to a live counter.
+///     unsafe { active.add_current(8, 1) };
+/// }
+/// let old = active.swap(tables[1].as_mut_ptr().cast());
+/// assert_eq!(old, tables[0].as_mut_ptr().cast());
+/// // Table 0 is still now: its sum is final.
+/// let sum: isize = counts[0].iter().map(|c| c.load(Ordering::Relaxed)).sum();
+/// assert_eq!(sum, 10);
+/// ```
+#[derive(Debug)]
+pub struct ActiveTable {
+    /// The address of the active table: the word sections load first.
+    active: CachePadded<AtomicIsize>,
+    /// Swaps so far; its parity picks the counter fallback updaters
+    /// announce themselves in.
+    generation: CachePadded<AtomicUsize>,
+    /// Fallback updates in flight, by the parity they announced.
+    in_flight: [CachePadded<AtomicUsize>; 2],
+    /// One swap at a time.
+    swapping: Mutex<()>,
+}
+
+impl ActiveTable {
+    /// A pointer to `table`, the first active table.
+    pub fn new(table: *mut u8) -> Self {
+        ActiveTable {
+            active: CachePadded(AtomicIsize::new(table as isize)),
+            generation: CachePadded(AtomicUsize::new(0)),
+            in_flight: [
+                CachePadded(AtomicUsize::new(0)),
+                CachePadded(AtomicUsize::new(0)),
+            ],
+            swapping: Mutex::new(()),
+        }
+    }
+
+    /// The table active now (it may change at once).
+    pub fn get(&self) -> *mut u8 {
+        self.active.load(Ordering::SeqCst) as *mut u8
+    }
+
+    /// `*(*(table + off)) += inc` on the active table, with `off` chosen
+    /// for the CPU the update runs on: `off_per_cpu * cpu`, in a critical
+    /// section on that CPU, or the fallback's CPU. Retries until done.
+    ///
+    /// # Safety
+    /// For every CPU `c` below [`possible_cpus`](crate::possible_cpus),
+    /// every table that is or becomes active holds at `off_per_cpu * c` an
+    /// aligned pointer to a live, aligned `isize` that is updated only
+    /// through atomics or these operations.
+    pub unsafe fn add_current(&self, off_per_cpu: isize, inc: isize) {
+        loop {
+            if crate::is_available() {
+                let cpu = crate::current_cpu();
+                let off = off_per_cpu * cpu as isize;
+                // SAFETY: the caller's; the thread is registered (a thread
+                // that is not gets `Aborted`, with nothing written).
+                match unsafe {
+                    cs::load_add_load_load_add_store_unchecked(
+                        Index::Cpu,
+                        self.active.as_ptr(),
+                        off,
+                        inc,
+                        cpu,
+                    )
+                } {
+                    Outcome::Committed => return,
+                    _ => {
+                        cs::note_abort();
+                        continue;
+                    }
+                }
+            }
+            let off = off_per_cpu * crate::fallback_cpu() as isize;
+            // SAFETY: forwarded from the caller.
+            if unsafe { self.add_announced(off, inc) } {
+                return;
+            }
+        }
+    }
+
+    /// `*(*(table + off)) += inc` on the active table, `off` fixed: the
+    /// same on every CPU (a table of one counter per slot the caller picks
+    /// itself, say by [`current_mm_cid`](crate::current_mm_cid)).
+    ///
+    /// # Safety
+    /// Every table that is or becomes active holds at `off` an aligned
+    /// pointer to a live, aligned `isize` updated only through atomics or
+    /// these operations.
+    pub unsafe fn add(&self, off: isize, inc: isize) {
+        loop {
+            if crate::is_available() {
+                let cpu = crate::current_cpu();
+                // SAFETY: as in `add_current`.
+                match unsafe {
+                    cs::load_add_load_load_add_store_unchecked(
+                        Index::Cpu,
+                        self.active.as_ptr(),
+                        off,
+                        inc,
+                        cpu,
+                    )
+                } {
+                    Outcome::Committed => return,
+                    _ => {
+                        cs::note_abort();
+                        continue;
+                    }
+                }
+            }
+            // SAFETY: forwarded from the caller.
+            if unsafe { self.add_announced(off, inc) } {
+                return;
+            }
+        }
+    }
+
+    /// The fallback update (see the module docs); false if a swap came in
+    /// between the two reads of the generation.
+    ///
+    /// # Safety
+    /// As [`add`](Self::add).
+    unsafe fn add_announced(&self, off: isize, inc: isize) -> bool {
+        let generation = self.generation.load(Ordering::SeqCst);
+        let count = &self.in_flight[generation & 1];
+        count.fetch_add(1, Ordering::SeqCst);
+        if self.generation.load(Ordering::SeqCst) != generation {
+            count.fetch_sub(1, Ordering::Release);
+            return false;
+        }
+        let table = self.active.load(Ordering::SeqCst);
+        // SAFETY: the active table holds an aligned pointer to a live,
+        // aligned `isize` at `off` (caller); the counter is updated only
+        // atomically or by sections, never by plain writes.
+        unsafe {
+            let target = ((table + off) as *const isize).read_volatile();
+            AtomicIsize::from_ptr(target as *mut isize).fetch_add(inc, Ordering::Relaxed);
+        }
+        // `Release`: the add happens before the swapper's `Acquire` read
+        // that sees the count back at 0.
+        count.fetch_sub(1, Ordering::Release);
+        true
+    }
+
+    /// Makes `table` active and returns the table that was; when it
+    /// returns, every update that read the old table has landed, and none
+    /// can land there any more.
+    ///
+    /// Costs one `membarrier` (or, where that is refused, a visit of this
+    /// thread to every CPU) plus a wait for fallback updates in flight.
+    /// Swaps are serialised. Must not run in a signal handler that
+    /// interrupted an [`add`](Self::add) on its own thread (it would wait
+    /// for that add).
+    pub fn swap(&self, table: *mut u8) -> *mut u8 {
+        let _one = self.swapping.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.active.swap(table as isize, Ordering::SeqCst);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst);
+        fence_sections();
+        let count = &self.in_flight[generation & 1];
+        let mut spins = 0;
+        // `Acquire` pairs with the updaters' counting out.
+        while count.load(Ordering::Acquire) != 0 {
+            backoff(&mut spins);
+        }
+        old as *mut u8
+    }
+}
+
+/// Makes every critical section in flight on any CPU commit or abort.
+fn fence_sections() {
+    let rseq_may_run =
+        crate::owner() != crate::Owner::Unavailable || crate::stats().registrations > 0;
+    if !rseq_may_run {
+        return;
+    }
+    // Asks for (and registers) the rseq membarrier once per process.
+    if super::drain::lock_sections_enabled() && super::drain::expedite_rseq(Index::MmCid, 0) {
+        return;
+    }
+    super::drain::visit_cpus(Index::MmCid, 0);
+}
