@@ -194,6 +194,7 @@ mod file;
 mod fork;
 mod percpu;
 mod registration;
+mod sections;
 mod sync;
 
 pub use area::{
@@ -221,6 +222,7 @@ pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, RegistrationGuard, Stats, ThreadState, UNCOUNTED_OWNER,
 };
+pub use sections::{register_for_sections, sections, Sections};
 
 /// The pure state machines behind registration and ownership, driven by
 /// simulated kernels in the loom model (`tests/loom.rs`).

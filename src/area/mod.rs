@@ -293,7 +293,7 @@ pub fn rseq_location() -> *mut Rseq {
     arch::thread_pointer().wrapping_add_signed(offset()) as *mut Rseq
 }
 
-fn env_disabled() -> bool {
+pub(crate) fn env_disabled() -> bool {
     probe::env_var_set(c"RESTARTABLE_DISABLE")
 }
 
