@@ -208,6 +208,45 @@ int restartable_register(void);
  */
 int restartable_unregister(void);
 
+/*
+ * Whether the calling thread runs critical sections, and if not, why:
+ *   RESTARTABLE_SECTIONS_RUN          0  its area is registered: sections run
+ *   RESTARTABLE_SECTIONS_FOREIGN      1  another area is registered for it
+ *   RESTARTABLE_SECTIONS_REFUSED      2  a seccomp filter refuses rseq to it alone
+ *   RESTARTABLE_SECTIONS_DISABLED     3  RESTARTABLE_DISABLE is set
+ *   RESTARTABLE_SECTIONS_UNAVAILABLE  4  the kernel refuses rseq to the process
+ *                                        (no support, a filter, another signature)
+ *   RESTARTABLE_SECTIONS_UNSUPPORTED  5  no rseq code for this architecture
+ *   RESTARTABLE_SECTIONS_NOT_YET      6  asked during start-up or from a signal
+ *                                        handler inside a registration: ask later
+ * Every API stays exact without sections (fallbacks); sections written with
+ * the RESTARTABLE_CS_* macros never commit without them. Registers lazily;
+ * takes no hold. Rust: sections(), Sections.
+ */
+#define RESTARTABLE_SECTIONS_RUN 0
+#define RESTARTABLE_SECTIONS_FOREIGN 1
+#define RESTARTABLE_SECTIONS_REFUSED 2
+#define RESTARTABLE_SECTIONS_DISABLED 3
+#define RESTARTABLE_SECTIONS_UNAVAILABLE 4
+#define RESTARTABLE_SECTIONS_UNSUPPORTED 5
+#define RESTARTABLE_SECTIONS_NOT_YET 6
+int restartable_sections(void);
+
+/*
+ * restartable_register(), then restartable_sections(): takes one hold
+ * (release it with restartable_unregister(), whatever the answer) and
+ * returns RESTARTABLE_SECTIONS_RUN (0) or why sections do not run; or a
+ * negative errno, as restartable_register(), with no hold taken.
+ * Rust: register_for_sections().
+ *
+ *     int why = restartable_register_sections();
+ *     if (why < 0) ...                      no hold: -EOVERFLOW, ...
+ *     else if (why != RESTARTABLE_SECTIONS_RUN) log("fallbacks: %d", why);
+ *     ...
+ *     restartable_unregister();
+ */
+int restartable_register_sections(void);
+
 /* The calling thread's `__rseq_refcount`: holds of every component sharing
    `__rseq_abi` (0 with glibc owning or without rseq). */
 uint32_t restartable_refcount(void);
@@ -722,6 +761,48 @@ static inline void *restartable_percpu_instance(restartable_percpu_t *p, int slo
 #else
 void *restartable_percpu_instance(restartable_percpu_t *p, int slot);
 #endif
+
+/* ------------------------------------------------------------------------ */
+/* The membarrier pattern: swapping the active per-CPU table                 */
+/* ------------------------------------------------------------------------ */
+/*
+ * Updaters add through a pointer to the active table: *(*(table + off)) +=
+ * inc. A swapper makes another table active and, once the swap returns,
+ * no update lands on the old table any more: read it, reset it, free it.
+ * Threads that run sections do the update as one critical section, which
+ * the swap's membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) commits or
+ * aborts; fallback threads (no rseq, another area) announce themselves in
+ * a counter of the swap generation that the swap waits on, so the
+ * guarantee holds on every thread. (A plain load and atomic add, which
+ * restartable_load_add_load_load_add_store() is on fallback threads, can
+ * land after the membarrier.) Swaps are serialised; a swap must not run in
+ * a signal handler that interrupted an add on its own thread. The counters
+ * follow the operations' exactness rule. Rust: ActiveTable.
+ *
+ *     intptr_t *a[NCPU], *b[NCPU];          entry cpu -> that CPU's counter
+ *     restartable_active_table_t *t = restartable_active_table_new(a);
+ *     restartable_active_table_add_current(t, sizeof(intptr_t *), 1);  updaters
+ *     intptr_t **old = restartable_active_table_swap(t, b);  swapper: old == a,
+ *                                                            and a stays still
+ */
+typedef struct restartable_active_table restartable_active_table_t;
+
+/* A handle whose first active table is `table`; NULL on ENOMEM. */
+restartable_active_table_t *restartable_active_table_new(void *table);
+/* NULL is ignored. */
+void restartable_active_table_free(restartable_active_table_t *t);
+/* The table active now. */
+void *restartable_active_table_get(const restartable_active_table_t *t);
+/* *(*(table + off_per_cpu * cpu)) += inc, for the CPU the update runs on;
+   retries until done. Every table that is or becomes active holds, for
+   every possible CPU, a pointer to a live aligned intptr_t there. */
+void restartable_active_table_add_current(restartable_active_table_t *t,
+                                          intptr_t off_per_cpu, intptr_t inc);
+/* *(*(table + off)) += inc, with `off` the caller's (the same on every CPU). */
+void restartable_active_table_add(restartable_active_table_t *t, intptr_t off, intptr_t inc);
+/* Makes `table` active; returns the table that was, which no update
+   reaches any more. */
+void *restartable_active_table_swap(restartable_active_table_t *t, void *table);
 
 #ifdef __cplusplus
 }

@@ -260,3 +260,123 @@ pub unsafe extern "C" fn restartable_percpu_current_slot(p: *const CPerCpu) -> i
 pub extern "C" fn restartable_current_mm_cid() -> i32 {
     crate::current_mm_cid() as i32
 }
+
+/// `int restartable_sections(void)`: a `RESTARTABLE_SECTIONS_*` value, the
+/// [`Sections`](crate::Sections) discriminant: 0 when the calling thread
+/// runs critical sections, otherwise why not. Registers lazily; takes no
+/// hold.
+#[no_mangle]
+pub extern "C" fn restartable_sections() -> c_int {
+    crate::sections() as c_int
+}
+
+/// `int restartable_register_sections(void)`: `restartable_register()`,
+/// then `restartable_sections()`: takes one hold (release it with
+/// `restartable_unregister()`) and returns a `RESTARTABLE_SECTIONS_*`
+/// value, 0 when sections run; or, with no hold taken, the negative errno
+/// `restartable_register()` would return.
+#[no_mangle]
+pub extern "C" fn restartable_register_sections() -> c_int {
+    match crate::register_for_sections() {
+        Ok(s) => s as c_int,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// The active-table functions (not in the loom build, which has no
+/// `membarrier`).
+#[cfg(not(restartable_loom))]
+mod active_table {
+    use core::ffi::c_void;
+
+    use crate::ActiveTable;
+
+    /// `restartable_active_table_t *restartable_active_table_new(void *table)`:
+    /// an [`ActiveTable`](ActiveTable) whose first active table is
+    /// `table`; free it with `restartable_active_table_free`.
+    #[no_mangle]
+    pub extern "C" fn restartable_active_table_new(table: *mut c_void) -> *mut ActiveTable {
+        Box::into_raw(Box::new(ActiveTable::new(table.cast())))
+    }
+
+    /// `void restartable_active_table_free(restartable_active_table_t *t)`:
+    /// NULL is ignored.
+    ///
+    /// # Safety
+    /// `t` is NULL or comes from `restartable_active_table_new`, is freed
+    /// once, and no thread uses it any more.
+    #[no_mangle]
+    pub unsafe extern "C" fn restartable_active_table_free(t: *mut ActiveTable) {
+        if !t.is_null() {
+            // SAFETY: made by `Box::into_raw` in `_new`, freed once (caller).
+            drop(unsafe { Box::from_raw(t) });
+        }
+    }
+
+    /// `void *restartable_active_table_get(const restartable_active_table_t
+    /// *t)`: the table active now (NULL for a NULL handle).
+    ///
+    /// # Safety
+    /// `t` is NULL or a live handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn restartable_active_table_get(t: *const ActiveTable) -> *mut c_void {
+        // SAFETY: NULL or a live handle (caller).
+        unsafe { t.as_ref() }.map_or(core::ptr::null_mut(), |t| t.get().cast())
+    }
+
+    /// `void restartable_active_table_add_current(restartable_active_table_t
+    /// *t, intptr_t off_per_cpu, intptr_t inc)`: see
+    /// [`ActiveTable::add_current`](ActiveTable::add_current). NULL is
+    /// ignored.
+    ///
+    /// # Safety
+    /// `t` is NULL or a live handle; as [`ActiveTable::add_current`].
+    #[no_mangle]
+    pub unsafe extern "C" fn restartable_active_table_add_current(
+        t: *const ActiveTable,
+        off_per_cpu: isize,
+        inc: isize,
+    ) {
+        // SAFETY: NULL or a live handle (caller).
+        if let Some(t) = unsafe { t.as_ref() } {
+            // SAFETY: the tables are as the caller promises.
+            unsafe { t.add_current(off_per_cpu, inc) }
+        }
+    }
+
+    /// `void restartable_active_table_add(restartable_active_table_t *t,
+    /// intptr_t off, intptr_t inc)`: see
+    /// [`ActiveTable::add`](ActiveTable::add). NULL is ignored.
+    ///
+    /// # Safety
+    /// `t` is NULL or a live handle; as [`ActiveTable::add`].
+    #[no_mangle]
+    pub unsafe extern "C" fn restartable_active_table_add(
+        t: *const ActiveTable,
+        off: isize,
+        inc: isize,
+    ) {
+        // SAFETY: NULL or a live handle (caller).
+        if let Some(t) = unsafe { t.as_ref() } {
+            // SAFETY: the tables are as the caller promises.
+            unsafe { t.add(off, inc) }
+        }
+    }
+
+    /// `void *restartable_active_table_swap(restartable_active_table_t *t,
+    /// void *table)`: makes `table` active and returns the table that was,
+    /// which no update reaches any more (see
+    /// [`ActiveTable::swap`](ActiveTable::swap)); NULL for a NULL
+    /// handle.
+    ///
+    /// # Safety
+    /// `t` is NULL or a live handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn restartable_active_table_swap(
+        t: *const ActiveTable,
+        table: *mut c_void,
+    ) -> *mut c_void {
+        // SAFETY: NULL or a live handle (caller).
+        unsafe { t.as_ref() }.map_or(core::ptr::null_mut(), |t| t.swap(table.cast()).cast())
+    }
+}

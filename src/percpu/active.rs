@@ -38,9 +38,7 @@ use std::sync::Mutex;
 
 use crate::cs::{self, Index, Outcome};
 use crate::percpu::CachePadded;
-use crate::sync::{
-    backoff, Ordering, StaticAtomicIsize as AtomicIsize, StaticAtomicUsize as AtomicUsize,
-};
+use crate::sync::{Ordering, StaticAtomicIsize as AtomicIsize, StaticAtomicUsize as AtomicUsize};
 
 /// The active-table pointer of librseq's membarrier pattern, exact on every
 /// thread, whether it runs critical sections or their fallbacks.
@@ -228,10 +226,18 @@ impl ActiveTable {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst);
         fence_sections();
         let count = &self.in_flight[generation & 1];
-        let mut spins = 0;
+        let mut spins = 0u32;
         // `Acquire` pairs with the updaters' counting out.
         while count.load(Ordering::Acquire) != 0 {
-            backoff(&mut spins);
+            // An updater preempted inside its few instructions needs a CPU
+            // to finish: after a short spin, sleep rather than compete for
+            // one (a yield would hand the CPU only to threads queued on it).
+            if spins < 64 {
+                crate::sync::spin_hint();
+                spins += 1;
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
         }
         old as *mut u8
     }
