@@ -223,6 +223,7 @@ impl Inner {
     }
 
     /// Instance `slot` of the object at `off`.
+    #[inline]
     fn at(&self, off: usize, slot: usize) -> *mut u8 {
         debug_assert!(slot < self.slots && off < self.stride);
         // SAFETY: inside the mapping: `slot < slots`, `off < stride`.
@@ -531,19 +532,23 @@ impl RawObject {
         })
     }
 
+    #[inline]
     pub(crate) fn slots(&self) -> usize {
         self.pool.slots
     }
 
+    #[inline]
     pub(crate) fn stride(&self) -> usize {
         self.pool.stride
     }
 
+    #[inline]
     pub(crate) fn index(&self) -> Index {
         self.pool.index
     }
 
     /// Instance 0.
+    #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
         self.pool.at(self.off, 0)
     }
@@ -557,6 +562,7 @@ impl RawObject {
     }
 
     /// Whether slot `slot` holds a value.
+    #[inline]
     pub(crate) fn is_ready(&self, slot: usize) -> bool {
         match &self.states {
             None => true,
@@ -568,6 +574,7 @@ impl RawObject {
     /// Instance `slot`, initialised first if it is not yet (with `write`,
     /// or from the prototype bytes when `write` is `None`); `None` for a
     /// slot out of range.
+    #[inline]
     pub(crate) fn instance(
         &self,
         slot: usize,
@@ -707,22 +714,26 @@ unsafe impl<T: Send + Sync> Sync for PerCpuBox<T> {}
 
 impl<T> PerCpuBox<T> {
     /// The number of instances (the pool's slots).
+    #[inline]
     pub fn slots(&self) -> usize {
         self.raw.slots()
     }
 
     /// Bytes from one instance to the next.
+    #[inline]
     pub fn stride(&self) -> usize {
         self.raw.stride()
     }
 
     /// How instances are indexed (as the pool).
+    #[inline]
     pub fn index(&self) -> Index {
         self.raw.index()
     }
 
     /// Instance `i`, initialising it on first access; `None` if there is
     /// no slot `i`.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&T> {
         let write = |ptr: *mut u8, slot: usize| {
             if let Some(init) = &self.init {
@@ -741,6 +752,7 @@ impl<T> PerCpuBox<T> {
     /// The slot the calling thread runs on now (its CPU, or its
     /// concurrency id for pools by [`Index::MmCid`]), clamped to the last
     /// slot. Never fails: see [`current_mm_cid`](crate::current_mm_cid).
+    #[inline]
     pub fn current_slot(&self) -> u32 {
         let i = match self.raw.index() {
             Index::Cpu => crate::current_cpu(),
@@ -752,6 +764,7 @@ impl<T> PerCpuBox<T> {
     /// The instance of the slot the calling thread runs on now. A hint, as
     /// [`PerCpu::current`](crate::PerCpu::current): the thread may migrate
     /// at once.
+    #[inline]
     pub fn current(&self) -> &T {
         self.get(self.current_slot() as usize)
             .expect("the current slot is clamped to the slots")
@@ -762,6 +775,7 @@ impl<T> PerCpuBox<T> {
     /// each try; returns its last answer. `op` is meant to run one
     /// [`cs`](crate::cs) operation on a field of the instance with `slot`
     /// as its CPU (or concurrency id) and the box's [`index`](Self::index).
+    #[inline]
     pub fn retry_current(&self, mut op: impl FnMut(&T, u32) -> Outcome) -> Outcome {
         loop {
             let slot = self.current_slot();
@@ -793,6 +807,7 @@ impl<T> PerCpuBox<T> {
     /// [`cs::add_at_current_unchecked`](crate::cs::add_at_current_unchecked)
     /// does). Only a zeroed object's instances are all valid without an
     /// access first.
+    #[inline]
     pub fn raw_parts(&self) -> (*mut T, usize) {
         (self.raw.base().cast(), self.raw.stride())
     }
