@@ -25,7 +25,8 @@ fn rounds() -> usize {
 }
 const STILL: Duration = Duration::from_micros(200);
 
-/// A table: one pointer per possible CPU, each to that CPU's counter.
+/// A table: one pointer per possible CPU, each to that CPU's counter, then
+/// one per worker, for workers that name their entry themselves.
 struct Table {
     entries: Box<[isize]>,
     counters: Box<[AtomicIsize]>,
@@ -34,7 +35,7 @@ struct Table {
 impl Table {
     fn new() -> Box<Table> {
         let n = restartable::possible_cpus();
-        let counters: Box<[AtomicIsize]> = (0..n).map(|_| AtomicIsize::new(0)).collect();
+        let counters: Box<[AtomicIsize]> = (0..n + WORKERS).map(|_| AtomicIsize::new(0)).collect();
         let entries = counters.iter().map(|c| c.as_ptr() as isize).collect();
         Box::new(Table { entries, counters })
     }
@@ -43,32 +44,71 @@ impl Table {
     }
 }
 
+/// A 32-byte area registered privately by "another library".
+#[repr(C, align(32))]
+struct PrivateArea([u32; 8]);
+
+/// Makes the calling thread foreign where the library owns the area (its
+/// area is not registered yet): true if it is.
+fn make_foreign() -> bool {
+    // Leaked: the kernel may write it until the thread exits.
+    let private = Box::leak(Box::new(PrivateArea([0, u32::MAX, 0, 0, 0, 0, 0, 0])));
+    common::raw_register((private as *mut PrivateArea).cast()).is_ok()
+        && restartable::sections() == restartable::Sections::Foreign
+}
+
 #[test]
 fn a_swapped_out_table_stays_still() {
     common::check_owner();
+    stress(0, rounds());
+}
+
+#[test]
+fn a_swapped_out_table_stays_still_with_foreign_threads_mixed_in() {
+    if common::check_owner() != restartable::Owner::Library {
+        println!("not library-owned: no thread can be made foreign here");
+        return;
+    }
+    stress(2, rounds() / 2);
+}
+
+/// `WORKERS` updaters, the first `foreign` of them with another area
+/// registered (each on its own entry), against `rounds` swaps.
+fn stress(foreign: usize, rounds: usize) {
     let (a, b) = (Table::new(), Table::new());
     let tables = [a.entries.as_ptr() as isize, b.entries.as_ptr() as isize];
     let active = Arc::new(ActiveTable::new(tables[0] as *mut u8));
     let stop = Arc::new(AtomicBool::new(false));
     let adds = Arc::new(AtomicU64::new(0));
+    let n = restartable::possible_cpus();
     let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
+        .map(|k| {
             let (active, stop, adds) = (Arc::clone(&active), Arc::clone(&stop), Arc::clone(&adds));
             thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    // SAFETY: both tables hold, for every CPU, a pointer
-                    // to a live counter, 8 bytes apart.
-                    unsafe { active.add_current(8, 1) };
-                    n += 1;
+                let own = k < foreign;
+                if own {
+                    assert!(make_foreign(), "worker {k} is foreign");
                 }
-                adds.fetch_add(n, Ordering::Relaxed);
+                let mut done = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: both tables hold, for every CPU and then for
+                    // every worker, a pointer to a live counter, 8 bytes
+                    // apart.
+                    unsafe {
+                        if own {
+                            active.add(((n + k) * 8) as isize, 1);
+                        } else {
+                            active.add_current(8, 1);
+                        }
+                    }
+                    done += 1;
+                }
+                adds.fetch_add(done, Ordering::Relaxed);
             })
         })
         .collect();
     let mut late = 0usize;
     let tabs = [&a, &b];
-    let rounds = rounds();
     for round in 0..rounds {
         let next = (round + 1) % 2;
         let was = active.swap(tables[next] as *mut u8);
@@ -89,7 +129,9 @@ fn a_swapped_out_table_stays_still() {
     }
     let total = adds.load(Ordering::Relaxed) as isize;
     assert_eq!(a.sum() + b.sum(), total);
-    println!("{late} of {rounds} rounds saw the inactive table move");
+    println!(
+        "{foreign} foreign of {WORKERS}: {late} of {rounds} rounds saw the inactive table move"
+    );
     assert_eq!(
         late, 0,
         "updates landed on the inactive table after the swap"

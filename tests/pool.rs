@@ -350,3 +350,46 @@ fn current_mm_cid_is_always_a_usable_index() {
     let sum: isize = slots.iter().map(|s| s.load(Ordering::Relaxed)).sum();
     assert_eq!(sum, 20_000 * THREADS as isize);
 }
+
+#[test]
+fn a_fork_child_builds_a_slot_a_vanished_thread_was_building() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    static ENTERED: AtomicBool = AtomicBool::new(false);
+    static RELEASE: AtomicBool = AtomicBool::new(false);
+    let pool = PerCpuPool::with_layout(Index::Cpu, 8, 4096).unwrap();
+    let b = Arc::new(
+        pool.alloc_with(|slot| {
+            if thread::current().name() == Some("builder") {
+                // Stays inside the initialiser until released.
+                ENTERED.store(true, Ordering::SeqCst);
+                while !RELEASE.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            AtomicIsize::new(slot as isize * 10)
+        })
+        .unwrap(),
+    );
+    let b2 = Arc::clone(&b);
+    let builder = thread::Builder::new()
+        .name("builder".into())
+        .spawn(move || b2.get(5).unwrap().load(Ordering::Relaxed))
+        .unwrap();
+    while !ENTERED.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    // The child has no builder: it must build slot 5 itself, not wait.
+    let child = common::forked::fork_within(
+        Duration::from_secs(20),
+        || {
+            assert_eq!(b.get(5).unwrap().load(Ordering::Relaxed), 50);
+            assert_eq!(b.get(6).unwrap().load(Ordering::Relaxed), 60);
+        },
+        || {},
+    );
+    RELEASE.store(true, Ordering::SeqCst);
+    assert_eq!(builder.join().unwrap(), 50);
+    child.unwrap();
+    assert_eq!(b.iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![5]);
+}
