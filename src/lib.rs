@@ -104,6 +104,17 @@
 //! store. [`PerCpuCounter`], [`PerCpuLock`] and [`PerCpuStack`] are built on
 //! them, in safe Rust.
 //!
+//! # Per-CPU memory and the membarrier pattern
+//!
+//! [`PerCpuPool`] reserves one slot per possible CPU (or concurrency id)
+//! and hands out objects ([`PerCpuBox`]) with one instance per slot at a
+//! fixed stride, committed only where written: instances for the current
+//! slot go straight into the [`cs`] operations. [`ActiveTable`] is the
+//! swap of librseq's membarrier pattern, exact on fallback threads too.
+//! [`current_mm_cid`] is a concurrency id that is always a usable index, and
+//! [`register_for_sections`] says whether a thread runs sections, and why
+//! not.
+//!
 //! # Fallbacks
 //!
 //! Every API works without rseq. [`current_cpu`] returns `sched_getcpu()`;
