@@ -6,6 +6,9 @@
 //! saw updates land on the inactive table in some rounds wherever the
 //! updaters took the fallbacks (`RESTARTABLE_DISABLE=1`).
 
+// The loom build simulates sections and has no `membarrier`.
+#![cfg(not(restartable_loom))]
+
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
