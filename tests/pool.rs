@@ -393,3 +393,122 @@ fn a_fork_child_builds_a_slot_a_vanished_thread_was_building() {
     child.unwrap();
     assert_eq!(b.iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![5]);
 }
+
+struct Storm {
+    zeroed: PerCpuBox<Pair>,
+    lazy: PerCpuBox<Pair>,
+}
+
+static STORM: std::sync::OnceLock<Storm> = std::sync::OnceLock::new();
+static HANDLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    if let Some(s) = STORM.get() {
+        add_one(&s.zeroed);
+        bump_stores(&s.lazy);
+        HANDLED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn sums_are_exact_under_a_signal_storm_and_forced_migrations() {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Mutex;
+    const OPS: u64 = 100_000;
+    common::check_owner();
+    let pool = PerCpuPool::new().unwrap();
+    let storm = STORM.get_or_init(|| Storm {
+        zeroed: pool.alloc_zeroed().unwrap(),
+        lazy: pool.alloc_with(|_| Pair::default()).unwrap(),
+    });
+    // SAFETY: installs an async-signal-safe handler (critical sections on
+    // pool instances, whose first access is behind blocked signals, and an
+    // atomic); SA_RESTART keeps the workers' system calls going.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigusr1 as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+            0
+        );
+    }
+    let cpus = common::allowed_cpus();
+    let workers: Arc<Mutex<Vec<(libc::pthread_t, libc::pid_t)>>> = Arc::default();
+    let (ready, finished, storm_over) = (
+        Arc::new(Barrier::new(THREADS + 1)),
+        Arc::new(Barrier::new(THREADS + 1)),
+        Arc::new(Barrier::new(THREADS + 1)),
+    );
+    let ops = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (workers, ops) = (Arc::clone(&workers), Arc::clone(&ops));
+            let (ready, finished, storm_over) = (
+                Arc::clone(&ready),
+                Arc::clone(&finished),
+                Arc::clone(&storm_over),
+            );
+            thread::spawn(move || {
+                add_one(&storm.zeroed);
+                bump_stores(&storm.lazy);
+                // SAFETY: pthread_self and gettid have no preconditions.
+                let me = unsafe { (libc::pthread_self(), libc::gettid()) };
+                workers.lock().unwrap().push(me);
+                ready.wait();
+                let mut mine = 1;
+                while mine < OPS {
+                    add_one(&storm.zeroed);
+                    bump_stores(&storm.lazy);
+                    mine += 1;
+                }
+                ops.fetch_add(mine, Ordering::Relaxed);
+                finished.wait();
+                storm_over.wait(); // alive until no signal can target it
+            })
+        })
+        .collect();
+    ready.wait();
+    let done = Arc::new(AtomicBool::new(false));
+    let stormer = {
+        let (done, workers) = (Arc::clone(&done), Arc::clone(&workers));
+        thread::spawn(move || {
+            let workers = workers.lock().unwrap().clone();
+            let mut round = 0usize;
+            while !done.load(Ordering::Relaxed) {
+                for (k, &(thread, tid)) in workers.iter().enumerate() {
+                    common::pin_thread(tid, cpus[(round + k) % cpus.len()]);
+                    // SAFETY: the workers stay alive until this thread has
+                    // been joined.
+                    unsafe { libc::pthread_kill(thread, libc::SIGUSR1) };
+                }
+                round += 1;
+                thread::yield_now();
+            }
+        })
+    };
+    finished.wait();
+    done.store(true, Ordering::Relaxed);
+    stormer.join().unwrap();
+    storm_over.wait();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let handled = HANDLED.load(Ordering::Relaxed);
+    assert!(handled > 0, "the storm delivered no signal");
+    let want = (ops.load(Ordering::Relaxed) + handled) as isize;
+    let adds: isize = storm
+        .zeroed
+        .iter()
+        .map(|(_, p)| p.adds.load(Ordering::Relaxed))
+        .sum();
+    let stores: isize = storm
+        .lazy
+        .iter()
+        .map(|(_, p)| p.stores.load(Ordering::Relaxed))
+        .sum();
+    assert_eq!(adds, want);
+    assert_eq!(stores, want);
+    println!("signal storm: {handled} handler updates");
+}
