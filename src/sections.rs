@@ -14,9 +14,13 @@ use crate::registration::{self, ThreadState};
 /// is on, for callers that need rseq itself (their own sections written
 /// with [`rseq_asm!`](crate::rseq_asm) or the C macros, which never commit
 /// on a thread that does not run sections) or want to log it.
+///
+/// The C form returns the discriminant (`RESTARTABLE_SECTIONS_*`) from
+/// `restartable_sections()` and `restartable_register_sections()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 #[non_exhaustive]
+#[doc(alias = "restartable_sections")]
 pub enum Sections {
     /// The thread's area is registered: critical sections run, on glibc's
     /// area or the library's.

@@ -46,7 +46,8 @@ use crate::sync::{Ordering, StaticAtomicIsize as AtomicIsize, StaticAtomicUsize 
 /// Updaters call [`add`](Self::add); a swapper calls
 /// [`swap`](Self::swap), which returns the table that was active, and
 /// from its return on, no update lands on that table any more (until it is
-/// made active again): read it, reset it, free it.
+/// made active again): read it, reset it, free it. The C form is
+/// `restartable_active_table_new` / `_add_current` / `_add` / `_swap`.
 ///
 /// Exactness on the counters themselves follows the operations' rule: all
 /// updaters of a word take the same path. Where threads of another area
@@ -77,6 +78,8 @@ use crate::sync::{Ordering, StaticAtomicIsize as AtomicIsize, StaticAtomicUsize 
 /// assert_eq!(sum, 10);
 /// ```
 #[derive(Debug)]
+#[doc(alias = "restartable_active_table_swap")]
+#[doc(alias = "membarrier")]
 pub struct ActiveTable {
     /// The address of the active table: the word sections load first.
     active: CachePadded<AtomicIsize>,

@@ -233,7 +233,12 @@ impl Inner {
 
 /// A per-CPU memory pool: address space for one slot per possible CPU (or
 /// concurrency id), from which objects get one instance per slot at a
-/// fixed stride. See [`PerCpuBox`] for the objects.
+/// fixed stride. See [`PerCpuBox`] for the objects. The C form is
+/// `restartable_pool_new` / `restartable_percpu_alloc` /
+/// `restartable_percpu_instance` in `include/restartable.h`.
+///
+/// Making and freeing pools and objects takes a mutex and may allocate:
+/// not from a signal handler. Reaching an instance may run anywhere.
 ///
 /// Memory is committed only where instances are written: with 1024
 /// possible CPUs and a process running on 2, an object's other 1022
@@ -251,6 +256,8 @@ impl Inner {
 /// assert_eq!(total, 1);
 /// ```
 #[derive(Clone)]
+#[doc(alias = "restartable_pool_new")]
+#[doc(alias = "rseq_mempool_create")]
 pub struct PerCpuPool {
     inner: Arc<Inner>,
 }
@@ -380,6 +387,8 @@ impl PerCpuPool {
     ///
     /// `init` runs with every signal blocked, on the thread that first
     /// accesses the slot; a panic in it leaves the slot uninitialised.
+    /// It must not access the object it initialises (that slot would wait
+    /// for itself).
     ///
     /// # Errors
     /// As [`alloc_zeroed`](Self::alloc_zeroed).
@@ -699,6 +708,8 @@ impl Drop for RawObject {
 /// let sum: isize = counts.iter().map(|(_, c)| c.load(Ordering::Relaxed)).sum();
 /// assert_eq!(sum, 1000);
 /// ```
+#[doc(alias = "restartable_percpu_alloc")]
+#[doc(alias = "rseq_mempool_percpu_malloc")]
 pub struct PerCpuBox<T> {
     raw: RawObject,
     init: Option<Box<dyn Fn(usize) -> T + Send + Sync>>,
