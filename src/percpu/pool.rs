@@ -417,6 +417,29 @@ impl PerCpuPool {
     }
 }
 
+impl PerCpuPool {
+    /// An object whose every instance starts as a copy of `proto`, made on
+    /// the first access to its slot: the Rust form of the C prototype
+    /// ([`alloc_with`](Self::alloc_with) for types that are not `Copy`).
+    ///
+    /// # Errors
+    /// As [`alloc_zeroed`](Self::alloc_zeroed).
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::PerCpuPool;
+    /// let pool = PerCpuPool::new().unwrap();
+    /// let limits = pool.alloc_copied([10u32, 20, 30]).unwrap();
+    /// assert_eq!(limits.current()[2], 30);
+    /// ```
+    pub fn alloc_copied<T: Copy + Send + Sync + 'static>(
+        &self,
+        proto: T,
+    ) -> Result<PerCpuBox<T>, PoolError> {
+        self.alloc_with(move |_| proto)
+    }
+}
+
 /// Types for which all-zero bytes are a valid value, so that a zeroed
 /// object's untouched instances are real values.
 ///
