@@ -198,6 +198,8 @@ pub use area::{
     area_is_exported, area_offset, feature_size, kernel_area_align, kernel_feature_size,
     libc_rseq_size, owner, rseq_location, Owner,
 };
+/// Which per-CPU number selects a slot (re-exported from [`cs`]).
+pub use cs::Index;
 pub use cpu::{
     cpu_id_start, current_cpu, current_cpu_raw, fallback_cpu, is_available, mm_cid, node_id,
     possible_cpus,

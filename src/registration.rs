@@ -51,6 +51,23 @@ pub const UNCOUNTED_OWNER: u32 = 1 << 31;
 const FOREIGN_RETRY_EVERY: u8 = 32;
 
 /// What the calling thread's registration is, as this library sees it.
+///
+/// Exhaustive on purpose (no `#[non_exhaustive]`): the variants are the
+/// answers `rseq(2)` can give a registration (success, `EBUSY`, `EINVAL`,
+/// a refusal) plus "not asked yet", fixed by the kernel ABI; code that
+/// matches should handle each. A new variant would be a breaking change,
+/// made in a new major version. [`uses_rseq`](Self::uses_rseq) answers the
+/// common question without a `match`.
+///
+/// # Examples
+/// ```
+/// use restartable::ThreadState;
+/// match restartable::thread_state() {
+///     ThreadState::Registered | ThreadState::Borrowed => println!("rseq in use"),
+///     ThreadState::Unregistered => println!("not registered yet, or no rseq"),
+///     ThreadState::Foreign | ThreadState::Refused => println!("fallbacks on this thread"),
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ThreadState {
@@ -734,7 +751,6 @@ unsafe extern "C" fn release_at_exit(_value: *mut libc::c_void) {
 /// println!("{}", guard.state());
 /// drop(guard); // unregisters if this was the last hold
 /// ```
-#[derive(Debug)]
 #[must_use = "dropping the guard releases the registration at once"]
 pub struct RegistrationGuard {
     state: ThreadState,
@@ -757,6 +773,14 @@ impl RegistrationGuard {
     /// The thread's state when the guard was taken.
     pub fn state(&self) -> ThreadState {
         self.state
+    }
+}
+
+impl core::fmt::Debug for RegistrationGuard {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RegistrationGuard")
+            .field("state", &self.state)
+            .finish()
     }
 }
 

@@ -36,6 +36,12 @@ use crate::sync::{
 pub(crate) use probe::TLS_HEADER_VERSION;
 
 /// Who registered the areas of this process's threads.
+///
+/// Exhaustive on purpose (no `#[non_exhaustive]`): a thread's area is
+/// registered by the C library, by this library, or by no one, and code
+/// that matches on the owner should handle each answer. Another C library
+/// that registers (musl, say) is `Libc`; a new variant would be a breaking
+/// change, made in a new major version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Owner {

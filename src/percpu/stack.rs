@@ -82,9 +82,23 @@ impl<T> PerCpuStack<T> {
         }
     }
 
-    /// The number of lists.
-    pub fn lists(&self) -> usize {
+    /// The number of lists, one per slot (the same name on [`PerCpu`] and
+    /// [`PerCpuLock`](crate::PerCpuLock)).
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::<u8>::new();
+    /// assert_eq!(stack.slot_count(), restartable::possible_cpus());
+    /// ```
+    pub fn slot_count(&self) -> usize {
         self.slots.len()
+    }
+
+    /// The number of lists.
+    #[deprecated(since = "0.1.0", note = "renamed `slot_count`, as on every per-CPU type")]
+    #[doc(hidden)]
+    pub fn lists(&self) -> usize {
+        self.slot_count()
     }
 
     /// Pushes `value` on the list of the current CPU.
@@ -162,7 +176,7 @@ impl<T> PerCpuStack<T> {
     /// Pushes on list `i` from any CPU (the fallback path).
     ///
     /// # Panics
-    /// If `i >= self.lists()`.
+    /// If `i >= self.slot_count()`.
     pub fn push_to(&self, i: usize, value: T) {
         self.push_slot(i, Self::node(value));
     }
@@ -170,7 +184,7 @@ impl<T> PerCpuStack<T> {
     /// Pops from list `i` from any CPU (the fallback path).
     ///
     /// # Panics
-    /// If `i >= self.lists()`.
+    /// If `i >= self.slot_count()`.
     pub fn pop_from(&self, i: usize) -> Option<T> {
         self.pop_slot(i)
     }
