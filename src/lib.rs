@@ -192,18 +192,19 @@ mod file;
 mod fork;
 mod percpu;
 mod registration;
+mod report;
 mod sync;
 
 pub use area::{
     area_is_exported, area_offset, feature_size, kernel_area_align, kernel_feature_size,
     libc_rseq_size, owner, rseq_location, Owner,
 };
-/// Which per-CPU number selects a slot (re-exported from [`cs`]).
-pub use cs::Index;
 pub use cpu::{
     cpu_id_start, current_cpu, current_cpu_raw, fallback_cpu, is_available, mm_cid, node_id,
     possible_cpus,
 };
+/// Which per-CPU number selects a slot (re-exported from [`cs`]).
+pub use cs::Index;
 pub use error::Error;
 /// Loom models only: makes the calling model thread take the fallbacks.
 #[cfg(restartable_loom)]
@@ -217,6 +218,7 @@ pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, RegistrationGuard, Stats, ThreadState, UNCOUNTED_OWNER,
 };
+pub use report::{report, KernelRseq, Report};
 
 /// The pure state machines behind registration and ownership, driven by
 /// simulated kernels in the loom model (`tests/loom.rs`).

@@ -133,7 +133,10 @@ fn try_lock_never_waits() {
             let lock = Arc::clone(&lock);
             thread::spawn(move || lock.try_lock_slot(slot).is_none())
         };
-        assert!(other.join().unwrap(), "try_lock_slot waited or took a held slot");
+        assert!(
+            other.join().unwrap(),
+            "try_lock_slot waited or took a held slot"
+        );
         drop(guard);
         assert_eq!(*lock.lock_slot(slot), 2);
     });

@@ -240,7 +240,9 @@ impl<T> PerCpuLock<T> {
             // index the section checks against the area.
             let outcome = unsafe { rseq::try_lock(index, &slot.lock, &slot.fence, cpu) };
             match outcome {
-                Outcome::Committed => return PerCpuLockGuard::new(slot, cpu as usize, Via::Section),
+                Outcome::Committed => {
+                    return PerCpuLockGuard::new(slot, cpu as usize, Via::Section)
+                }
                 // A fence no live thread holds (a fork child's view of one
                 // held at the fork) never opens by waiting: take it over.
                 Outcome::CompareFailed if slot.fence.is_stale() => {

@@ -95,7 +95,10 @@ impl<T> PerCpuStack<T> {
     }
 
     /// The number of lists.
-    #[deprecated(since = "0.1.0", note = "renamed `slot_count`, as on every per-CPU type")]
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `slot_count`, as on every per-CPU type"
+    )]
     #[doc(hidden)]
     pub fn lists(&self) -> usize {
         self.slot_count()
