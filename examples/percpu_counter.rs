@@ -295,8 +295,14 @@ fn machine(cpus: usize) -> String {
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let report = restartable::report();
+    // Other work on the machine takes CPU time from the workers: say how
+    // much there was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into());
     format!(
-        "{model}, {cpus} CPU(s) available, Linux {}, {}",
+        "{model}, {cpus} CPU(s) available, Linux {}, {}, load average {load} at start",
         report.kernel_release,
         report
             .libc_version
