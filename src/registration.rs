@@ -44,6 +44,14 @@ use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
 /// The mark in `__rseq_refcount` that says a component that does not count
 /// holds registered the area: the library never unregisters it. The low
 /// 31 bits count the holds of the components that do count.
+///
+/// # Examples
+/// ```
+/// let holds = restartable::refcount_of_current_thread();
+/// let uncounted = holds & restartable::UNCOUNTED_OWNER != 0;
+/// println!("{} counted holds{}", holds & !restartable::UNCOUNTED_OWNER,
+///          if uncounted { ", and a registrant that does not count" } else { "" });
+/// ```
 pub const UNCOUNTED_OWNER: u32 = 1 << 31;
 
 /// How many uses of a [`ThreadState::Foreign`] thread pass between two
@@ -185,6 +193,12 @@ impl ThreadRecord {
 }
 
 /// Process-wide counters, for diagnostics and tests.
+///
+/// # Examples
+/// ```
+/// let stats: restartable::Stats = restartable::stats();
+/// assert!(stats.unregistrations <= stats.registrations);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
     /// Successful `rseq(2)` registrations made by this library.
@@ -762,6 +776,16 @@ impl RegistrationGuard {
     ///
     /// # Errors
     /// As [`register_current_thread`].
+    ///
+    /// # Examples
+    /// ```
+    /// std::thread::spawn(|| {
+    ///     let _guard = restartable::RegistrationGuard::new().unwrap();
+    ///     assert_eq!(restartable::caller_holds(), 1);
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
     pub fn new() -> Result<Self, Error> {
         let state = register_current_thread()?;
         Ok(RegistrationGuard {
@@ -771,6 +795,12 @@ impl RegistrationGuard {
     }
 
     /// The thread's state when the guard was taken.
+    ///
+    /// # Examples
+    /// ```
+    /// let guard = restartable::RegistrationGuard::new().unwrap();
+    /// assert_eq!(guard.state().uses_rseq(), restartable::is_available());
+    /// ```
     pub fn state(&self) -> ThreadState {
         self.state
     }

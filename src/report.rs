@@ -14,6 +14,16 @@ use crate::registration::{self, Stats, ThreadState};
 
 /// How the kernel answers `rseq(2)` on the calling thread, asked without
 /// registering anything.
+///
+/// # Examples
+/// ```
+/// use restartable::KernelRseq;
+/// match restartable::report().kernel_rseq {
+///     KernelRseq::Supported => println!("the kernel has rseq"),
+///     KernelRseq::NoSys => println!("no rseq: old kernel, emulator or filter"),
+///     KernelRseq::Refused(errno) => println!("refused with errno {errno}"),
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KernelRseq {
     /// The kernel implements `rseq(2)`.

@@ -42,6 +42,16 @@ pub(crate) use probe::TLS_HEADER_VERSION;
 /// that matches on the owner should handle each answer. Another C library
 /// that registers (musl, say) is `Libc`; a new variant would be a breaking
 /// change, made in a new major version.
+///
+/// # Examples
+/// ```
+/// use restartable::Owner;
+/// let rseq = match restartable::owner() {
+///     Owner::Libc | Owner::Library => "in use",
+///     Owner::Unavailable => "unavailable",
+/// };
+/// println!("rseq {rseq}: {}", restartable::owner());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Owner {

@@ -139,6 +139,16 @@ enum Via {
 const SPINS_HOLDING_FENCE: u32 = if cfg!(restartable_loom) { 1 } else { 1000 };
 
 /// Exclusive access to one slot of a [`PerCpuLock`]; unlocks on drop.
+///
+/// # Examples
+/// ```
+/// let lock = restartable::PerCpuLock::new(|_| Vec::new());
+/// {
+///     let mut guard = lock.lock(); // derefs to the slot's value
+///     guard.push(1);
+/// } // unlocked here
+/// assert_eq!(lock.into_inner().concat(), [1]);
+/// ```
 #[must_use = "the slot is unlocked when the guard is dropped"]
 pub struct PerCpuLockGuard<'a, T> {
     slot: &'a Slot<T>,

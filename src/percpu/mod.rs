@@ -68,6 +68,15 @@ pub use crate::cs::Index;
 
 /// Pads and aligns a value to 128 bytes: two cache lines, because x86's
 /// adjacent-line prefetcher pulls pairs of lines.
+///
+/// # Examples
+/// ```
+/// use restartable::CachePadded;
+/// use std::sync::atomic::AtomicU64;
+/// let counters = [CachePadded(AtomicU64::new(0)), CachePadded(AtomicU64::new(0))];
+/// assert_eq!(std::mem::align_of_val(&counters[0]), 128);
+/// assert_eq!(std::mem::size_of_val(&counters), 256); // never on one line
+/// ```
 #[derive(Default)]
 #[repr(align(128))]
 pub struct CachePadded<T>(pub T);

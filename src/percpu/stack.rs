@@ -67,11 +67,25 @@ unsafe impl<T: Send> Send for PerCpuStack<T> {}
 
 impl<T> PerCpuStack<T> {
     /// Empty lists, one per possible CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::<String>::new();
+    /// assert!(stack.is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::with_index(Index::Cpu)
     }
 
     /// Empty lists, one per CPU or per concurrency id.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::{Index, PerCpuStack};
+    /// let stack = PerCpuStack::with_index(Index::MmCid);
+    /// stack.push(1u8);
+    /// assert_eq!(stack.pop_any(), Some(1));
+    /// ```
     pub fn with_index(index: Index) -> Self {
         PerCpuStack {
             slots: PerCpu::with_index(index, |_| Slot {
@@ -105,6 +119,13 @@ impl<T> PerCpuStack<T> {
     }
 
     /// Pushes `value` on the list of the current CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let free_buffers = restartable::PerCpuStack::new();
+    /// free_buffers.push(vec![0u8; 4096]);
+    /// assert!(!free_buffers.is_empty());
+    /// ```
     pub fn push(&self, value: T) {
         let node = Self::node(value);
         let index = self.slots.index();
@@ -135,6 +156,17 @@ impl<T> PerCpuStack<T> {
     }
 
     /// Pops from the list of the current CPU; `None` if it is empty.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// stack.push(3);
+    /// // The thread may have migrated since the push: then this list is empty.
+    /// match stack.pop() {
+    ///     Some(v) => assert_eq!(v, 3),
+    ///     None => assert_eq!(stack.pop_any(), Some(3)),
+    /// }
+    /// ```
     pub fn pop(&self) -> Option<T> {
         let index = self.slots.index();
         let mut spins = 0;
@@ -171,6 +203,14 @@ impl<T> PerCpuStack<T> {
     }
 
     /// Pops from the current CPU's list, or else from any other list.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// stack.push_to(0, 'a');
+    /// assert_eq!(stack.pop_any(), Some('a'));
+    /// assert_eq!(stack.pop_any(), None);
+    /// ```
     pub fn pop_any(&self) -> Option<T> {
         self.pop()
             .or_else(|| (0..self.slots.len()).find_map(|i| self.pop_slot(i)))
@@ -180,6 +220,14 @@ impl<T> PerCpuStack<T> {
     ///
     /// # Panics
     /// If `i >= self.slot_count()`.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// let last = stack.slot_count() - 1;
+    /// stack.push_to(last, 5);
+    /// assert_eq!(stack.pop_from(last), Some(5));
+    /// ```
     pub fn push_to(&self, i: usize, value: T) {
         self.push_slot(i, Self::node(value));
     }
@@ -188,6 +236,14 @@ impl<T> PerCpuStack<T> {
     ///
     /// # Panics
     /// If `i >= self.slot_count()`.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// stack.push_to(0, "x");
+    /// assert_eq!(stack.pop_from(0), Some("x"));
+    /// assert_eq!(stack.pop_from(0), None);
+    /// ```
     pub fn pop_from(&self, i: usize) -> Option<T> {
         self.pop_slot(i)
     }
@@ -264,7 +320,16 @@ impl<T> PerCpuStack<T> {
         value
     }
 
-    /// Whether every list is empty (a snapshot).
+    /// Whether every list is empty (a snapshot): the stack holds no
+    /// value (`is_empty` means "holds no value" on every per-CPU type).
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// assert!(stack.is_empty());
+    /// stack.push(1);
+    /// assert!(!stack.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.slots
             .iter()
