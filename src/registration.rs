@@ -538,8 +538,8 @@ impl Kernel for Process {
 /// `Libc` and `Unavailable` modes make no system call at all: the hold is
 /// counted so that [`unregister_current_thread`] stays balanced. In
 /// `Library` mode the hold registers the shared `__rseq_abi` unless it is
-/// registered already; see the module docs for `EBUSY` (borrowed) and
-/// `EINVAL` (foreign; a foreign thread tries again on every call). Returns
+/// registered already; see [Who owns the area](crate#who-owns-the-area)
+/// for `EBUSY` (borrowed) and `EINVAL` (foreign; a foreign thread tries again on every call). Returns
 /// the thread's state afterwards; a foreign, refused or unavailable thread
 /// is counted too and served by fallbacks.
 ///

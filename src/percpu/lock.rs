@@ -91,8 +91,8 @@ fn relock_panic(i: usize) -> ! {
 ///
 /// A signal handler may lock any slot, in every mode: the library's own
 /// steps never make it wait for the code it interrupted (a section aborts;
-/// the short regions that hold a fence run with signals blocked, see
-/// `fence.rs`). What deadlocks is what deadlocks with any lock: a handler
+/// the short regions in which a fallback thread holds a slot's fence run
+/// with signals blocked). What deadlocks is what deadlocks with any lock: a handler
 /// that locks a slot while the code it interrupted *holds a guard* on that
 /// slot waits forever. Code that holds a guard on a slot some handler may
 /// lock must block those signals from before it locks until the guard is

@@ -35,8 +35,7 @@ struct Slot {
 ///
 /// Every operation may be called from a signal handler, on any list,
 /// whatever the interrupted code was doing with the stack (sections abort;
-/// the fence path holds a fence only with signals blocked, see `fence.rs`,
-/// and where no section runs a push takes no fence at all).
+/// the fence path holds a fence only with signals blocked, and where no section runs a push takes no fence at all).
 /// [`push`](Self::push) allocates a node and the pops free one, through
 /// the global allocator, which must then be async-signal-safe itself. A
 /// `fork` child may use every list, even one another thread was working on
