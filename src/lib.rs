@@ -254,6 +254,12 @@ pub use registration::{
 };
 pub use report::{report, KernelRseq, Report};
 
+/// The README's Rust examples, compiled and run as doctests, so that they
+/// work as pasted.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
+
 /// The pure state machines behind registration and ownership, driven by
 /// simulated kernels in the loom model (`tests/loom.rs`).
 #[cfg(restartable_loom)]
