@@ -21,7 +21,10 @@ fn rust_blocks(readme: &str) -> Vec<String> {
             (None, _) => {}
         }
     }
-    assert!(current.is_none(), "README.md: a ```rust block is not closed");
+    assert!(
+        current.is_none(),
+        "README.md: a ```rust block is not closed"
+    );
     blocks
 }
 
