@@ -7,19 +7,21 @@
 //! slot of `current_cpu()`), and one `Mutex<u64>`. Every sum is checked
 //! exactly.
 //!
-//! Each worker notes when it was released and when it made its last add;
-//! a run lasts from the first release to the last add, so no figure can be
-//! shorter than the adds it covers (the main thread's own scheduling plays
-//! no part). ns per add is that time x the CPUs the threads can use / all
-//! the adds: the CPU time one add costs when every CPU counts. Every
-//! measurement is repeated (default 5 runs) and the table shows the median.
+//! Each worker times itself: it reads its own CPU-time clock
+//! (`CLOCK_THREAD_CPUTIME_ID`) when it is released and after its last add.
+//! ns per add is the workers' CPU time over all their adds, so no figure
+//! can be shorter than the adds it covers, the main thread's scheduling
+//! plays no part, and other programs on the machine do not inflate it. A
+//! thread asleep waiting for the `Mutex` spends no CPU time, so that column
+//! understates how long the Mutex's adds take to finish. Every measurement
+//! is repeated (default 5 runs) and the table shows the median.
 //! `--csv FILE` also writes every median, for `examples/plot_percpu.py`,
 //! which draws the README's plot.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use restartable::{PerCpu, PerCpuCounter};
 
@@ -61,7 +63,7 @@ fn main() {
                     run + 1,
                     opts.runs
                 ));
-                let (ns_per_add, exact) = measure(m, threads, cpus, opts.adds);
+                let (ns_per_add, exact) = measure(m, threads, opts.adds);
                 all_exact &= exact;
                 samples.push(ns_per_add);
             }
@@ -71,9 +73,9 @@ fn main() {
     }
     progress("");
 
-    println!("ns per add: the time from the workers' release to the last add, x the CPUs in");
+    println!("ns per add: the CPU time the workers spent (each reads its own thread clock from");
     println!(
-        "use (threads, at most {cpus}), / all the adds: the CPU time of one add (median of {} runs).\n",
+        "its release to its last add) / all their adds; the median of {} runs.\n",
         opts.runs
     );
     println!(
@@ -99,9 +101,8 @@ fn main() {
     println!(
         "* oversubscribed: more threads than the {cpus} CPU(s), so threads take turns on them;"
     );
-    println!(
-        "  a thread preempted holding the Mutex stalls the others, a per-CPU add never waits."
-    );
+    println!("  a thread preempted holding the Mutex stalls the others (asleep, they spend no CPU");
+    println!("  time, so the Mutex column understates the delay); a per-CPU add never waits.");
     println!("\"atomic / ours\" is how many times longer an add takes on one shared AtomicU64");
     println!(
         "than on the PerCpuCounter, with the same threads; \"per-CPU atomic / ours\" the same"
@@ -196,12 +197,12 @@ fn usage(why: &str) -> ! {
 
 /// One run of method `m` on `threads` threads: ns per add (see [`run`])
 /// and whether the sum came out exact.
-fn measure(m: usize, threads: usize, cpus: usize, adds: u64) -> (f64, bool) {
+fn measure(m: usize, threads: usize, adds: u64) -> (f64, bool) {
     let expected = threads as u64 * adds;
     match m {
         0 => {
             let c = Arc::new(PerCpuCounter::new());
-            let t = run(threads, cpus, adds, {
+            let t = run(threads, adds, {
                 let c = Arc::clone(&c);
                 move || c.add(1)
             });
@@ -209,7 +210,7 @@ fn measure(m: usize, threads: usize, cpus: usize, adds: u64) -> (f64, bool) {
         }
         1 => {
             let a = Arc::new(AtomicU64::new(0));
-            let t = run(threads, cpus, adds, {
+            let t = run(threads, adds, {
                 let a = Arc::clone(&a);
                 move || {
                     a.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +220,7 @@ fn measure(m: usize, threads: usize, cpus: usize, adds: u64) -> (f64, bool) {
         }
         2 => {
             let slots = Arc::new(PerCpu::new(|_| AtomicU64::new(0)));
-            let t = run(threads, cpus, adds, {
+            let t = run(threads, adds, {
                 let slots = Arc::clone(&slots);
                 move || {
                     slots.current().fetch_add(1, Ordering::Relaxed);
@@ -230,7 +231,7 @@ fn measure(m: usize, threads: usize, cpus: usize, adds: u64) -> (f64, bool) {
         }
         _ => {
             let l = Arc::new(Mutex::new(0u64));
-            let t = run(threads, cpus, adds, {
+            let t = run(threads, adds, {
                 let l = Arc::clone(&l);
                 move || *l.lock().unwrap() += 1
             });
@@ -241,14 +242,9 @@ fn measure(m: usize, threads: usize, cpus: usize, adds: u64) -> (f64, bool) {
 }
 
 /// Runs `add` `adds` times on each of `threads` threads released together.
-/// Each worker notes its release and its end; returns (last end - first
-/// release) x the CPUs in use / all the adds, in ns.
-fn run<F: Fn() + Send + Sync + Clone + 'static>(
-    threads: usize,
-    cpus: usize,
-    adds: u64,
-    add: F,
-) -> f64 {
+/// Each worker reads its own CPU-time clock around its loop; returns the
+/// workers' CPU time / all the adds, in ns.
+fn run<F: Fn() + Send + Sync + Clone + 'static>(threads: usize, adds: u64, add: F) -> f64 {
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|_| {
@@ -256,22 +252,31 @@ fn run<F: Fn() + Send + Sync + Clone + 'static>(
             let add = add.clone();
             std::thread::spawn(move || {
                 barrier.wait();
-                let start = Instant::now();
+                let start = thread_cpu_time();
                 for _ in 0..adds {
                     add();
                 }
-                (start, Instant::now())
+                thread_cpu_time() - start
             })
         })
         .collect();
-    let spans: Vec<(Instant, Instant)> = handles
+    let cpu: Duration = handles
         .into_iter()
         .map(|h| h.join().expect("worker panicked"))
-        .collect();
-    let first = spans.iter().map(|s| s.0).min().unwrap();
-    let last = spans.iter().map(|s| s.1).max().unwrap();
-    let wall: Duration = last - first;
-    wall.as_nanos() as f64 * threads.min(cpus) as f64 / (threads as u64 * adds) as f64
+        .sum();
+    cpu.as_nanos() as f64 / (threads as u64 * adds) as f64
+}
+
+/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is valid for writing; the clock exists on every Linux.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(ret, 0, "clock_gettime: {}", std::io::Error::last_os_error());
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn median(samples: &mut [f64]) -> f64 {
