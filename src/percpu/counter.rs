@@ -72,6 +72,12 @@ pub struct PerCpuCounter {
 
 impl PerCpuCounter {
     /// A zeroed counter with one slot per possible CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let hits = restartable::PerCpuCounter::new();
+    /// assert_eq!(hits.sum(), 0);
+    /// ```
     pub fn new() -> Self {
         Self::with_index(Index::Cpu)
     }
@@ -92,6 +98,14 @@ impl PerCpuCounter {
     }
 
     /// Adds `delta` (wrapping) to the slot of the current CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let bytes = restartable::PerCpuCounter::new();
+    /// bytes.add(1500);
+    /// bytes.add(-500); // a negative delta subtracts
+    /// assert_eq!(bytes.sum(), 1000);
+    /// ```
     #[inline]
     pub fn add(&self, delta: i64) {
         if !self.add_in_section(delta) {
