@@ -763,6 +763,8 @@ unsafe extern "C" fn release_at_exit(_value: *mut libc::c_void) {
 /// ```
 /// let guard = restartable::RegistrationGuard::new().unwrap();
 /// println!("{}", guard.state());
+/// // Debug shows what the guard holds, and nothing private.
+/// assert_eq!(format!("{guard:?}"), format!("RegistrationGuard {{ state: {:?} }}", guard.state()));
 /// drop(guard); // unregisters if this was the last hold
 /// ```
 #[must_use = "dropping the guard releases the registration at once"]
