@@ -1,6 +1,6 @@
 //! `PerCpuLock` waiting, `try_lock` and the relock check: a waiter for a
 //! guard held for long sleeps (the kernel counts its voluntary context
-//! switches) instead of spinning; `try_lock` never waits; locking a slot the
+//! switches) instead of spinning or yielding; `try_lock` never waits; locking a slot the
 //! thread already holds panics with a message instead of hanging. Passes in
 //! every environment: glibc owns the area, the library owns it, rseq
 //! unavailable.
@@ -9,78 +9,88 @@ mod common;
 
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use restartable::PerCpuLock;
 
-/// How long the holder keeps the guard while the waiter waits.
-const HOLD: Duration = Duration::from_millis(300);
+/// How many voluntary context switches the waiter must make while it waits:
+/// one that only spins or yields makes none (`sched_yield` leaves a thread
+/// runnable, so the kernel counts its switches as involuntary), one that
+/// sleeps makes one per sleep.
+const SLEEPS: u64 = 10;
+/// How long the holder waits for them before it gives up: only a waiter
+/// that never sleeps takes that long, however loaded the machine.
+const PATIENCE: Duration = Duration::from_secs(20);
 
-/// This thread's voluntary context switches and CPU time, from
-/// `getrusage(RUSAGE_THREAD)`.
-fn thread_usage() -> (i64, Duration) {
+/// This thread's CPU time, from `getrusage(RUSAGE_THREAD)`.
+fn thread_cpu_time() -> Duration {
     // SAFETY: an all-zero rusage is a valid value to overwrite.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is valid for writing.
     let ret = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
     assert_eq!(ret, 0, "getrusage: {}", std::io::Error::last_os_error());
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    (usage.ru_nvcsw, tv(usage.ru_utime) + tv(usage.ru_stime))
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// Holds slot `slot` for [`HOLD`] on one thread while another waits for it
-/// with `wait`; returns the waiter's voluntary context switches and CPU
-/// time while it waited.
-fn waiter_usage(
+/// Thread `tid`'s voluntary context switches, from its `/proc` status.
+fn voluntary_switches(tid: libc::pid_t) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+        .expect("read the waiter's /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches in /proc status")
+}
+
+/// Holds slot `slot` while another thread, on CPU `cpu`, waits for it with
+/// `wait`, until the waiter has slept [`SLEEPS`] times (or [`PATIENCE`]
+/// ran out); asserts that it slept, and prints the CPU time it spent.
+fn assert_waiter_sleeps(
+    what: &str,
     cpu: usize,
     slot: usize,
     wait: fn(&PerCpuLock<u64>, usize) -> restartable::PerCpuLockGuard<'_, u64>,
-) -> (i64, Duration) {
+) {
     let lock = Arc::new(PerCpuLock::new(|_| 0u64));
-    let (held_tx, held_rx) = mpsc::channel();
-    let holder = {
-        let lock = Arc::clone(&lock);
-        thread::spawn(move || {
-            let mut guard = lock.lock_slot(slot);
-            held_tx.send(()).unwrap();
-            thread::sleep(HOLD);
-            *guard += 1;
-        })
-    };
-    held_rx.recv().unwrap();
+    let mut guard = lock.lock_slot(slot);
+    let (tid_tx, tid_rx) = mpsc::channel();
     let waiter = {
         let lock = Arc::clone(&lock);
         thread::spawn(move || {
             common::pin_to(cpu);
-            let (switches, cpu_time) = thread_usage();
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            let before = thread_cpu_time();
             let mut guard = wait(&lock, slot);
             *guard += 1;
-            let (switches_after, cpu_time_after) = thread_usage();
-            (switches_after - switches, cpu_time_after - cpu_time)
+            thread_cpu_time() - before
         })
     };
-    holder.join().unwrap();
-    let usage = waiter.join().unwrap();
+    let tid = tid_rx.recv().unwrap();
+    let baseline = voluntary_switches(tid);
+    let start = Instant::now();
+    let slept = loop {
+        let switches = voluntary_switches(tid) - baseline;
+        if switches >= SLEEPS {
+            break true;
+        }
+        if start.elapsed() > PATIENCE {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let waited = start.elapsed();
+    *guard += 1;
+    drop(guard);
+    let cpu_time = waiter.join().unwrap();
     assert_eq!(*lock.lock_slot(slot), 2, "both holders added");
-    usage
-}
-
-/// A waiter that only spun or yielded would make no voluntary switch
-/// (`sched_yield` leaves the thread runnable: the kernel counts it as
-/// involuntary) and burn CPU for the whole hold; one that sleeps makes
-/// many and burns little. The bounds are loose (one switch per 15 ms, half
-/// the hold): what they tell apart is sleeping from spinning.
-fn assert_sleeps(what: &str, (switches, cpu_time): (i64, Duration)) {
-    println!(
-        "{what}: {switches} voluntary context switches, {cpu_time:?} of CPU in a {HOLD:?} wait"
-    );
+    println!("{what}: {SLEEPS} sleeps in {waited:?}, {cpu_time:?} of CPU while waiting");
     assert!(
-        switches >= (HOLD.as_millis() / 15) as i64,
-        "{what}: the waiter made only {switches} voluntary context switches in {HOLD:?}: it spins"
-    );
-    assert!(
-        cpu_time < HOLD / 2,
-        "{what}: the waiter burnt {cpu_time:?} of CPU in a {HOLD:?} wait"
+        slept,
+        "{what}: the waiter made fewer than {SLEEPS} voluntary context switches in \
+         {PATIENCE:?} of waiting: it spins or yields instead of sleeping"
     );
 }
 
@@ -91,23 +101,17 @@ fn a_waiter_for_the_current_cpu_slot_sleeps() {
     // The slot `lock` picks on `cpu` (a CPU number, clamped to the slots).
     let slot = cpu.min(lock_probe.len() - 1);
     println!("owner {:?}, waiting on CPU {cpu}", restartable::owner());
-    assert_sleeps(
-        "lock()",
-        waiter_usage(cpu, slot, |lock, slot| {
-            let guard = lock.lock();
-            assert_eq!(guard.slot(), slot, "lock() took another slot");
-            guard
-        }),
-    );
+    assert_waiter_sleeps("lock()", cpu, slot, |lock, slot| {
+        let guard = lock.lock();
+        assert_eq!(guard.slot(), slot, "lock() took another slot");
+        guard
+    });
 }
 
 #[test]
 fn a_waiter_for_a_named_slot_sleeps() {
     let cpu = common::allowed_cpus()[0];
-    assert_sleeps(
-        "lock_slot(0)",
-        waiter_usage(cpu, 0, |lock, slot| lock.lock_slot(slot)),
-    );
+    assert_waiter_sleeps("lock_slot(0)", cpu, 0, |lock, slot| lock.lock_slot(slot));
 }
 
 #[test]
