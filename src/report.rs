@@ -56,7 +56,8 @@ pub struct Report {
     pub reasons: Vec<String>,
     /// The calling thread's registration.
     pub thread_state: ThreadState,
-    /// Whether the calling thread runs critical sections.
+    /// Whether the calling thread runs critical sections now (its area is
+    /// registered; a thread that has not used the library yet is not).
     pub thread_uses_rseq: bool,
     /// The kernel's answer to `rseq(2)` now, on this thread.
     pub kernel_rseq: KernelRseq,
@@ -116,7 +117,8 @@ pub fn report() -> Report {
         owner,
         reasons: Vec::new(),
         thread_state,
-        thread_uses_rseq: crate::is_available(),
+        // Not `is_available`, which would register the thread.
+        thread_uses_rseq: crate::current_cpu_raw() >= 0,
         kernel_rseq: kernel_rseq(),
         kernel_release: kernel_release(),
         libc_version: libc_version(),

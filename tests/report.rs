@@ -176,3 +176,23 @@ fn the_c_call_keeps_snprintf_s_contract() {
         assert_eq!(text.lines().next(), first.lines().next());
     });
 }
+
+#[test]
+fn the_report_registers_nothing() {
+    common::on_fresh_thread(|| {
+        let before = restartable::thread_state();
+        let refcount = restartable::refcount_of_current_thread();
+        let report = restartable::report();
+        assert_eq!(report.thread_state, before);
+        assert_eq!(restartable::thread_state(), before);
+        assert_eq!(restartable::refcount_of_current_thread(), refcount);
+        if restartable::owner() == Owner::Library {
+            assert_eq!(before, ThreadState::Unregistered);
+            assert!(!report.thread_uses_rseq);
+            assert!(
+                report.to_string().contains("has not used the library yet"),
+                "{report}"
+            );
+        }
+    });
+}
