@@ -105,7 +105,7 @@ fn percpu_push_pop(s: &PerCpuStack<u64>) {
 
 /// The stack's fence path: the slot named, as a thread without rseq pushes.
 fn percpu_push_pop_fenced(s: &PerCpuStack<u64>) {
-    let i = restartable::current_cpu() as usize % s.lists();
+    let i = restartable::current_cpu() as usize % s.slot_count();
     s.push_to(i, 1);
     black_box(s.pop_from(i));
 }

@@ -1,30 +1,28 @@
-//! Prints what a user debugging rseq needs to see. Run with
-//! `cargo run --example rseq_info` (try `GLIBC_TUNABLES=glibc.pthread.rseq=0`
-//! or `RESTARTABLE_DISABLE=1` in front).
+//! Prints what a user debugging rseq needs to see, each verdict with its
+//! cause. Run with `cargo run --example rseq_info` (try
+//! `GLIBC_TUNABLES=glibc.pthread.rseq=0` or `RESTARTABLE_DISABLE=1` in
+//! front, or `cargo run --example without_rseq -- target/debug/examples/rseq_info`).
+//!
+//! The first part is `restartable::report()`, which a program can print
+//! from inside itself (C: `restartable_report(buf, len)`); the rest are the
+//! raw values behind it.
 
 fn main() {
-    let owner = restartable::owner();
-    let kernel = restartable::kernel_feature_size();
-    println!("kernel rseq support : {}", kernel_support());
-    println!("kernel feature size : {kernel} bytes (AT_RSEQ_FEATURE_SIZE)");
+    // The thread's state before it uses the library, then the report, which
+    // registers it (as any first use does).
+    let before = restartable::thread_state();
+    restartable::current_cpu();
+    println!("{}\n", restartable::report());
+    println!("thread state before first use: {before}");
     println!(
         "kernel area align   : {} bytes (AT_RSEQ_ALIGN)",
         restartable::kernel_area_align()
     );
-    println!("glibc __rseq_size   : {}", restartable::libc_rseq_size());
-    println!("owner               : {owner}");
-    println!(
-        "usable feature size : {} bytes",
-        restartable::feature_size()
-    );
     println!("area offset from TP : {} bytes", restartable::area_offset());
     println!("area address        : {:p}", restartable::rseq_location());
-    println!("area exported       : {}", exported(owner));
-    let cpu = restartable::current_cpu();
-    println!("thread state        : {}", restartable::thread_state());
-    println!("rseq in use here    : {}", restartable::is_available());
     println!(
-        "current cpu         : {cpu} (sched_getcpu: {})",
+        "current cpu         : {} (sched_getcpu: {})",
+        restartable::current_cpu(),
         restartable::fallback_cpu()
     );
     println!("cpu_id (raw)        : {}", restartable::current_cpu_raw());
@@ -33,44 +31,9 @@ fn main() {
     println!("mm_cid              : {}", show(restartable::mm_cid()));
     println!("possible cpus       : {}", restartable::possible_cpus());
     println!(
-        "lock/stack sections : {} (needs membarrier's rseq fence, Linux 5.10)",
-        if restartable::lock_sections_enabled() {
-            "yes"
-        } else {
-            "no: atomics in every thread"
-        }
-    );
-    println!(
         "refcount            : {}",
         restartable::refcount_of_current_thread()
     );
-    println!("stats               : {:?}", restartable::stats());
-}
-
-fn kernel_support() -> &'static str {
-    // rseq(NULL, 0, 0, 0) fails with EINVAL where the kernel implements the
-    // call and ENOSYS where it (or a filter) does not.
-    // SAFETY: a null area with length 0 is rejected before anything is read.
-    let ret = unsafe { libc::syscall(libc::SYS_rseq, 0usize, 0u32, 0u32, 0u32) };
-    let errno = std::io::Error::last_os_error().raw_os_error();
-    match (ret, errno) {
-        (0, _) => "yes",
-        (_, Some(libc::ENOSYS)) => "no (ENOSYS: old kernel, emulator or seccomp filter)",
-        (_, Some(libc::EPERM)) => "refused (EPERM: seccomp filter)",
-        _ => "yes",
-    }
-}
-
-fn exported(owner: restartable::Owner) -> &'static str {
-    match (owner, restartable::area_is_exported()) {
-        (restartable::Owner::Library, true) => "yes: classic __rseq_abi users loaded later share it",
-        (restartable::Owner::Library, false) => {
-            "no: the executable keeps __rseq_abi private, so a classic __rseq_abi \
-             user loaded later gets EINVAL (copies of restartable still share it); \
-             link with -Wl,--export-dynamic-symbol=__rseq_abi,--export-dynamic-symbol=__rseq_refcount"
-        }
-        _ => "not applicable (the library registers nothing)",
-    }
 }
 
 fn show(v: Option<u32>) -> String {

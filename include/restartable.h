@@ -189,6 +189,19 @@ int restartable_is_available(void);
 int restartable_area_is_exported(void);
 
 /*
+ * Writes a diagnostic report into `buf`, as `snprintf` would: who owns the
+ * area and why (RESTARTABLE_DISABLE, ENOSYS from valgrind, qemu-user or a
+ * seccomp filter, glibc's tunable, a foreign registrant, an executable that
+ * does not export the shared symbols), the kernel and C library versions,
+ * the seccomp mode and the counters. At most `len` bytes are written, the
+ * last a NUL; nothing when `len` is 0 (`buf` may then be NULL). Returns the
+ * report's full length, NUL excluded: a result >= len means it was cut
+ * short, and len = result + 1 holds it all. UTF-8, lines end with '\n'.
+ * Makes a few system calls: not for signal handlers.
+ */
+size_t restartable_report(char *buf, size_t len);
+
+/*
  * Takes one hold on the calling thread's registration: the first hold in
  * library-owned mode registers `__rseq_abi`; with glibc owning, or without
  * rseq, the hold is only counted. Returns

@@ -8,57 +8,170 @@ use core::cell::UnsafeCell;
 use core::mem::{align_of, offset_of, size_of};
 
 /// `cpu_id` before the thread registered an area.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{CPU_ID_REGISTRATION_FAILED, CPU_ID_UNINITIALIZED};
+/// let raw = restartable::current_cpu_raw();
+/// assert!(raw >= 0 || raw == CPU_ID_UNINITIALIZED || raw == CPU_ID_REGISTRATION_FAILED);
+/// ```
 #[doc(alias = "RSEQ_CPU_ID_UNINITIALIZED")]
 pub const CPU_ID_UNINITIALIZED: i32 = -1;
 
 /// `cpu_id` after a registration attempt failed (glibc writes it).
+///
+/// # Examples
+/// ```
+/// let raw = restartable::current_cpu_raw();
+/// if raw == restartable::abi::CPU_ID_REGISTRATION_FAILED {
+///     println!("a registration of this thread's area failed");
+/// }
+/// ```
 #[doc(alias = "RSEQ_CPU_ID_REGISTRATION_FAILED")]
 pub const CPU_ID_REGISTRATION_FAILED: i32 = -2;
 
 /// `flags` argument of `rseq(2)` that unregisters the area.
+///
+/// # Examples
+/// ```
+/// // rseq(area, len, FLAG_UNREGISTER, sig) ends a registration.
+/// assert_eq!(restartable::abi::FLAG_UNREGISTER, 1);
+/// ```
 #[doc(alias = "RSEQ_FLAG_UNREGISTER")]
 pub const FLAG_UNREGISTER: u32 = 1;
 
 /// Feature size of kernels that predate `AT_RSEQ_FEATURE_SIZE` (Linux < 6.3):
 /// `cpu_id_start`, `cpu_id`, `rseq_cs` and `flags`.
+///
+/// # Examples
+/// ```
+/// let usable = restartable::feature_size();
+/// assert!(usable == 0 || usable >= restartable::abi::ORIGINAL_FEATURE_SIZE);
+/// ```
 pub const ORIGINAL_FEATURE_SIZE: u32 = 20;
 
 /// The smallest length `rseq(2)` accepts, and the length this crate registers.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{Rseq, MIN_REGISTRATION_LEN};
+/// assert_eq!(std::mem::size_of::<Rseq>() as u32, MIN_REGISTRATION_LEN);
+/// ```
 pub const MIN_REGISTRATION_LEN: u32 = 32;
 
 /// Alignment the kernel requires of the area (`AT_RSEQ_ALIGN` reports it).
+///
+/// # Examples
+/// ```
+/// let area = restartable::rseq_location();
+/// assert_eq!(area as usize % restartable::abi::AREA_ALIGN, 0);
+/// ```
 pub const AREA_ALIGN: usize = 32;
 
 /// Alignment the kernel requires of a critical-section descriptor.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{RseqCs, CS_ALIGN};
+/// assert_eq!(std::mem::align_of::<RseqCs>(), CS_ALIGN);
+/// ```
 pub const CS_ALIGN: usize = 32;
 
 /// `getauxval` key for the size of the kernel's rseq feature set (Linux 6.3).
+///
+/// # Examples
+/// ```
+/// // SAFETY: getauxval has no preconditions.
+/// let size = unsafe { libc::getauxval(restartable::abi::AT_RSEQ_FEATURE_SIZE) };
+/// println!("kernel feature size: {size} (0: older than Linux 6.3)");
+/// ```
 pub const AT_RSEQ_FEATURE_SIZE: libc::c_ulong = 27;
 
 /// `getauxval` key for the alignment the kernel requires of the area.
+///
+/// # Examples
+/// ```
+/// // SAFETY: getauxval has no preconditions.
+/// let align = unsafe { libc::getauxval(restartable::abi::AT_RSEQ_ALIGN) };
+/// assert!(align == 0 || align >= 32);
+/// ```
 pub const AT_RSEQ_ALIGN: libc::c_ulong = 28;
 
 /// `RSEQ_SIG` for x86: the immediate of `ud1 0x53053053(%rip), %edi`, the
 /// instruction placed before every abort handler. The kernel checks these 4
 /// bytes before jumping to an abort handler and kills the thread otherwise.
+///
+/// # Examples
+/// ```
+/// // A component that registers `__rseq_abi` itself must pass this signature.
+/// println!("signature {:#x}", restartable::abi::RSEQ_SIG);
+/// ```
 pub const RSEQ_SIG: u32 = 0x5305_3053;
 
 /// Byte offset of `cpu_id_start` in [`Rseq`].
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{Rseq, CPU_ID_START_OFFSET};
+/// assert_eq!(std::mem::offset_of!(Rseq, cpu_id_start), CPU_ID_START_OFFSET);
+/// ```
 pub const CPU_ID_START_OFFSET: usize = 0;
 /// Byte offset of `cpu_id` in [`Rseq`].
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{Rseq, CPU_ID_OFFSET};
+/// assert_eq!(std::mem::offset_of!(Rseq, cpu_id), CPU_ID_OFFSET);
+/// ```
 pub const CPU_ID_OFFSET: usize = 4;
 /// Byte offset of `rseq_cs` in [`Rseq`].
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{Rseq, RSEQ_CS_OFFSET};
+/// assert_eq!(std::mem::offset_of!(Rseq, rseq_cs), RSEQ_CS_OFFSET);
+/// ```
 pub const RSEQ_CS_OFFSET: usize = 8;
 /// Byte offset of `flags` in [`Rseq`].
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{Rseq, FLAGS_OFFSET};
+/// assert_eq!(std::mem::offset_of!(Rseq, flags), FLAGS_OFFSET);
+/// ```
 pub const FLAGS_OFFSET: usize = 16;
 /// Byte offset of `node_id` in [`Rseq`].
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{Rseq, NODE_ID_OFFSET};
+/// assert_eq!(std::mem::offset_of!(Rseq, node_id), NODE_ID_OFFSET);
+/// ```
 pub const NODE_ID_OFFSET: usize = 20;
 /// Byte offset of `mm_cid` in [`Rseq`].
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{Rseq, MM_CID_OFFSET};
+/// assert_eq!(std::mem::offset_of!(Rseq, mm_cid), MM_CID_OFFSET);
+/// ```
 pub const MM_CID_OFFSET: usize = 24;
 
 /// Feature size needed to read `node_id` (the field ends at byte 24).
+///
+/// # Examples
+/// ```
+/// let has_node_id = restartable::feature_size() >= restartable::abi::NODE_ID_END;
+/// assert_eq!(has_node_id, restartable::node_id().is_some());
+/// ```
 pub const NODE_ID_END: u32 = (NODE_ID_OFFSET + 4) as u32;
 /// Feature size needed to read `mm_cid` (the field ends at byte 28).
+///
+/// # Examples
+/// ```
+/// let has_mm_cid = restartable::feature_size() >= restartable::abi::MM_CID_END;
+/// assert_eq!(has_mm_cid, restartable::mm_cid().is_some());
+/// ```
 pub const MM_CID_END: u32 = (MM_CID_OFFSET + 4) as u32;
 
 /// `struct rseq`: the per-thread area shared between a thread and the kernel.
@@ -69,6 +182,14 @@ pub const MM_CID_END: u32 = (MM_CID_OFFSET + 4) as u32;
 /// `rseq_cs`. Every field is therefore accessed with volatile reads through
 /// raw pointers; the struct is never read or written as a whole after
 /// registration.
+///
+/// # Examples
+/// ```
+/// let area: *mut restartable::abi::Rseq = restartable::rseq_location();
+/// // SAFETY: the calling thread's live area; a volatile read of a field.
+/// let cpu_id = unsafe { area.cast::<u8>().add(restartable::abi::CPU_ID_OFFSET).cast::<u32>().read_volatile() };
+/// assert_eq!(cpu_id as i32, restartable::current_cpu_raw());
+/// ```
 #[doc(alias = "rseq")]
 #[repr(C, align(32))]
 #[derive(Debug)]
@@ -97,6 +218,14 @@ pub struct Rseq {
 ///
 /// Written once by the assembler into section `__rseq_cs`, read by the
 /// kernel when it preempts a thread whose `rseq_cs` points at it.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::RseqCs;
+/// // What the assembler writes for a section of 12 bytes.
+/// let cs = RseqCs { version: 0, flags: 0, start_ip: 0x1000, post_commit_offset: 12, abort_ip: 0x2000 };
+/// assert!(cs.start_ip + cs.post_commit_offset <= cs.abort_ip);
+/// ```
 #[doc(alias = "rseq_cs")]
 #[repr(C, align(32))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,10 +244,28 @@ pub struct RseqCs {
 }
 
 /// Byte offsets of [`RseqCs`] fields, as the assembler lays them out.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{RseqCs, CS_START_IP_OFFSET};
+/// assert_eq!(std::mem::offset_of!(RseqCs, start_ip), CS_START_IP_OFFSET);
+/// ```
 pub const CS_START_IP_OFFSET: usize = 8;
 /// See [`CS_START_IP_OFFSET`].
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{RseqCs, CS_POST_COMMIT_OFFSET_OFFSET};
+/// assert_eq!(std::mem::offset_of!(RseqCs, post_commit_offset), CS_POST_COMMIT_OFFSET_OFFSET);
+/// ```
 pub const CS_POST_COMMIT_OFFSET_OFFSET: usize = 16;
 /// See [`CS_START_IP_OFFSET`].
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{RseqCs, CS_ABORT_IP_OFFSET};
+/// assert_eq!(std::mem::offset_of!(RseqCs, abort_ip), CS_ABORT_IP_OFFSET);
+/// ```
 pub const CS_ABORT_IP_OFFSET: usize = 24;
 
 const _: () = {

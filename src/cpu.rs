@@ -143,6 +143,12 @@ pub fn is_available() -> bool {
 
 /// The fallback CPU read: `sched_getcpu()`, or the `getcpu` system call if
 /// that fails, or 0 if both fail (a CPU number is a hint, never an error).
+///
+/// # Examples
+/// ```
+/// let cpu = restartable::fallback_cpu();
+/// assert!((cpu as usize) < restartable::possible_cpus());
+/// ```
 #[doc(alias = "getcpu")]
 #[cold]
 pub fn fallback_cpu() -> u32 {

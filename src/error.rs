@@ -36,6 +36,17 @@ pub enum Error {
 
 impl Error {
     /// The negative errno the C ABI returns for this error.
+    ///
+    /// # Examples
+    /// ```
+    /// // A release without a hold is refused, and says so to C as -EINVAL.
+    /// std::thread::spawn(|| {
+    ///     let err = restartable::unregister_current_thread().unwrap_err();
+    ///     assert_eq!(err.to_errno(), -libc::EINVAL);
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
     pub fn to_errno(self) -> i32 {
         -match self {
             Error::NotRegistered => libc::EINVAL,

@@ -415,6 +415,33 @@ pub extern "C" fn restartable_area_is_exported() -> c_int {
     crate::area_is_exported().into()
 }
 
+/// `size_t restartable_report(char *buf, size_t len)`: the text of
+/// [`crate::report`] (who owns the area, why, versions, seccomp mode,
+/// counters), with `snprintf`'s contract.
+///
+/// Writes at most `len` bytes: as much of the report as fits in `len - 1`
+/// bytes, then a NUL (nothing at all when `len` is 0, and `buf` may then
+/// be null). Returns the report's full length, NUL excluded, so a return
+/// value `>= len` means the text was cut short and `len` must be at least
+/// the return value plus one. The text is UTF-8, lines end with `\n`, and
+/// a cut may fall inside a multi-byte character.
+///
+/// # Safety
+/// - `buf` is valid for writing `len` bytes, or `len` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn restartable_report(buf: *mut core::ffi::c_char, len: usize) -> usize {
+    let text = crate::report().to_string();
+    if len > 0 && !buf.is_null() {
+        let n = text.len().min(len - 1);
+        // SAFETY: `buf` is valid for `len` bytes (caller), and `n + 1 <= len`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+            *buf.add(n) = 0;
+        }
+    }
+    text.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

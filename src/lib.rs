@@ -41,6 +41,22 @@
 //! println!("on CPU {} (area owned by {:?})", restartable::current_cpu(), restartable::owner());
 //! ```
 //!
+//! # Which type do I want
+//!
+//! | you want | use | on the fast path |
+//! |---|---|---|
+//! | a statistic many threads bump (requests, bytes, hits) and someone reads now and then | [`PerCpuCounter`]: [`add`](PerCpuCounter::add), [`sum`](PerCpuCounter::sum), [`reset`](PerCpuCounter::reset) | one critical section, no atomic instruction |
+//! | one value per CPU that you update yourself with atomics (a histogram, a flag per CPU) | [`PerCpu<T>`](PerCpu): [`current`](PerCpu::current), [`iter`](PerCpu::iter) | a CPU read, then your own atomics |
+//! | a per-CPU cache or queue touched by several fields at once (`Vec`, `HashMap`) | [`PerCpuLock<T>`](PerCpuLock): [`lock`](PerCpuLock::lock), [`try_lock`](PerCpuLock::try_lock) | a section takes the CPU's lock; `&mut T` under the guard |
+//! | a per-CPU free list of objects (buffers, connections) to push and pop | [`PerCpuStack<T>`](PerCpuStack): [`push`](PerCpuStack::push), [`pop`](PerCpuStack::pop) | one section per push or pop, no ABA problem |
+//! | only the CPU number (to pick a shard, for logging) | [`current_cpu`] (and [`node_id`], [`mm_cid`]) | one load |
+//! | an operation of your own on per-CPU words | [`cs`]'s operations ([`cs::load_cbne_store`], ...) or your own sequence with [`rseq_asm!`] | what you write, restarted on preemption |
+//!
+//! Every one of them is exact in every mode: without rseq (valgrind, a
+//! seccomp sandbox, `RESTARTABLE_DISABLE=1`) each takes its fallback, as
+//! described in [Per-CPU data without rseq](#per-cpu-data-without-rseq).
+//! Which mode the process is in, and why, is what [`report()`] says.
+//!
 //! # Who owns the area
 //!
 //! Decided once per process, normally by an ELF constructor before `main`
@@ -120,8 +136,26 @@
 //! Every API works without rseq. [`current_cpu`] returns `sched_getcpu()`;
 //! the operations use atomics on the slot of that CPU; the per-CPU types
 //! keep results exact even when rseq and fallback threads mix (see
-//! [`PerCpuLock`] and the `percpu` module docs). [`is_available`] says which
-//! path the calling thread takes.
+//! below). [`is_available`] says which path the calling thread takes, and
+//! [`report()`] why.
+//!
+//! # Per-CPU data without rseq
+//!
+//! Threads that cannot use rseq (the process is `Unavailable`, or another
+//! library registered a different area for the thread) take fallbacks that
+//! stay exact alongside rseq users of the same object:
+//! - [`PerCpuCounter`] gives each slot a second, atomic word that only
+//!   fallback threads add to, and [`PerCpuCounter::sum`] adds both words;
+//! - [`PerCpuLock`] and [`PerCpuStack`] give each slot a *fence* word. A
+//!   fallback thread takes the fence with an atomic compare-exchange, then
+//!   (if rseq is in use in the process) runs
+//!   `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)` so that every
+//!   critical section in flight on that CPU is either committed or aborted,
+//!   and every later one sees the fence and backs off. On kernels without
+//!   that membarrier command (before Linux 5.10) every thread takes the
+//!   fence path of the lock and the stack instead, and so does every
+//!   thread from the moment `membarrier` starts failing (a seccomp filter
+//!   installed later); see [`lock_sections_enabled`].
 //!
 //! # Signal handlers and `fork`
 //!
@@ -205,6 +239,7 @@ mod file;
 mod fork;
 mod percpu;
 mod registration;
+mod report;
 mod sections;
 mod sync;
 
@@ -217,6 +252,8 @@ pub use cpu::{
     cpu_id_start, current_cpu, current_cpu_raw, fallback_cpu, is_available, mm_cid, node_id,
     possible_cpus,
 };
+/// Which per-CPU number selects a slot (re-exported from [`cs`]).
+pub use cs::Index;
 pub use error::Error;
 /// Loom models only: makes the calling model thread take the fallbacks.
 #[cfg(restartable_loom)]
@@ -233,7 +270,14 @@ pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, RegistrationGuard, Stats, ThreadState, UNCOUNTED_OWNER,
 };
+pub use report::{report, KernelRseq, Report};
 pub use sections::{register_for_sections, sections, Sections};
+
+/// The README's Rust examples, compiled and run as doctests, so that they
+/// work as pasted.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;
 
 /// The pure state machines behind registration and ownership, driven by
 /// simulated kernels in the loom model (`tests/loom.rs`).

@@ -44,6 +44,14 @@ use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
 /// The mark in `__rseq_refcount` that says a component that does not count
 /// holds registered the area: the library never unregisters it. The low
 /// 31 bits count the holds of the components that do count.
+///
+/// # Examples
+/// ```
+/// let holds = restartable::refcount_of_current_thread();
+/// let uncounted = holds & restartable::UNCOUNTED_OWNER != 0;
+/// println!("{} counted holds{}", holds & !restartable::UNCOUNTED_OWNER,
+///          if uncounted { ", and a registrant that does not count" } else { "" });
+/// ```
 pub const UNCOUNTED_OWNER: u32 = 1 << 31;
 
 /// How many uses of a [`ThreadState::Foreign`] thread pass between two
@@ -51,6 +59,23 @@ pub const UNCOUNTED_OWNER: u32 = 1 << 31;
 const FOREIGN_RETRY_EVERY: u8 = 32;
 
 /// What the calling thread's registration is, as this library sees it.
+///
+/// Exhaustive on purpose (no `#[non_exhaustive]`): the variants are the
+/// answers `rseq(2)` can give a registration (success, `EBUSY`, `EINVAL`,
+/// a refusal) plus "not asked yet", fixed by the kernel ABI; code that
+/// matches should handle each. A new variant would be a breaking change,
+/// made in a new major version. [`uses_rseq`](Self::uses_rseq) answers the
+/// common question without a `match`.
+///
+/// # Examples
+/// ```
+/// use restartable::ThreadState;
+/// match restartable::thread_state() {
+///     ThreadState::Registered | ThreadState::Borrowed => println!("rseq in use"),
+///     ThreadState::Unregistered => println!("not registered yet, or no rseq"),
+///     ThreadState::Foreign | ThreadState::Refused => println!("fallbacks on this thread"),
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ThreadState {
@@ -168,6 +193,12 @@ impl ThreadRecord {
 }
 
 /// Process-wide counters, for diagnostics and tests.
+///
+/// # Examples
+/// ```
+/// let stats: restartable::Stats = restartable::stats();
+/// assert!(stats.unregistrations <= stats.registrations);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
     /// Successful `rseq(2)` registrations made by this library.
@@ -507,8 +538,8 @@ impl Kernel for Process {
 /// `Libc` and `Unavailable` modes make no system call at all: the hold is
 /// counted so that [`unregister_current_thread`] stays balanced. In
 /// `Library` mode the hold registers the shared `__rseq_abi` unless it is
-/// registered already; see the module docs for `EBUSY` (borrowed) and
-/// `EINVAL` (foreign; a foreign thread tries again on every call). Returns
+/// registered already; see [Who owns the area](crate#who-owns-the-area)
+/// for `EBUSY` (borrowed) and `EINVAL` (foreign; a foreign thread tries again on every call). Returns
 /// the thread's state afterwards; a foreign, refused or unavailable thread
 /// is counted too and served by fallbacks.
 ///
@@ -732,9 +763,10 @@ unsafe extern "C" fn release_at_exit(_value: *mut libc::c_void) {
 /// ```
 /// let guard = restartable::RegistrationGuard::new().unwrap();
 /// println!("{}", guard.state());
+/// // Debug shows what the guard holds, and nothing private.
+/// assert_eq!(format!("{guard:?}"), format!("RegistrationGuard {{ state: {:?} }}", guard.state()));
 /// drop(guard); // unregisters if this was the last hold
 /// ```
-#[derive(Debug)]
 #[must_use = "dropping the guard releases the registration at once"]
 pub struct RegistrationGuard {
     state: ThreadState,
@@ -746,6 +778,16 @@ impl RegistrationGuard {
     ///
     /// # Errors
     /// As [`register_current_thread`].
+    ///
+    /// # Examples
+    /// ```
+    /// std::thread::spawn(|| {
+    ///     let _guard = restartable::RegistrationGuard::new().unwrap();
+    ///     assert_eq!(restartable::caller_holds(), 1);
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
     pub fn new() -> Result<Self, Error> {
         let state = register_current_thread()?;
         Ok(RegistrationGuard {
@@ -755,8 +797,22 @@ impl RegistrationGuard {
     }
 
     /// The thread's state when the guard was taken.
+    ///
+    /// # Examples
+    /// ```
+    /// let guard = restartable::RegistrationGuard::new().unwrap();
+    /// assert_eq!(guard.state().uses_rseq(), restartable::is_available());
+    /// ```
     pub fn state(&self) -> ThreadState {
         self.state
+    }
+}
+
+impl core::fmt::Debug for RegistrationGuard {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RegistrationGuard")
+            .field("state", &self.state)
+            .finish()
     }
 }
 

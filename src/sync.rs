@@ -44,14 +44,33 @@ pub(crate) fn yield_now() {
     std::thread::yield_now();
 }
 
-/// One step of a wait for another thread: spins a little, then yields (the
-/// thread waited for may have been preempted). `spins` counts the steps.
+/// Steps of a wait that spin before it starts to yield.
+const BACKOFF_SPINS: u32 = 64;
+/// Steps that yield before it starts to sleep.
+const BACKOFF_YIELDS: u32 = 64;
+/// The longest sleep of one step, in microseconds.
+const BACKOFF_MAX_SLEEP_US: u64 = 1000;
+
+/// One step of a wait for another thread. `spins` counts the steps (start
+/// it at 0). The first steps spin (the other thread is about to finish),
+/// the next ones yield (it may have been preempted), and from then on each
+/// step sleeps, 1 µs doubling up to 1 ms: a thread that waits for a lock
+/// guard held for long burns almost no CPU (where nothing else is
+/// runnable, `sched_yield` returns at once, and a waiter that only yields
+/// keeps a CPU busy). Under loom every step past the spins yields.
 pub(crate) fn backoff(spins: &mut u32) {
-    if *spins < 64 {
+    let step = *spins;
+    *spins = step.saturating_add(1);
+    if step < BACKOFF_SPINS {
         spin_hint();
-        *spins += 1;
-    } else {
+    } else if cfg!(restartable_loom) || step < BACKOFF_SPINS + BACKOFF_YIELDS {
         yield_now();
+    } else {
+        let doublings = (step - BACKOFF_SPINS - BACKOFF_YIELDS).min(10);
+        let us = (1u64 << doublings).min(BACKOFF_MAX_SLEEP_US);
+        // `nanosleep` (async-signal-safe; a signal's handler runs and the
+        // sleep resumes).
+        std::thread::sleep(std::time::Duration::from_micros(us));
     }
 }
 

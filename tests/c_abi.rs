@@ -522,3 +522,38 @@ fn cxx_inline_functions_with_sections_link_from_two_units() {
         }
     }
 }
+
+/// The reason each mode's report gives, as `contract_test report` prints it.
+fn report_reason(mode: Mode) -> &'static str {
+    match (expected(mode), mode) {
+        ("libc", _) => "registered every thread's area",
+        ("library", Mode::Library) => "GLIBC_TUNABLES contains glibc.pthread.rseq=0",
+        ("library", _) => "restartable registers its own __rseq_abi",
+        (_, Mode::Disabled) => "RESTARTABLE_DISABLE is set",
+        (_, Mode::Blocked) => "ENOSYS from a seccomp filter (Seccomp: 2",
+        _ => "ENOSYS",
+    }
+}
+
+#[test]
+fn report_into_a_c_buffer_gives_the_reason_in_every_mode() {
+    for exe in contract_tests() {
+        for mode in ALL_MODES {
+            let out = stdout(&run(mode, exe, &["report"]));
+            assert!(out.contains("report: ok"), "{mode:?}:\n{out}");
+            let reason = report_reason(mode);
+            assert!(out.contains(reason), "{mode:?}: no {reason:?} in\n{out}");
+            println!("{mode:?}: {reason}");
+        }
+    }
+}
+
+#[test]
+fn report_under_valgrind_names_valgrind() {
+    let Some(out) = run_under_valgrind(&contract_tests()[0], &["report"]) else {
+        return;
+    };
+    let out = stdout(&out);
+    assert!(out.contains("report: ok"), "{out}");
+    assert!(out.contains("ENOSYS under valgrind"), "{out}");
+}

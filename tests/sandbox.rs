@@ -70,8 +70,8 @@ impl Objects {
             }
             self.marks[id].fetch_add(1, Ordering::Relaxed);
             if fenced {
-                stack.push_to(id % stack.lists(), id);
-                self.popped(stack.pop_from((id + 1) % stack.lists()));
+                stack.push_to(id % stack.slot_count(), id);
+                self.popped(stack.pop_from((id + 1) % stack.slot_count()));
             } else {
                 stack.push(id);
                 self.popped(stack.pop());

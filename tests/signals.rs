@@ -291,7 +291,7 @@ fn operation(s: &State, k: usize) {
             let Some(id) = s.stack_ids.fresh() else {
                 return;
             };
-            let lists = s.stack.lists();
+            let lists = s.stack.slot_count();
             s.stack_ids.mark(id, 1);
             s.stack.push_to(id % lists, id);
             if let Some(v) = s.stack.pop_from((id + 1) % lists) {
@@ -304,7 +304,7 @@ fn operation(s: &State, k: usize) {
             };
             s.stack_ids.mark(id, 1);
             s.stack_by_cid.push(id);
-            if let Some(v) = s.stack_by_cid.pop_from(id % s.stack_by_cid.lists()) {
+            if let Some(v) = s.stack_by_cid.pop_from(id % s.stack_by_cid.slot_count()) {
                 s.stack_ids.mark(v, 16);
             }
             s.counter.add(1);

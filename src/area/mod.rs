@@ -36,6 +36,22 @@ use crate::sync::{
 pub(crate) use probe::TLS_HEADER_VERSION;
 
 /// Who registered the areas of this process's threads.
+///
+/// Exhaustive on purpose (no `#[non_exhaustive]`): a thread's area is
+/// registered by the C library, by this library, or by no one, and code
+/// that matches on the owner should handle each answer. Another C library
+/// that registers (musl, say) is `Libc`; a new variant would be a breaking
+/// change, made in a new major version.
+///
+/// # Examples
+/// ```
+/// use restartable::Owner;
+/// let rseq = match restartable::owner() {
+///     Owner::Libc | Owner::Library => "in use",
+///     Owner::Unavailable => "unavailable",
+/// };
+/// println!("rseq {rseq}: {}", restartable::owner());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Owner {
@@ -157,9 +173,34 @@ fn decided(wait: bool) -> Option<Owner> {
     }
 }
 
+/// Why the process is `Unavailable`, as the decision saw it (for the
+/// report, `report.rs`): one of the `CAUSE_*` values, 0 when it is not.
+/// Stored before the owner is published (`Release`), never reset.
+static CAUSE: AtomicU8 = AtomicU8::new(0);
+/// `RESTARTABLE_DISABLE` was set.
+pub(crate) const CAUSE_DISABLED: u8 = 1;
+/// The architecture layer has no rseq code.
+pub(crate) const CAUSE_NO_ARCH: u8 = 2;
+/// The kernel did not answer `rseq(2)` (or a filter refused it).
+pub(crate) const CAUSE_KERNEL: u8 = 3;
+/// Another component registered the shared area with another signature.
+pub(crate) const CAUSE_SIGNATURE: u8 = 4;
+
+/// Why the process is `Unavailable` (a `CAUSE_*` value, 0 if it is not).
+pub(crate) fn unavailable_cause() -> u8 {
+    owner();
+    CAUSE.load(Ordering::Relaxed)
+}
+
+/// Whether the C library exports `__rseq_size` and `__rseq_offset`.
+pub(crate) fn libc_has_rseq_symbols() -> bool {
+    probe::libc_symbols().is_some()
+}
+
 /// Turns `Library` into `Unavailable`: a component registered the shared
 /// area with another signature.
 pub(crate) fn set_unavailable() {
+    CAUSE.store(CAUSE_SIGNATURE, Ordering::Relaxed);
     publish(
         &Statics,
         Decision {
@@ -347,6 +388,16 @@ fn decide() {
     SHARED_AREA.store(block.area, Ordering::Relaxed);
     SHARED_REFCOUNT.store(block.refcount, Ordering::Relaxed);
     SHARED_BUSY.store(block.busy, Ordering::Relaxed);
+    if decision.owner == Owner::Unavailable {
+        let cause = if disabled {
+            CAUSE_DISABLED
+        } else if !arch::AVAILABLE {
+            CAUSE_NO_ARCH
+        } else {
+            CAUSE_KERNEL
+        };
+        CAUSE.store(cause, Ordering::Relaxed);
+    }
     // Publishing with `Release` makes every store above visible to whoever
     // reads the owner with `Acquire`.
     publish(&Statics, decision);

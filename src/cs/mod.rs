@@ -66,6 +66,16 @@ use crate::arch;
 use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
 
 /// Which area field a section checks and per-CPU data is indexed by.
+///
+/// # Examples
+/// ```
+/// use restartable::{Index, PerCpuCounter};
+/// // Slots per concurrency id: a process with 3 threads touches about 3 slots.
+/// let compact = PerCpuCounter::with_index(Index::MmCid);
+/// compact.add(1);
+/// assert_eq!(compact.sum(), 1);
+/// assert_eq!(Index::default(), Index::Cpu);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Index {
     /// The CPU number (`cpu_id`): slot `i` belongs to CPU `i`.
@@ -77,6 +87,19 @@ pub enum Index {
 }
 
 /// What a critical section did.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{load_cbne_store, Index, Outcome};
+/// let mut words = vec![0isize; restartable::possible_cpus()];
+/// let cpu = restartable::current_cpu();
+/// // SAFETY: a live, aligned word, updated only through the cs operations.
+/// let outcome = unsafe { load_cbne_store(Index::Cpu, &mut words[cpu as usize], 1, 2, cpu) };
+/// // 0 != 1: the compare fails and nothing is written (or the thread was
+/// // preempted or migrated first, and nothing is written either).
+/// assert!(matches!(outcome, Outcome::CompareFailed | Outcome::Aborted));
+/// assert!(words.iter().all(|&w| w == 0));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum Outcome {
@@ -118,6 +141,23 @@ impl Outcome {
 }
 
 /// What [`add_at_current_unchecked`] did.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{add_at_current_unchecked, AddResult, Index};
+/// let mut slots = vec![0isize; restartable::possible_cpus()];
+/// let (base, n) = (slots.as_mut_ptr() as *mut u8, slots.len() as u32);
+/// loop {
+///     // SAFETY: `slots` holds `n` words of 8 bytes, updated only by sections.
+///     match unsafe { add_at_current_unchecked(Index::Cpu, base, 8, n, 1) } {
+///         AddResult::Committed => break,
+///         AddResult::Aborted => continue,
+///         // Not registered (or no rseq): register, or take a fallback.
+///         AddResult::NotRegistered if restartable::is_available() => continue,
+///         AddResult::NotRegistered => break,
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AddResult {
     /// Added to the slot of the current CPU.
@@ -202,15 +242,55 @@ macro_rules! section {
     };
 }
 
+/// The example of an operation: `setup` makes per-CPU words at `base`
+/// (and whatever else `args` names), `args` are the operands for CPU `cpu`,
+/// and `check` asserts on `outcome` after the retry loop.
+macro_rules! operation_example {
+    ($call:expr, $name:ident, $setup:literal, $args:literal, $check:literal) => {
+        concat!(
+            "```\n",
+            "use restartable::cs::{",
+            stringify!($name),
+            ", Index, Outcome};\n",
+            "let n = restartable::possible_cpus();\n",
+            $setup,
+            "\n",
+            $call,
+            "\n",
+            "    let outcome = loop {\n",
+            "        let cpu = restartable::current_cpu();\n",
+            "        // SAFETY: the words are live, aligned and updated only here.\n",
+            "        match unsafe { ",
+            stringify!($name),
+            "(Index::Cpu, ",
+            $args,
+            ", cpu) } {\n",
+            "            Outcome::Aborted => continue, // preempted or migrated: again\n",
+            "            done => break done,\n",
+            "        }\n",
+            "    };\n",
+            "    ",
+            $check,
+            "\n",
+            "}\n",
+            "```"
+        )
+    };
+}
+
 macro_rules! operation {
     (
         $(#[$doc:meta])*
         $name:ident / $unchecked:ident ( $($arg:ident : $ty:ty),* )
+        example($setup:literal, $args:literal, $check:literal)
     ) => {
         $(#[$doc])*
         ///
         /// On threads that cannot run critical sections, performs the same
         /// update through the module's fallback (`cpu` is then ignored).
+        ///
+        /// # Examples
+        #[doc = operation_example!("{", $name, $setup, $args, $check)]
         ///
         /// # Safety
         /// - every pointer is valid for the accesses the operation names,
@@ -244,6 +324,9 @@ macro_rules! operation {
         /// commits, whatever `cpu` is: it reports [`Outcome::Aborted`] and
         /// writes nothing. Take the fallback then.
         ///
+        /// # Examples
+        #[doc = operation_example!("if restartable::is_available() {", $unchecked, $setup, $args, $check)]
+        ///
         /// # Safety
         /// - for a result other than `Aborted`, the calling thread's area is
         ///   registered ([`crate::is_available`] returned true on this
@@ -264,12 +347,22 @@ operation! {
     /// `if *v == expect { *v = newv }`, on CPU `cpu`.
     #[doc(alias = "rseq_load_cbne_store__ptr")]
     load_cbne_store / load_cbne_store_unchecked(v: *mut isize, expect: isize, newv: isize)
+    example(
+        "let mut words = vec![5isize; n];\nlet base = words.as_mut_ptr();",
+        "base.add(cpu as usize), 5, 6",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(words.iter().filter(|&&w| w == 6).count(), 1);"
+    )
 }
 
 operation! {
     /// `*v += count`, on CPU `cpu`; the commit is the add itself.
     #[doc(alias = "rseq_load_add_store__ptr")]
     load_add_store / load_add_store_unchecked(v: *mut isize, count: isize)
+    example(
+        "let mut words = vec![0isize; n];\nlet base = words.as_mut_ptr();",
+        "base.add(cpu as usize), 3",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(words.iter().sum::<isize>(), 3);"
+    )
 }
 
 operation! {
@@ -281,6 +374,11 @@ operation! {
     load_cbeq_store_add_load_store / load_cbeq_store_add_load_store_unchecked(
         v: *mut isize, expectnot: isize, voffp: isize, load: *mut isize
     )
+    example(
+        "// Each CPU's list holds one node, whose first word (`next`) is 0.\nlet mut node = [0isize; 1];\nlet top = node.as_mut_ptr() as isize;\nlet mut heads = vec![top; n];\nlet base = heads.as_mut_ptr();\nlet mut popped = 0isize;",
+        "base.add(cpu as usize), 0, 0, &mut popped",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(popped, top);\n    assert_eq!(heads.iter().filter(|&&h| h == 0).count(), 1);"
+    )
 }
 
 operation! {
@@ -288,6 +386,11 @@ operation! {
     #[doc(alias = "rseq_load_cbne_load_cbne_store__ptr")]
     load_cbne_load_cbne_store / load_cbne_load_cbne_store_unchecked(
         v: *mut isize, expect: isize, v2: *mut isize, expect2: isize, newv: isize
+    )
+    example(
+        "let mut words = vec![0isize; n];\nlet base = words.as_mut_ptr();\nlet mut open = 1isize;",
+        "base.add(cpu as usize), 0, &mut open, 1, 9",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(words.iter().filter(|&&w| w == 9).count(), 1);"
     )
 }
 
@@ -299,6 +402,11 @@ operation! {
     load_cbne_store_store / load_cbne_store_store_unchecked(
         v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize
     )
+    example(
+        "let mut words = vec![0isize; n];\nlet base = words.as_mut_ptr();\nlet mut data = 0isize;",
+        "base.add(cpu as usize), 0, &mut data, 42, 1",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!((data, words.iter().sum::<isize>()), (42, 1));"
+    )
 }
 
 /// [`load_cbne_store_store`] with release ordering: a thread that sees the
@@ -308,6 +416,15 @@ operation! {
 ///
 /// # Safety
 /// As [`load_cbne_store_store`].
+///
+/// # Examples
+#[doc = operation_example!(
+    "{",
+    load_cbne_store_store_release,
+    "// Publish `data`, then the word that says it is ready.\nlet mut ready = vec![0isize; n];\nlet base = ready.as_mut_ptr();\nlet mut data = 0isize;",
+    "base.add(cpu as usize), 0, &mut data, 7, 1",
+    "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(data, 7);"
+)]
 #[doc(alias = "rseq_load_cbne_store_store__ptr_release")]
 #[inline]
 pub unsafe fn load_cbne_store_store_release(
@@ -332,6 +449,11 @@ operation! {
     load_cbne_memcpy_store / load_cbne_memcpy_store_unchecked(
         v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize
     )
+    example(
+        "let mut words = vec![0isize; n];\nlet base = words.as_mut_ptr();\nlet src = *b\"hello\";\nlet mut dst = [0u8; 5];",
+        "base.add(cpu as usize), 0, dst.as_mut_ptr(), src.as_ptr(), 5, 1",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(&dst, b\"hello\");"
+    )
 }
 
 operation! {
@@ -340,6 +462,11 @@ operation! {
     #[doc(alias = "rseq_load_add_load_load_add_store__ptr")]
     load_add_load_load_add_store / load_add_load_load_add_store_unchecked(
         ptr: *mut isize, off: isize, inc: isize
+    )
+    example(
+        "// Each CPU's word points to an object whose second word points to `total`.\nlet mut total = 0isize;\nlet mut object = [0isize, std::ptr::addr_of_mut!(total) as isize];\nlet mut objects = vec![object.as_mut_ptr() as isize; n];\nlet base = objects.as_mut_ptr();",
+        "base.add(cpu as usize), 8, 2",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(total, 2);"
     )
 }
 

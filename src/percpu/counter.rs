@@ -72,11 +72,25 @@ pub struct PerCpuCounter {
 
 impl PerCpuCounter {
     /// A zeroed counter with one slot per possible CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let hits = restartable::PerCpuCounter::new();
+    /// assert_eq!(hits.sum(), 0);
+    /// ```
     pub fn new() -> Self {
         Self::with_index(Index::Cpu)
     }
 
     /// A zeroed counter with slots per CPU or per concurrency id.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::{Index, PerCpuCounter};
+    /// let compact = PerCpuCounter::with_index(Index::MmCid);
+    /// compact.add(2);
+    /// assert_eq!(compact.sum(), 2);
+    /// ```
     pub fn with_index(index: Index) -> Self {
         PerCpuCounter {
             slots: PerCpu::with_index(index, |_| Slot::default()),
@@ -84,6 +98,14 @@ impl PerCpuCounter {
     }
 
     /// Adds `delta` (wrapping) to the slot of the current CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let bytes = restartable::PerCpuCounter::new();
+    /// bytes.add(1500);
+    /// bytes.add(-500); // a negative delta subtracts
+    /// assert_eq!(bytes.sum(), 1000);
+    /// ```
     #[inline]
     pub fn add(&self, delta: i64) {
         if !self.add_in_section(delta) {
@@ -129,12 +151,27 @@ impl PerCpuCounter {
     }
 
     /// Increments by one.
+    ///
+    /// # Examples
+    /// ```
+    /// let requests = restartable::PerCpuCounter::new();
+    /// requests.incr();
+    /// assert_eq!(requests.sum(), 1);
+    /// ```
     #[inline]
     pub fn incr(&self) {
         self.add(1);
     }
 
     /// The sum of every slot since the last reset (wrapping), as `i64`.
+    ///
+    /// # Examples
+    /// ```
+    /// let balance = restartable::PerCpuCounter::new();
+    /// balance.add(10);
+    /// balance.add(-3);
+    /// assert_eq!(balance.sum(), 7);
+    /// ```
     pub fn sum(&self) -> i64 {
         self.slots
             .iter()
@@ -143,6 +180,15 @@ impl PerCpuCounter {
     }
 
     /// The count of each slot since the last reset, in slot order.
+    ///
+    /// # Examples
+    /// ```
+    /// let counter = restartable::PerCpuCounter::new();
+    /// counter.add(4);
+    /// let slots = counter.per_slot();
+    /// assert_eq!(slots.len(), restartable::possible_cpus());
+    /// assert_eq!(slots.iter().sum::<i64>(), 4);
+    /// ```
     pub fn per_slot(&self) -> Vec<i64> {
         self.slots.iter().map(|s| s.count() as i64).collect()
     }
@@ -185,6 +231,12 @@ impl PerCpuCounter {
     }
 
     /// How slots are indexed.
+    ///
+    /// # Examples
+    /// ```
+    /// let counter = restartable::PerCpuCounter::new();
+    /// assert_eq!(counter.index(), restartable::Index::Cpu);
+    /// ```
     pub fn index(&self) -> Index {
         self.slots.index()
     }

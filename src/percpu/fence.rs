@@ -104,6 +104,15 @@ fn classify(word: usize, held: usize) -> Seen {
     }
 }
 
+/// Why one attempt to take a fence failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    /// A live thread holds it.
+    Held,
+    /// It changed between the read and the compare-exchange: try again.
+    Raced,
+}
+
 /// A slot's fence word; see the module docs for its values. Taken with a
 /// compare-exchange (`Acquire`, pairing with the `Release` that freed it);
 /// critical sections only read it.
@@ -154,39 +163,46 @@ impl Fence {
     /// mask) until the fence can be taken, takes it with every signal
     /// blocked, and makes sure no section can still commit on the slot.
     pub(crate) fn enter(&self, index: Index, slot: usize) -> Region<'_> {
-        let held = held();
         let mut spins = 0u32;
         loop {
-            let word = self.0.load(Ordering::Relaxed);
-            let drain = match classify(word, held) {
-                Seen::Free => true,
-                // Sections stopped before this fence was last released: a
-                // late one finds the fence non-zero and fails.
-                Seen::Closed => false,
-                // No section of the parent runs in a fork child.
-                Seen::Stale => false,
-                Seen::Held => {
-                    backoff(&mut spins);
-                    continue;
-                }
-            };
-            let blocked = SignalsBlocked::new();
-            // `Acquire` pairs with the `Release` of the previous holder.
-            if self
-                .0
-                .compare_exchange(word, held, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                if drain {
-                    super::drain::drain(index, slot);
-                }
-                return Region {
-                    fence: self,
-                    to_user: false,
-                    _blocked: blocked,
-                };
+            match self.try_enter(index, slot) {
+                Ok(region) => return region,
+                Err(Busy::Held) => backoff(&mut spins),
+                Err(Busy::Raced) => {}
             }
         }
+    }
+
+    /// One attempt at [`enter`](Self::enter): the region, or why not.
+    pub(crate) fn try_enter(&self, index: Index, slot: usize) -> Result<Region<'_>, Busy> {
+        let held = held();
+        let word = self.0.load(Ordering::Relaxed);
+        let drain = match classify(word, held) {
+            Seen::Free => true,
+            // Sections stopped before this fence was last released: a
+            // late one finds the fence non-zero and fails.
+            Seen::Closed => false,
+            // No section of the parent runs in a fork child.
+            Seen::Stale => false,
+            Seen::Held => return Err(Busy::Held),
+        };
+        let blocked = SignalsBlocked::new();
+        // `Acquire` pairs with the `Release` of the previous holder.
+        if self
+            .0
+            .compare_exchange(word, held, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(Busy::Raced);
+        }
+        if drain {
+            super::drain::drain(index, slot);
+        }
+        Ok(Region {
+            fence: self,
+            to_user: false,
+            _blocked: blocked,
+        })
     }
 
     /// Takes the fence for a lock guard at once, where no section can run
@@ -195,19 +211,22 @@ impl Fence {
     /// Waits with the caller's signal mask.
     pub(crate) fn take_for_user(&self) {
         let mut spins = 0u32;
-        loop {
-            let word = self.0.load(Ordering::Relaxed);
-            // `Acquire` pairs with the `Release` of the previous holder.
-            if classify(word, held()) != Seen::Held
-                && self
-                    .0
-                    .compare_exchange(word, USER, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return;
-            }
+        while self.try_take_for_user().is_err() {
             backoff(&mut spins);
         }
+    }
+
+    /// One attempt at [`take_for_user`](Self::take_for_user).
+    pub(crate) fn try_take_for_user(&self) -> Result<(), Busy> {
+        let word = self.0.load(Ordering::Relaxed);
+        if classify(word, held()) == Seen::Held {
+            return Err(Busy::Held);
+        }
+        // `Acquire` pairs with the `Release` of the previous holder.
+        self.0
+            .compare_exchange(word, USER, Ordering::Acquire, Ordering::Relaxed)
+            .map(drop)
+            .map_err(|_| Busy::Raced)
     }
 
     /// Releases a lock guard's hold; pairs with the `Acquire` of the next

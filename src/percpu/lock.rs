@@ -4,10 +4,10 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 
-use super::fence::Fence;
+use super::fence::{Busy, Fence};
 use super::{rseq, Index, PerCpu};
 use crate::cs::Outcome;
-use crate::sync::{backoff, AtomicUsize, Ordering};
+use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicUsize};
 
 #[repr(C)]
 struct Slot<T> {
@@ -20,8 +20,47 @@ struct Slot<T> {
     /// Held by a thread on the fence path, and by the guard it hands out
     /// (see `fence.rs`).
     fence: Fence,
+    /// The thread pointer of the thread holding a guard on the slot, or 0.
+    /// Written by the holder only (after it acquires, and back to 0 before
+    /// it releases), read by a thread that finds the slot taken, to tell a
+    /// relock by the holder itself (a certain deadlock: it panics instead).
+    /// `Relaxed`: a thread reads its own last write, or another thread's
+    /// pointer, which never equals its own. Always 0 under loom, whose
+    /// model threads share one stand-in thread pointer.
+    holder: StaticAtomicUsize,
     /// Accessed only by the holder of `lock` or of `fence`.
     value: UnsafeCell<T>,
+}
+
+impl<T> Slot<T> {
+    /// Panics if the calling thread holds a guard on this slot: waiting for
+    /// itself would never end.
+    #[inline]
+    fn check_not_held_by_me(&self, i: usize) {
+        let me = me();
+        if me != 0 && self.holder.load(Ordering::Relaxed) == me {
+            relock_panic(i);
+        }
+    }
+}
+
+/// The calling thread's identity for the relock check (0: not checked).
+#[inline]
+fn me() -> usize {
+    if cfg!(restartable_loom) {
+        0
+    } else {
+        crate::arch::thread_pointer()
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn relock_panic(i: usize) -> ! {
+    panic!(
+        "PerCpuLock: this thread already holds a guard on slot {i}; the lock is not \
+         re-entrant (drop the first guard before locking the slot again)"
+    )
 }
 
 /// One `T` per CPU, each behind a lock that a thread on that CPU takes
@@ -32,12 +71,28 @@ struct Slot<T> {
 /// holds the guard — the lock stays correct; only the acquisition is per-CPU.
 /// [`lock_slot`](Self::lock_slot) locks any slot (slower: the fallback path).
 ///
+/// # Waiting, and not re-entrant
+///
+/// A thread that finds its slot taken spins briefly, then yields, then
+/// sleeps in growing steps (up to 1 ms): a guard held for long costs its
+/// waiters almost no CPU, and hands over within about a millisecond.
+/// [`try_lock`](Self::try_lock) and [`try_lock_slot`](Self::try_lock_slot)
+/// never wait.
+///
+/// The lock is **not re-entrant**: a thread that holds a guard on a slot
+/// and locks the same slot again would wait for itself forever. The lock
+/// notices (one thread-pointer compare, made only when the slot is taken)
+/// and panics with a message saying so. Locking the *current* CPU's slot
+/// while holding a guard on another slot is allowed (the thread may have
+/// migrated), but two guards on one CPU's slot are not: drop a guard
+/// before locking again, or use [`try_lock`](Self::try_lock).
+///
 /// # Signal handlers
 ///
 /// A signal handler may lock any slot, in every mode: the library's own
 /// steps never make it wait for the code it interrupted (a section aborts;
-/// the short regions that hold a fence run with signals blocked, see
-/// `fence.rs`). What deadlocks is what deadlocks with any lock: a handler
+/// the short regions in which a fallback thread holds a slot's fence run
+/// with signals blocked). What deadlocks is what deadlocks with any lock: a handler
 /// that locks a slot while the code it interrupted *holds a guard* on that
 /// slot waits forever. Code that holds a guard on a slot some handler may
 /// lock must block those signals from before it locks until the guard is
@@ -84,6 +139,16 @@ enum Via {
 const SPINS_HOLDING_FENCE: u32 = if cfg!(restartable_loom) { 1 } else { 1000 };
 
 /// Exclusive access to one slot of a [`PerCpuLock`]; unlocks on drop.
+///
+/// # Examples
+/// ```
+/// let lock = restartable::PerCpuLock::new(|_| Vec::new());
+/// {
+///     let mut guard = lock.lock(); // derefs to the slot's value
+///     guard.push(1);
+/// } // unlocked here
+/// assert_eq!(lock.into_inner().concat(), [1]);
+/// ```
 #[must_use = "the slot is unlocked when the guard is dropped"]
 pub struct PerCpuLockGuard<'a, T> {
     slot: &'a Slot<T>,
@@ -93,32 +158,84 @@ pub struct PerCpuLockGuard<'a, T> {
 
 impl<T> PerCpuLock<T> {
     /// One slot per possible CPU, built by `init(cpu)`.
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = restartable::PerCpuLock::new(|cpu| cpu * 10);
+    /// assert_eq!(*lock.lock_slot(1 % lock.len()), (1 % lock.len()) * 10);
+    /// ```
     pub fn new(init: impl FnMut(usize) -> T) -> Self {
         Self::with_index(Index::Cpu, init)
     }
 
     /// One slot per CPU or per concurrency id, built by `init(i)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::{Index, PerCpuLock};
+    /// let lock = PerCpuLock::with_index(Index::MmCid, |_| 0u64);
+    /// *lock.lock() += 1;
+    /// assert_eq!(lock.into_inner().iter().sum::<u64>(), 1);
+    /// ```
     pub fn with_index(index: Index, mut init: impl FnMut(usize) -> T) -> Self {
         PerCpuLock {
             slots: PerCpu::with_index(index, |i| Slot {
                 lock: AtomicUsize::new(0),
                 fence: Fence::default(),
+                holder: StaticAtomicUsize::new(0),
                 value: UnsafeCell::new(init(i)),
             }),
         }
     }
 
-    /// The number of slots.
+    /// The number of slots (one `T` each), the same as
+    /// [`slot_count`](Self::slot_count).
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = restartable::PerCpuLock::new(|_| ());
+    /// assert_eq!(lock.len(), restartable::possible_cpus());
+    /// ```
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
-    /// Always false.
+    /// The number of slots (the same name on [`PerCpu`] and
+    /// [`PerCpuStack`](crate::PerCpuStack)).
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = restartable::PerCpuLock::new(|_| ());
+    /// assert_eq!(lock.slot_count(), lock.len());
+    /// ```
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether the lock holds no `T`: always false, as there is at least
+    /// one slot (`is_empty` means "holds no value" on every per-CPU type).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!restartable::PerCpuLock::new(|_| 0).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// Locks the slot of the CPU the thread runs on, waiting if needed.
+    ///
+    /// # Panics
+    /// If the calling thread already holds a guard on that slot (the lock
+    /// is not re-entrant; see the type's docs).
+    ///
+    /// # Examples
+    /// ```
+    /// let queues = restartable::PerCpuLock::new(|_| Vec::new());
+    /// let mut queue = queues.lock();
+    /// queue.push("job");
+    /// println!("queued on slot {}", queue.slot());
+    /// ```
     pub fn lock(&self) -> PerCpuLockGuard<'_, T> {
         let index = self.slots.index();
         let mut spins = 0;
@@ -134,18 +251,55 @@ impl<T> PerCpuLock<T> {
             let outcome = unsafe { rseq::try_lock(index, &slot.lock, &slot.fence, cpu) };
             match outcome {
                 Outcome::Committed => {
-                    return PerCpuLockGuard {
-                        slot,
-                        index: cpu as usize,
-                        via: Via::Section,
-                    }
+                    return PerCpuLockGuard::new(slot, cpu as usize, Via::Section)
                 }
                 // A fence no live thread holds (a fork child's view of one
                 // held at the fork) never opens by waiting: take it over.
                 Outcome::CompareFailed if slot.fence.is_stale() => {
                     return self.lock_slot(cpu as usize)
                 }
-                Outcome::CompareFailed => backoff(&mut spins),
+                Outcome::CompareFailed => {
+                    slot.check_not_held_by_me(cpu as usize);
+                    backoff(&mut spins)
+                }
+                Outcome::Aborted => crate::sync::spin_hint(),
+            }
+        }
+    }
+
+    /// Locks the slot of the CPU the thread runs on if it is free; never
+    /// waits. `None` if another guard holds it (or a thread on the fallback
+    /// path is taking it), including a guard of the calling thread.
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = restartable::PerCpuLock::new(|_| 0u32);
+    /// if let Some(mut slot) = lock.try_lock() {
+    ///     *slot += 1;
+    /// }
+    /// let total: u32 = (0..lock.len()).map(|i| *lock.lock_slot(i)).sum();
+    /// assert!(total <= 1);
+    /// ```
+    pub fn try_lock(&self) -> Option<PerCpuLockGuard<'_, T>> {
+        let index = self.slots.index();
+        loop {
+            let Some(cpu) = rseq::fenced_slot(index) else {
+                return self.try_lock_slot(self.slots.fallback_index());
+            };
+            let Some(slot) = self.slots.get(cpu as usize) else {
+                return self.try_lock_slot(self.slots.fallback_index());
+            };
+            // SAFETY: as in `lock`.
+            let outcome = unsafe { rseq::try_lock(index, &slot.lock, &slot.fence, cpu) };
+            match outcome {
+                Outcome::Committed => {
+                    return Some(PerCpuLockGuard::new(slot, cpu as usize, Via::Section))
+                }
+                Outcome::CompareFailed if slot.fence.is_stale() => {
+                    return self.try_lock_slot(cpu as usize)
+                }
+                Outcome::CompareFailed => return None,
+                // Preempted, migrated or signalled: the slot may be free.
                 Outcome::Aborted => crate::sync::spin_hint(),
             }
         }
@@ -154,17 +308,24 @@ impl<T> PerCpuLock<T> {
     /// Locks slot `i` from any CPU, through the fallback path.
     ///
     /// # Panics
-    /// If `i >= self.len()`.
+    /// If `i >= self.len()`, or if the calling thread already holds a guard
+    /// on slot `i` (the lock is not re-entrant).
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = restartable::PerCpuLock::new(|_| 0u64);
+    /// for i in 0..lock.len() {
+    ///     *lock.lock_slot(i) += 1;
+    /// }
+    /// assert_eq!(lock.into_inner().iter().sum::<u64>(), restartable::possible_cpus() as u64);
+    /// ```
     pub fn lock_slot(&self, i: usize) -> PerCpuLockGuard<'_, T> {
         let slot = self.slots.get(i).expect("slot index out of range");
+        slot.check_not_held_by_me(i);
         if !super::drain::sections_may_run() {
             // No section ever takes `lock`: the fence alone excludes.
             slot.fence.take_for_user();
-            return PerCpuLockGuard {
-                slot,
-                index: i,
-                via: Via::Fence,
-            };
+            return PerCpuLockGuard::new(slot, i, Via::Fence);
         }
         loop {
             let region = slot.fence.enter(self.slots.index(), i);
@@ -177,11 +338,7 @@ impl<T> PerCpuLock<T> {
             }
             if slot.lock.load(Ordering::Acquire) == 0 {
                 region.hand_to_user();
-                return PerCpuLockGuard {
-                    slot,
-                    index: i,
-                    via: Via::Fence,
-                };
+                return PerCpuLockGuard::new(slot, i, Via::Fence);
             }
             // A guard may be held for long: wait for it with the fence
             // free and the caller's signal mask, then try again.
@@ -191,6 +348,48 @@ impl<T> PerCpuLock<T> {
                 backoff(&mut spins);
             }
         }
+    }
+
+    /// Locks slot `i` from any CPU if it is free; never waits (beyond the
+    /// few instructions of a fallback thread that is taking it). `None` if a
+    /// guard holds it, including one of the calling thread.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = restartable::PerCpuLock::new(|_| 0u8);
+    /// let held = lock.lock_slot(0);
+    /// assert!(lock.try_lock_slot(0).is_none()); // held, even by this thread
+    /// drop(held);
+    /// assert!(lock.try_lock_slot(0).is_some());
+    /// ```
+    pub fn try_lock_slot(&self, i: usize) -> Option<PerCpuLockGuard<'_, T>> {
+        let slot = self.slots.get(i).expect("slot index out of range");
+        if !super::drain::sections_may_run() {
+            loop {
+                match slot.fence.try_take_for_user() {
+                    Ok(()) => return Some(PerCpuLockGuard::new(slot, i, Via::Fence)),
+                    Err(Busy::Held) => return None,
+                    Err(Busy::Raced) => {}
+                }
+            }
+        }
+        let region = loop {
+            match slot.fence.try_enter(self.slots.index(), i) {
+                Ok(region) => break region,
+                Err(Busy::Held) => return None,
+                Err(Busy::Raced) => {}
+            }
+        };
+        // `Acquire` pairs with a section holder's `Release` unlock.
+        if slot.lock.load(Ordering::Acquire) != 0 {
+            region.leave();
+            return None;
+        }
+        region.hand_to_user();
+        Some(PerCpuLockGuard::new(slot, i, Via::Fence))
     }
 
     /// Loom models only: makes the simulated `membarrier` fail from now on,
@@ -203,11 +402,24 @@ impl<T> PerCpuLock<T> {
     }
 
     /// Every value, through `&mut self` (no locking needed).
+    ///
+    /// # Examples
+    /// ```
+    /// let mut lock = restartable::PerCpuLock::new(|_| 1u32);
+    /// lock.iter_mut().for_each(|v| *v *= 2);
+    /// assert!(lock.into_inner().iter().all(|&v| v == 2));
+    /// ```
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
         self.slots.iter_mut().map(|s| s.value.get_mut())
     }
 
     /// The values, in slot order.
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = restartable::PerCpuLock::new(|cpu| cpu);
+    /// assert_eq!(lock.into_inner(), (0..restartable::possible_cpus()).collect::<Vec<_>>());
+    /// ```
     pub fn into_inner(self) -> Vec<T> {
         Vec::from(self.slots.into_slots())
             .into_iter()
@@ -216,8 +428,24 @@ impl<T> PerCpuLock<T> {
     }
 }
 
-impl<T> PerCpuLockGuard<'_, T> {
+impl<'a, T> PerCpuLockGuard<'a, T> {
+    /// A guard for a slot just acquired; notes the holder.
+    #[inline]
+    fn new(slot: &'a Slot<T>, index: usize, via: Via) -> Self {
+        let me = me();
+        if me != 0 {
+            slot.holder.store(me, Ordering::Relaxed);
+        }
+        PerCpuLockGuard { slot, index, via }
+    }
+
     /// The slot this guard holds.
+    ///
+    /// # Examples
+    /// ```
+    /// let lock = restartable::PerCpuLock::new(|_| ());
+    /// assert_eq!(lock.lock_slot(0).slot(), 0);
+    /// ```
     pub fn slot(&self) -> usize {
         self.index
     }
@@ -240,6 +468,10 @@ impl<T> DerefMut for PerCpuLockGuard<'_, T> {
 
 impl<T> Drop for PerCpuLockGuard<'_, T> {
     fn drop(&mut self) {
+        if me() != 0 {
+            // Before the release, so the next holder's note comes after it.
+            self.slot.holder.store(0, Ordering::Relaxed);
+        }
         match self.via {
             // Publishes the holder's writes to the next holder.
             Via::Section => self.slot.lock.store(0, Ordering::Release),

@@ -74,6 +74,15 @@ pub use crate::cs::Index;
 
 /// Pads and aligns a value to 128 bytes: two cache lines, because x86's
 /// adjacent-line prefetcher pulls pairs of lines.
+///
+/// # Examples
+/// ```
+/// use restartable::CachePadded;
+/// use std::sync::atomic::AtomicU64;
+/// let counters = [CachePadded(AtomicU64::new(0)), CachePadded(AtomicU64::new(0))];
+/// assert_eq!(std::mem::align_of_val(&counters[0]), 128);
+/// assert_eq!(std::mem::size_of_val(&counters), 256); // never on one line
+/// ```
 #[derive(Default)]
 #[repr(align(128))]
 pub struct CachePadded<T>(pub T);
@@ -121,17 +130,38 @@ pub struct PerCpu<T> {
 
 impl<T> PerCpu<T> {
     /// One slot per possible CPU, built by `init(cpu)`.
+    ///
+    /// # Examples
+    /// ```
+    /// let ids = restartable::PerCpu::new(|cpu| cpu);
+    /// assert_eq!(ids.get(0), Some(&0));
+    /// ```
     pub fn new(init: impl FnMut(usize) -> T) -> Self {
         Self::with_index(Index::Cpu, init)
     }
 
     /// One slot per possible concurrency id (`mm_cid`), built by `init(id)`.
     /// Falls back to CPU numbers where the kernel has no `mm_cid` (< 6.3).
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::{Index, PerCpu};
+    /// let slots = PerCpu::new_by_mm_cid(|_| 0u8);
+    /// // `Index::Cpu` where the kernel provides no concurrency id.
+    /// assert!(matches!(slots.index(), Index::MmCid | Index::Cpu));
+    /// ```
     pub fn new_by_mm_cid(init: impl FnMut(usize) -> T) -> Self {
         Self::with_index(Index::MmCid, init)
     }
 
     /// One slot per possible CPU or concurrency id, as `index` says.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::{Index, PerCpu};
+    /// let slots = PerCpu::with_index(Index::Cpu, |_| String::new());
+    /// assert_eq!(slots.index(), Index::Cpu);
+    /// ```
     pub fn with_index(index: Index, mut init: impl FnMut(usize) -> T) -> Self {
         let index = match index {
             Index::MmCid if crate::feature_size() < crate::abi::MM_CID_END => Index::Cpu,
@@ -143,27 +173,73 @@ impl<T> PerCpu<T> {
         PerCpu { slots, index }
     }
 
-    /// How slots are indexed.
+    /// How slots are indexed: [`Index::MmCid`] only if asked for and the
+    /// kernel provides concurrency ids.
+    ///
+    /// # Examples
+    /// ```
+    /// let slots = restartable::PerCpu::new(|_| ());
+    /// assert_eq!(slots.index(), restartable::Index::Cpu);
+    /// ```
     pub fn index(&self) -> Index {
         self.index
     }
 
-    /// The number of slots (the number of possible CPUs).
+    /// The number of slots (the number of possible CPUs), the same as
+    /// [`slot_count`](Self::slot_count): a `PerCpu` holds one `T` per slot.
+    ///
+    /// # Examples
+    /// ```
+    /// let slots = restartable::PerCpu::new(|_| 0u64);
+    /// assert_eq!(slots.len(), restartable::possible_cpus());
+    /// ```
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
-    /// Always false: there is at least one CPU.
+    /// The number of slots (the same name on [`PerCpuLock`] and
+    /// [`PerCpuStack`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let slots = restartable::PerCpu::new(|_| 0u64);
+    /// assert_eq!(slots.slot_count(), slots.len());
+    /// ```
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether it holds no `T`: always false, as there is at least one CPU
+    /// (`is_empty` means "holds no value" on every per-CPU type).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!restartable::PerCpu::new(|_| 0u8).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// Slot `i`, if it exists.
+    ///
+    /// # Examples
+    /// ```
+    /// let slots = restartable::PerCpu::new(|cpu| cpu as u32);
+    /// assert_eq!(slots.get(0), Some(&0));
+    /// assert_eq!(slots.get(slots.len()), None);
+    /// ```
     pub fn get(&self, i: usize) -> Option<&T> {
         self.slots.get(i).map(|s| &s.0)
     }
 
     /// Slot `i`, mutably.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut slots = restartable::PerCpu::new(|_| 0u32);
+    /// *slots.get_mut(0).unwrap() = 7;
+    /// assert_eq!(slots.get(0), Some(&7));
+    /// ```
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         self.slots.get_mut(i).map(|s| &mut s.0)
     }
@@ -171,11 +247,24 @@ impl<T> PerCpu<T> {
     /// The slot of the CPU (or concurrency id) the thread runs on now. A
     /// hint: the thread may migrate as soon as this returns, so the slot
     /// must be safe to share (atomics, or use [`PerCpuLock`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// let hits = restartable::PerCpu::new(|_| AtomicU32::new(0));
+    /// hits.current().fetch_add(1, Ordering::Relaxed);
+    /// ```
     pub fn current(&self) -> &T {
         &self.slots[self.current_index()]
     }
 
     /// The index of the current slot (see [`PerCpu::current`]).
+    ///
+    /// # Examples
+    /// ```
+    /// let slots = restartable::PerCpu::new(|_| ());
+    /// assert!(slots.current_index() < slots.len());
+    /// ```
     pub fn current_index(&self) -> usize {
         let i = match self.index {
             Index::Cpu => crate::current_cpu() as usize,
@@ -192,11 +281,24 @@ impl<T> PerCpu<T> {
     }
 
     /// Every slot, in index order.
+    ///
+    /// # Examples
+    /// ```
+    /// let slots = restartable::PerCpu::new(|cpu| cpu);
+    /// assert!(slots.iter().enumerate().all(|(i, &v)| i == v));
+    /// ```
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &T> {
         self.slots.iter().map(|s| &s.0)
     }
 
     /// Every slot, mutably.
+    ///
+    /// # Examples
+    /// ```
+    /// let mut slots = restartable::PerCpu::new(|_| 1u32);
+    /// slots.iter_mut().for_each(|v| *v += 1);
+    /// assert!(slots.iter().all(|&v| v == 2));
+    /// ```
     pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = &mut T> {
         self.slots.iter_mut().map(|s| &mut s.0)
     }

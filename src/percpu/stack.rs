@@ -35,8 +35,7 @@ struct Slot {
 ///
 /// Every operation may be called from a signal handler, on any list,
 /// whatever the interrupted code was doing with the stack (sections abort;
-/// the fence path holds a fence only with signals blocked, see `fence.rs`,
-/// and where no section runs a push takes no fence at all).
+/// the fence path holds a fence only with signals blocked, and where no section runs a push takes no fence at all).
 /// [`push`](Self::push) allocates a node and the pops free one, through
 /// the global allocator, which must then be async-signal-safe itself. A
 /// `fork` child may use every list, even one another thread was working on
@@ -67,11 +66,25 @@ unsafe impl<T: Send> Send for PerCpuStack<T> {}
 
 impl<T> PerCpuStack<T> {
     /// Empty lists, one per possible CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::<String>::new();
+    /// assert!(stack.is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::with_index(Index::Cpu)
     }
 
     /// Empty lists, one per CPU or per concurrency id.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::{Index, PerCpuStack};
+    /// let stack = PerCpuStack::with_index(Index::MmCid);
+    /// stack.push(1u8);
+    /// assert_eq!(stack.pop_any(), Some(1));
+    /// ```
     pub fn with_index(index: Index) -> Self {
         PerCpuStack {
             slots: PerCpu::with_index(index, |_| Slot {
@@ -82,12 +95,36 @@ impl<T> PerCpuStack<T> {
         }
     }
 
-    /// The number of lists.
-    pub fn lists(&self) -> usize {
+    /// The number of lists, one per slot (the same name on [`PerCpu`] and
+    /// [`PerCpuLock`](crate::PerCpuLock)).
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::<u8>::new();
+    /// assert_eq!(stack.slot_count(), restartable::possible_cpus());
+    /// ```
+    pub fn slot_count(&self) -> usize {
         self.slots.len()
     }
 
+    /// The number of lists.
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `slot_count`, as on every per-CPU type"
+    )]
+    #[doc(hidden)]
+    pub fn lists(&self) -> usize {
+        self.slot_count()
+    }
+
     /// Pushes `value` on the list of the current CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let free_buffers = restartable::PerCpuStack::new();
+    /// free_buffers.push(vec![0u8; 4096]);
+    /// assert!(!free_buffers.is_empty());
+    /// ```
     pub fn push(&self, value: T) {
         let node = Self::node(value);
         let index = self.slots.index();
@@ -118,6 +155,17 @@ impl<T> PerCpuStack<T> {
     }
 
     /// Pops from the list of the current CPU; `None` if it is empty.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// stack.push(3);
+    /// // The thread may have migrated since the push: then this list is empty.
+    /// match stack.pop() {
+    ///     Some(v) => assert_eq!(v, 3),
+    ///     None => assert_eq!(stack.pop_any(), Some(3)),
+    /// }
+    /// ```
     pub fn pop(&self) -> Option<T> {
         let index = self.slots.index();
         let mut spins = 0;
@@ -154,6 +202,14 @@ impl<T> PerCpuStack<T> {
     }
 
     /// Pops from the current CPU's list, or else from any other list.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// stack.push_to(0, 'a');
+    /// assert_eq!(stack.pop_any(), Some('a'));
+    /// assert_eq!(stack.pop_any(), None);
+    /// ```
     pub fn pop_any(&self) -> Option<T> {
         self.pop()
             .or_else(|| (0..self.slots.len()).find_map(|i| self.pop_slot(i)))
@@ -162,7 +218,15 @@ impl<T> PerCpuStack<T> {
     /// Pushes on list `i` from any CPU (the fallback path).
     ///
     /// # Panics
-    /// If `i >= self.lists()`.
+    /// If `i >= self.slot_count()`.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// let last = stack.slot_count() - 1;
+    /// stack.push_to(last, 5);
+    /// assert_eq!(stack.pop_from(last), Some(5));
+    /// ```
     pub fn push_to(&self, i: usize, value: T) {
         self.push_slot(i, Self::node(value));
     }
@@ -170,7 +234,15 @@ impl<T> PerCpuStack<T> {
     /// Pops from list `i` from any CPU (the fallback path).
     ///
     /// # Panics
-    /// If `i >= self.lists()`.
+    /// If `i >= self.slot_count()`.
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// stack.push_to(0, "x");
+    /// assert_eq!(stack.pop_from(0), Some("x"));
+    /// assert_eq!(stack.pop_from(0), None);
+    /// ```
     pub fn pop_from(&self, i: usize) -> Option<T> {
         self.pop_slot(i)
     }
@@ -247,7 +319,16 @@ impl<T> PerCpuStack<T> {
         value
     }
 
-    /// Whether every list is empty (a snapshot).
+    /// Whether every list is empty (a snapshot): the stack holds no
+    /// value (`is_empty` means "holds no value" on every per-CPU type).
+    ///
+    /// # Examples
+    /// ```
+    /// let stack = restartable::PerCpuStack::new();
+    /// assert!(stack.is_empty());
+    /// stack.push(1);
+    /// assert!(!stack.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.slots
             .iter()

@@ -350,6 +350,33 @@ static void offset(void)
     printf("offset: ok (%ld -> %ld)\n", (long)before, (long)after);
 }
 
+/* restartable_report's snprintf contract: NULL with 0, a 1-byte buffer, a
+   cut, and the whole text, which it prints. */
+static void report(void)
+{
+    char small[16];
+    char *whole;
+    size_t n;
+    (void)restartable_cpu(); /* registers now: the text stays the same below */
+    n = restartable_report(NULL, 0);
+    CHECK(n > 16);
+    memset(small, 'x', sizeof small);
+    CHECK_EQ(restartable_report(small, 1), n);
+    CHECK_EQ(small[0], 0);
+    CHECK_EQ(small[1], 'x');
+    CHECK_EQ(restartable_report(small, sizeof small), n);
+    CHECK_EQ(strlen(small), sizeof small - 1);
+    CHECK(strncmp(small, "verdict", 7) == 0);
+    whole = (char *)malloc(n + 1);
+    CHECK(whole != NULL);
+    whole[n] = 'x';
+    CHECK_EQ(restartable_report(whole, n + 1), n);
+    CHECK_EQ(strlen(whole), n);
+    CHECK(strncmp(whole, small, sizeof small - 1) == 0);
+    printf("%s\nreport: ok (%zu bytes)\n", whole, n);
+    free(whole);
+}
+
 int main(int argc, char **argv)
 {
     owner_expected = expected_owner();
@@ -360,8 +387,10 @@ int main(int argc, char **argv)
         mm_cid();
     else if (argc == 2 && strcmp(argv[1], "offset") == 0)
         offset();
+    else if (argc == 2 && strcmp(argv[1], "report") == 0)
+        report();
     else {
-        fprintf(stderr, "usage: contract_test negative N | mm_cid | offset\n");
+        fprintf(stderr, "usage: contract_test negative N | mm_cid | offset | report\n");
         return 2;
     }
     return 0;
