@@ -21,6 +21,16 @@ use crate::registration::{self, ThreadState};
 #[repr(i32)]
 #[non_exhaustive]
 #[doc(alias = "restartable_sections")]
+///
+/// # Examples
+/// ```
+/// use restartable::{sections, Sections};
+/// let now = sections();
+/// assert_eq!(now.run(), restartable::is_available());
+/// if now != Sections::Run {
+///     println!("this thread uses the fallbacks: {now}");
+/// }
+/// ```
 pub enum Sections {
     /// The thread's area is registered: critical sections run, on glibc's
     /// area or the library's.
@@ -48,6 +58,13 @@ pub enum Sections {
 
 impl Sections {
     /// Whether critical sections run on the thread.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::Sections;
+    /// assert!(Sections::Run.run());
+    /// assert!(!Sections::Foreign.run());
+    /// ```
     pub fn run(self) -> bool {
         self == Sections::Run
     }

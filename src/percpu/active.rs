@@ -94,6 +94,16 @@ pub struct ActiveTable {
 
 impl ActiveTable {
     /// A pointer to `table`, the first active table.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::ActiveTable;
+    /// use std::sync::atomic::{AtomicIsize, Ordering};
+    /// let counter = AtomicIsize::new(0);
+    /// let mut table = vec![counter.as_ptr(); restartable::possible_cpus()];
+    /// let active = ActiveTable::new(table.as_mut_ptr().cast());
+    /// assert_eq!(active.get(), table.as_mut_ptr().cast());
+    /// ```
     pub fn new(table: *mut u8) -> Self {
         ActiveTable {
             active: CachePadded(AtomicIsize::new(table as isize)),
@@ -107,6 +117,16 @@ impl ActiveTable {
     }
 
     /// The table active now (it may change at once).
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::ActiveTable;
+    /// use std::sync::atomic::{AtomicIsize, Ordering};
+    /// let counter = AtomicIsize::new(0);
+    /// let mut table = vec![counter.as_ptr(); restartable::possible_cpus()];
+    /// let active = ActiveTable::new(table.as_mut_ptr().cast());
+    /// assert_eq!(active.get(), table.as_mut_ptr().cast());
+    /// ```
     pub fn get(&self) -> *mut u8 {
         self.active.load(Ordering::SeqCst) as *mut u8
     }
@@ -120,6 +140,18 @@ impl ActiveTable {
     /// every table that is or becomes active holds at `off_per_cpu * c` an
     /// aligned pointer to a live, aligned `isize` that is updated only
     /// through atomics or these operations.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::ActiveTable;
+    /// use std::sync::atomic::{AtomicIsize, Ordering};
+    /// let counter = AtomicIsize::new(0);
+    /// let mut table = vec![counter.as_ptr(); restartable::possible_cpus()];
+    /// let active = ActiveTable::new(table.as_mut_ptr().cast());
+    /// // SAFETY: every entry points to the live counter.
+    /// unsafe { active.add_current(8, 3) };
+    /// assert_eq!(counter.load(Ordering::Relaxed), 3);
+    /// ```
     pub unsafe fn add_current(&self, off_per_cpu: isize, inc: isize) {
         loop {
             if crate::is_available() {
@@ -159,6 +191,18 @@ impl ActiveTable {
     /// Every table that is or becomes active holds at `off` an aligned
     /// pointer to a live, aligned `isize` updated only through atomics or
     /// these operations.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::ActiveTable;
+    /// use std::sync::atomic::{AtomicIsize, Ordering};
+    /// let counter = AtomicIsize::new(0);
+    /// let mut table = vec![counter.as_ptr(); restartable::possible_cpus()];
+    /// let active = ActiveTable::new(table.as_mut_ptr().cast());
+    /// // SAFETY: entry 0 points to the live counter.
+    /// unsafe { active.add(0, 2) };
+    /// assert_eq!(counter.load(Ordering::Relaxed), 2);
+    /// ```
     pub unsafe fn add(&self, off: isize, inc: isize) {
         loop {
             if crate::is_available() {
@@ -223,6 +267,23 @@ impl ActiveTable {
     /// Swaps are serialised. Must not run in a signal handler that
     /// interrupted an [`add`](Self::add) on its own thread (it would wait
     /// for that add).
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::ActiveTable;
+    /// use std::sync::atomic::{AtomicIsize, Ordering};
+    /// let counter = AtomicIsize::new(0);
+    /// let mut table = vec![counter.as_ptr(); restartable::possible_cpus()];
+    /// let other = AtomicIsize::new(0);
+    /// let mut next = vec![other.as_ptr(); restartable::possible_cpus()];
+    /// let active = ActiveTable::new(table.as_mut_ptr().cast());
+    /// // SAFETY: every entry of both tables points to a live counter.
+    /// unsafe { active.add_current(8, 1) };
+    /// assert_eq!(active.swap(next.as_mut_ptr().cast()), table.as_mut_ptr().cast());
+    /// // SAFETY: as above.
+    /// unsafe { active.add_current(8, 1) };
+    /// assert_eq!((counter.load(Ordering::Relaxed), other.load(Ordering::Relaxed)), (1, 1));
+    /// ```
     pub fn swap(&self, table: *mut u8) -> *mut u8 {
         let _one = self.swapping.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.active.swap(table as isize, Ordering::SeqCst);

@@ -100,6 +100,14 @@ fn page_size() -> usize {
 /// Why a pool or an object could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+///
+/// # Examples
+/// ```
+/// use restartable::{cs::Index, PerCpuPool, PoolError};
+/// let err = PerCpuPool::with_layout(Index::Cpu, 0, 4096).unwrap_err();
+/// assert_eq!(err, PoolError::NoSlots);
+/// println!("{err}");
+/// ```
 pub enum PoolError {
     /// The stride is not a multiple of the page size (or is 0 after
     /// rounding), or `slots * stride` overflows the address space.
@@ -120,6 +128,13 @@ pub enum PoolError {
 
 impl PoolError {
     /// The positive errno the C functions leave in `errno` for this error.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::PoolError;
+    /// assert_eq!(PoolError::Exhausted.errno(), libc::ENOMEM);
+    /// assert_eq!(PoolError::BadStride.errno(), libc::EINVAL);
+    /// ```
     pub fn errno(self) -> i32 {
         match self {
             PoolError::BadStride | PoolError::NoSlots | PoolError::BadLayout => libc::EINVAL,
@@ -278,6 +293,12 @@ impl PerCpuPool {
     ///
     /// # Errors
     /// [`PoolError::Map`] if the kernel refuses the address space.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::new().unwrap();
+    /// assert_eq!(pool.slots(), restartable::possible_cpus());
+    /// ```
     pub fn new() -> Result<Self, PoolError> {
         Self::with_layout(Index::Cpu, crate::possible_cpus(), DEFAULT_STRIDE)
     }
@@ -352,16 +373,34 @@ impl PerCpuPool {
     }
 
     /// The number of slots (instances per object).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 16, 4096).unwrap();
+    /// assert_eq!(pool.slots(), 16);
+    /// ```
     pub fn slots(&self) -> usize {
         self.inner.slots
     }
 
     /// Bytes from one instance of an object to the next.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::new().unwrap();
+    /// assert_eq!(pool.stride(), 64 * 1024);
+    /// ```
     pub fn stride(&self) -> usize {
         self.inner.stride
     }
 
     /// How slots are indexed.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::{Index, PerCpuPool};
+    /// assert_eq!(PerCpuPool::new().unwrap().index(), Index::Cpu);
+    /// ```
     pub fn index(&self) -> Index {
         self.inner.index
     }
@@ -373,6 +412,14 @@ impl PerCpuPool {
     /// [`PoolError::BadLayout`] when `T` is larger than the stride or
     /// aligned to more than a page; [`PoolError::Exhausted`] when the
     /// slots have no free range for it.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::PerCpuPool;
+    /// let pool = PerCpuPool::new().unwrap();
+    /// let words = pool.alloc_zeroed::<[u64; 4]>().unwrap();
+    /// assert!(words.iter().all(|(_, w)| *w == [0; 4]));
+    /// ```
     pub fn alloc_zeroed<T: Zeroable + Send + Sync>(&self) -> Result<PerCpuBox<T>, PoolError> {
         let raw = RawObject::new(self, Layout::of::<T>(), None)?;
         Ok(PerCpuBox {
@@ -445,6 +492,23 @@ impl PerCpuPool {
 ///
 /// # Safety
 /// All-zero bytes must be a valid `T`.
+///
+/// # Examples
+/// ```
+/// use restartable::{PerCpuPool, Zeroable};
+/// use std::sync::atomic::AtomicU64;
+///
+/// #[repr(C)]
+/// struct Stats {
+///     hits: AtomicU64,
+///     misses: AtomicU64,
+/// }
+/// // SAFETY: two atomics; all-zero bytes are a valid `Stats`.
+/// unsafe impl Zeroable for Stats {}
+///
+/// let stats = PerCpuPool::new().unwrap().alloc_zeroed::<Stats>().unwrap();
+/// assert_eq!(stats.current().hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+/// ```
 pub unsafe trait Zeroable {}
 
 macro_rules! zeroable {
@@ -748,18 +812,39 @@ unsafe impl<T: Send + Sync> Sync for PerCpuBox<T> {}
 
 impl<T> PerCpuBox<T> {
     /// The number of instances (the pool's slots).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 8, 4096).unwrap();
+    /// let b = pool.alloc_copied(7u32).unwrap();
+    /// assert_eq!(b.slots(), 8);
+    /// ```
     #[inline]
     pub fn slots(&self) -> usize {
         self.raw.slots()
     }
 
     /// Bytes from one instance to the next.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 8, 4096).unwrap();
+    /// let b = pool.alloc_copied(7u32).unwrap();
+    /// assert_eq!(b.stride(), 4096);
+    /// ```
     #[inline]
     pub fn stride(&self) -> usize {
         self.raw.stride()
     }
 
     /// How instances are indexed (as the pool).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 8, 4096).unwrap();
+    /// let b = pool.alloc_copied(7u32).unwrap();
+    /// assert_eq!(b.index(), restartable::Index::Cpu);
+    /// ```
     #[inline]
     pub fn index(&self) -> Index {
         self.raw.index()
@@ -767,6 +852,14 @@ impl<T> PerCpuBox<T> {
 
     /// Instance `i`, initialising it on first access; `None` if there is
     /// no slot `i`.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 8, 4096).unwrap();
+    /// let b = pool.alloc_copied(7u32).unwrap();
+    /// assert_eq!(b.get(3), Some(&7));
+    /// assert_eq!(b.get(8), None);
+    /// ```
     #[inline]
     pub fn get(&self, i: usize) -> Option<&T> {
         let write = |ptr: *mut u8, slot: usize| {
@@ -786,6 +879,13 @@ impl<T> PerCpuBox<T> {
     /// The slot the calling thread runs on now (its CPU, or its
     /// concurrency id for pools by [`Index::MmCid`]), clamped to the last
     /// slot. Never fails: see [`current_mm_cid`](crate::current_mm_cid).
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 8, 4096).unwrap();
+    /// let b = pool.alloc_copied(7u32).unwrap();
+    /// assert!(b.current_slot() < 8);
+    /// ```
     #[inline]
     pub fn current_slot(&self) -> u32 {
         let i = match self.raw.index() {
@@ -798,6 +898,13 @@ impl<T> PerCpuBox<T> {
     /// The instance of the slot the calling thread runs on now. A hint, as
     /// [`PerCpu::current`](crate::PerCpu::current): the thread may migrate
     /// at once.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 8, 4096).unwrap();
+    /// let b = pool.alloc_copied(7u32).unwrap();
+    /// assert_eq!(*b.current(), 7);
+    /// ```
     #[inline]
     pub fn current(&self) -> &T {
         self.get(self.current_slot() as usize)
@@ -809,6 +916,20 @@ impl<T> PerCpuBox<T> {
     /// each try; returns its last answer. `op` is meant to run one
     /// [`cs`](crate::cs) operation on a field of the instance with `slot`
     /// as its CPU (or concurrency id) and the box's [`index`](Self::index).
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::cs::{self, Outcome};
+    /// use std::sync::atomic::{AtomicIsize, Ordering};
+    /// let pool = restartable::PerCpuPool::new().unwrap();
+    /// let b = pool.alloc_zeroed::<AtomicIsize>().unwrap();
+    /// let outcome = b.retry_current(|w, slot| {
+    ///     // SAFETY: a live word of the box, updated only by these operations.
+    ///     unsafe { cs::load_add_store(b.index(), w.as_ptr(), 5, slot) }
+    /// });
+    /// assert_eq!(outcome, Outcome::Committed);
+    /// assert_eq!(b.iter().map(|(_, w)| w.load(Ordering::Relaxed)).sum::<isize>(), 5);
+    /// ```
     #[inline]
     pub fn retry_current(&self, mut op: impl FnMut(&T, u32) -> Outcome) -> Outcome {
         loop {
@@ -825,6 +946,15 @@ impl<T> PerCpuBox<T> {
     /// every slot of a zeroed object, the slots accessed so far of one
     /// built by [`alloc_with`](PerCpuPool::alloc_with) (the others would
     /// read as their initialiser gives). Touches no page not written yet.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 8, 4096).unwrap();
+    /// let b = pool.alloc_copied(7u32).unwrap();
+    /// assert_eq!(b.iter().count(), 0);
+    /// b.get(5);
+    /// assert_eq!(b.iter().collect::<Vec<_>>(), vec![(5, &7)]);
+    /// ```
     pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         (0..self.raw.slots())
             .filter(move |&i| self.raw.is_ready(i))
@@ -841,6 +971,14 @@ impl<T> PerCpuBox<T> {
     /// [`cs::add_at_current_unchecked`](crate::cs::add_at_current_unchecked)
     /// does). Only a zeroed object's instances are all valid without an
     /// access first.
+    ///
+    /// # Examples
+    /// ```
+    /// let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 4, 4096).unwrap();
+    /// let b = pool.alloc_zeroed::<u64>().unwrap();
+    /// let (base, stride) = b.raw_parts();
+    /// assert_eq!(b.get(3).unwrap() as *const u64, base.wrapping_byte_add(3 * stride));
+    /// ```
     #[inline]
     pub fn raw_parts(&self) -> (*mut T, usize) {
         (self.raw.base().cast(), self.raw.stride())
