@@ -457,8 +457,14 @@ fn sums_are_exact_under_a_signal_storm_and_forced_migrations() {
                 let me = unsafe { (libc::pthread_self(), libc::gettid()) };
                 workers.lock().unwrap().push(me);
                 ready.wait();
+                let start = std::time::Instant::now();
                 let mut mine = 1;
-                while mine < OPS {
+                // At least OPS updates, and on until the storm has landed a
+                // few hundred signals (bounded in time).
+                while mine < OPS
+                    || (HANDLED.load(Ordering::Relaxed) < 300
+                        && start.elapsed() < std::time::Duration::from_secs(10))
+                {
                     add_one(&storm.zeroed);
                     bump_stores(&storm.lazy);
                     mine += 1;
