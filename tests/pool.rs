@@ -460,9 +460,9 @@ fn sums_are_exact_under_a_signal_storm_and_forced_migrations() {
                 let start = std::time::Instant::now();
                 let mut mine = 1;
                 // At least OPS updates, and on until the storm has landed a
-                // few hundred signals (bounded in time).
+                // hundred signals (bounded in time).
                 while mine < OPS
-                    || (HANDLED.load(Ordering::Relaxed) < 300
+                    || (HANDLED.load(Ordering::Relaxed) < 100
                         && start.elapsed() < std::time::Duration::from_secs(10))
                 {
                     add_one(&storm.zeroed);
