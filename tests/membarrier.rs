@@ -140,3 +140,51 @@ fn stress(foreign: usize, rounds: usize) {
         "updates landed on the inactive table after the swap"
     );
 }
+
+#[test]
+fn a_fork_child_swaps_whatever_the_updaters_were_doing() {
+    common::check_owner();
+    let (a, b) = (Table::new(), Table::new());
+    let tables = [a.entries.as_ptr() as isize, b.entries.as_ptr() as isize];
+    let active = Arc::new(ActiveTable::new(tables[0] as *mut u8));
+    let pool = restartable::PerCpuPool::with_layout(restartable::Index::Cpu, 4, 4096).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (active, stop, pool) = (Arc::clone(&active), Arc::clone(&stop), pool.clone());
+            thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: both tables hold a live counter per CPU.
+                    unsafe { active.add_current(8, 1) };
+                    n += 1;
+                    if n % 64 == 0 {
+                        // Allocations in flight at the forks, too.
+                        drop(pool.alloc_zeroed::<u64>().unwrap());
+                    }
+                }
+            })
+        })
+        .collect();
+    // Fallback updaters spend much of their time counted in flight: some
+    // fork below catches one there, which the child must not wait for.
+    for round in 0..20 {
+        let (active, pool) = (Arc::clone(&active), pool.clone());
+        let next = tables[(round + 1) % 2];
+        common::forked::fork_within(
+            Duration::from_secs(20),
+            move || {
+                active.swap(next as *mut u8);
+                active.swap(next as *mut u8);
+                drop(pool.alloc_zeroed::<u64>().unwrap());
+            },
+            || {},
+        )
+        .unwrap_or_else(|e| panic!("fork {round}: {e}"));
+        thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+}

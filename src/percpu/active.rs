@@ -33,8 +33,16 @@
 //!
 //! Where `membarrier` is refused or missing, the swapper runs itself on
 //! every CPU in turn instead, as the lock's fence does (`drain.rs`).
-
-use std::sync::Mutex;
+//!
+//! # Fork
+//!
+//! A `fork` child has only the forking thread: a count that another
+//! thread of the parent held, or a swap it was running, would never end
+//! there. Each counter and the swap lock carry the fork epoch (bumped in
+//! every child, see `pool.rs`) beside their value: a child's swapper
+//! treats a count from an older epoch as 0, its first updater starts the
+//! counter afresh, and a swap lock from an older epoch is taken over (a
+//! swap is consistent at every step: the next one completes it).
 
 use crate::cs::{self, Index, Outcome};
 use crate::percpu::CachePadded;
@@ -86,10 +94,11 @@ pub struct ActiveTable {
     /// Swaps so far; its parity picks the counter fallback updaters
     /// announce themselves in.
     generation: CachePadded<AtomicUsize>,
-    /// Fallback updates in flight, by the parity they announced.
+    /// Fallback updates in flight, by the parity they announced: the count
+    /// in the low 32 bits, the fork epoch it was counted in above.
     in_flight: [CachePadded<AtomicUsize>; 2],
-    /// One swap at a time.
-    swapping: Mutex<()>,
+    /// 0, or `1 | epoch << 1` while a swap runs: one swap at a time.
+    swapping: AtomicUsize,
 }
 
 impl ActiveTable {
@@ -112,7 +121,7 @@ impl ActiveTable {
                 CachePadded(AtomicUsize::new(0)),
                 CachePadded(AtomicUsize::new(0)),
             ],
-            swapping: Mutex::new(()),
+            swapping: AtomicUsize::new(0),
         }
     }
 
@@ -239,9 +248,22 @@ impl ActiveTable {
     unsafe fn add_announced(&self, off: isize, inc: isize) -> bool {
         let generation = self.generation.load(Ordering::SeqCst);
         let count = &self.in_flight[generation & 1];
-        count.fetch_add(1, Ordering::SeqCst);
+        let epoch = epoch_bits();
+        let mut word = count.load(Ordering::SeqCst);
+        loop {
+            // A count from before a fork belongs to no live thread.
+            let new = if word >> COUNT_BITS == epoch {
+                word + 1
+            } else {
+                epoch << COUNT_BITS | 1
+            };
+            match count.compare_exchange_weak(word, new, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
+        }
         if self.generation.load(Ordering::SeqCst) != generation {
-            count.fetch_sub(1, Ordering::Release);
+            count_out(count, epoch);
             return false;
         }
         let table = self.active.load(Ordering::SeqCst);
@@ -252,9 +274,7 @@ impl ActiveTable {
             let target = ((table + off) as *const isize).read_volatile();
             AtomicIsize::from_ptr(target as *mut isize).fetch_add(inc, Ordering::Relaxed);
         }
-        // `Release`: the add happens before the swapper's `Acquire` read
-        // that sees the count back at 0.
-        count.fetch_sub(1, Ordering::Release);
+        count_out(count, epoch);
         true
     }
 
@@ -285,14 +305,14 @@ impl ActiveTable {
     /// assert_eq!((counter.load(Ordering::Relaxed), other.load(Ordering::Relaxed)), (1, 1));
     /// ```
     pub fn swap(&self, table: *mut u8) -> *mut u8 {
-        let _one = self.swapping.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = SwapLock::take(&self.swapping);
         let old = self.active.swap(table as isize, Ordering::SeqCst);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst);
         fence_sections();
         let count = &self.in_flight[generation & 1];
         let mut spins = 0u32;
         // `Acquire` pairs with the updaters' counting out.
-        while count.load(Ordering::Acquire) != 0 {
+        while in_flight_now(count.load(Ordering::Acquire)) {
             // An updater preempted inside its few instructions needs a CPU
             // to finish: after a short spin, sleep rather than compete for
             // one (a yield would hand the CPU only to threads queued on it).
@@ -304,6 +324,62 @@ impl ActiveTable {
             }
         }
         old as *mut u8
+    }
+}
+
+/// Bits of a counter word that count; the fork epoch sits above.
+const COUNT_BITS: u32 = 32;
+
+/// The fork epoch as a counter word holds it.
+fn epoch_bits() -> usize {
+    crate::percpu::pool::fork_epoch() & (usize::MAX >> COUNT_BITS)
+}
+
+/// Whether a counter word counts a live update.
+fn in_flight_now(word: usize) -> bool {
+    word & ((1 << COUNT_BITS) - 1) != 0 && word >> COUNT_BITS == epoch_bits()
+}
+
+/// Counts an update out of the counter it announced in, in epoch `epoch`;
+/// a counter a fork child started afresh since is left alone. `Release`:
+/// the update happens before the swapper's `Acquire` read that sees it
+/// gone.
+fn count_out(count: &AtomicUsize, epoch: usize) {
+    let mut word = count.load(Ordering::Relaxed);
+    while word >> COUNT_BITS == epoch && word & ((1 << COUNT_BITS) - 1) != 0 {
+        match count.compare_exchange_weak(word, word - 1, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => word = now,
+        }
+    }
+}
+
+/// The swap lock, held while alive; see "Fork" in the module docs.
+struct SwapLock<'a>(&'a AtomicUsize);
+
+impl<'a> SwapLock<'a> {
+    fn take(word: &'a AtomicUsize) -> Self {
+        let held = 1 | crate::percpu::pool::fork_epoch() << 1;
+        let mut spins = 0;
+        loop {
+            let now = word.load(Ordering::Relaxed);
+            // Free, or held by a swap from before a fork. `Acquire` pairs
+            // with the release of the previous swap.
+            if now != held
+                && word
+                    .compare_exchange(now, held, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return SwapLock(word);
+            }
+            crate::sync::backoff(&mut spins);
+        }
+    }
+}
+
+impl Drop for SwapLock<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
     }
 }
 

@@ -55,13 +55,14 @@
 //! stays compact anyway: ids are dense from 0, so a process with `n`
 //! threads touches only the first `n` slots.
 
+use core::cell::UnsafeCell;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::cs::{Index, Outcome};
-use crate::sync::{backoff, Ordering, SignalsBlocked, StaticAtomicUsize};
+use crate::sync::{backoff, Ordering, SignalsBlocked, StaticAtomicBool, StaticAtomicUsize};
 
 /// A slot state: its instance is initialised.
 pub(crate) const READY: usize = 2;
@@ -81,6 +82,62 @@ static EPOCH: StaticAtomicUsize = StaticAtomicUsize::new(0);
 /// belong to no live thread.
 pub(crate) fn after_fork_in_child() {
     EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The fork epoch now (see [`after_fork_in_child`]): other per-process
+/// words that a vanished thread may leave held compare against it.
+pub(crate) fn fork_epoch() -> usize {
+    EPOCH.load(Ordering::Relaxed)
+}
+
+/// The allocator lock of every pool: `true` while a thread allocates or
+/// frees. One lock for all pools, so that `fork` can wait for it: a
+/// `pthread_atfork` handler takes it before the fork and releases it after,
+/// in the parent and in the child, so that no thread of the child finds a
+/// free list half changed. `Acquire` on take, `Release` on give.
+static ALLOCATING: StaticAtomicBool = StaticAtomicBool::new(false);
+
+/// Holds [`ALLOCATING`] while alive.
+struct Allocating;
+
+impl Allocating {
+    fn take() -> Self {
+        let mut spins = 0;
+        while ALLOCATING
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            backoff(&mut spins);
+        }
+        Allocating
+    }
+}
+
+impl Drop for Allocating {
+    fn drop(&mut self) {
+        ALLOCATING.store(false, Ordering::Release);
+    }
+}
+
+extern "C" fn before_fork() {
+    core::mem::forget(Allocating::take());
+}
+
+extern "C" fn after_fork() {
+    ALLOCATING.store(false, Ordering::Release);
+}
+
+/// Registers the fork handlers of the allocator lock, once per process.
+fn register_fork_handlers() {
+    static REGISTERED: StaticAtomicBool = StaticAtomicBool::new(false);
+    // `Relaxed`: only the registration itself is guarded.
+    if REGISTERED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: handlers with the right signature; they only touch an
+    // atomic. A failure (ENOMEM) leaves a fork during an allocation
+    // unhandled, as before.
+    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
 }
 
 fn busy_now() -> usize {
@@ -179,12 +236,13 @@ struct Inner {
     slots: usize,
     index: Index,
     /// Free ranges `(offset, len)` of every slot, sorted and coalesced;
-    /// every byte in them is zero in every slot.
-    free: Mutex<Vec<(usize, usize)>>,
+    /// every byte in them is zero in every slot. Read and written only
+    /// while [`ALLOCATING`] is held.
+    free: UnsafeCell<Vec<(usize, usize)>>,
 }
 
-// SAFETY: `base` is a private mapping owned by `Inner`; the allocator is
-// behind a mutex, and instances are handed out only through objects, whose
+// SAFETY: `base` is a private mapping owned by `Inner`; the free list is
+// touched only under the allocator lock, and instances are handed out only through objects, whose
 // own types say what may be shared.
 unsafe impl Send for Inner {}
 // SAFETY: as above.
@@ -200,7 +258,9 @@ impl Drop for Inner {
 
 impl Inner {
     fn take(&self, size: usize, align: usize) -> Result<usize, PoolError> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = Allocating::take();
+        // SAFETY: the allocator lock is held.
+        let free = unsafe { &mut *self.free.get() };
         for i in 0..free.len() {
             let (start, len) = free[i];
             let off = (start + align - 1) & !(align - 1);
@@ -223,7 +283,9 @@ impl Inner {
     }
 
     fn give_back(&self, off: usize, size: usize) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = Allocating::take();
+        // SAFETY: the allocator lock is held.
+        let free = unsafe { &mut *self.free.get() };
         let at = free.partition_point(|&(start, _)| start < off);
         free.insert(at, (off, size));
         // Coalesce with the neighbours.
@@ -252,7 +314,7 @@ impl Inner {
 /// `restartable_pool_new` / `restartable_percpu_alloc` /
 /// `restartable_percpu_instance` in `include/restartable.h`.
 ///
-/// Making and freeing pools and objects takes a mutex and may allocate:
+/// Making and freeing pools and objects takes a lock and may allocate:
 /// not from a signal handler. Reaching an instance may run anywhere.
 ///
 /// Memory is committed only where instances are written: with 1024
@@ -328,6 +390,7 @@ impl PerCpuPool {
         if slots == 0 {
             return Err(PoolError::NoSlots);
         }
+        register_fork_handlers();
         if stride == 0 || stride % page_size() != 0 {
             return Err(PoolError::BadStride);
         }
@@ -367,7 +430,7 @@ impl PerCpuPool {
                 stride,
                 slots,
                 index,
-                free: Mutex::new(vec![(0, stride)]),
+                free: UnsafeCell::new(vec![(0, stride)]),
             }),
         })
     }
