@@ -110,10 +110,11 @@ endef
 # The header, and restartable.pc with the real prefix (libdir and
 # includedir relative to it where they lie below it). Written straight
 # into the destination: installing writes nothing into the build tree.
+# (install(1) replaces a file rather than writing into it, so programs
+# running from an installed library keep their copy.)
 define install_headers
-	mkdir -p "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
-	cp -f include/$(NAME).h "$(DESTDIR)$(INCLUDEDIR)/$(NAME).h"
-	chmod 644 "$(DESTDIR)$(INCLUDEDIR)/$(NAME).h"
+	install -d "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PKGCONFIGDIR)"
+	install -m 644 include/$(NAME).h "$(DESTDIR)$(INCLUDEDIR)/$(NAME).h"
 	sed -e 's|@PREFIX@|$(PREFIX)|' \
 		-e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
 		-e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
@@ -123,23 +124,34 @@ define install_headers
 	chmod 644 "$(DESTDIR)$(PKGCONFIGDIR)/$(NAME).pc"
 endef
 
-install: install-shared install-static
+define install_shared
+	install -d "$(DESTDIR)$(LIBDIR)"
+	install -m 755 $(OUT)/$(SHARED) "$(DESTDIR)$(LIBDIR)/$(SHARED)"
+	ln -sf $(SHARED) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sf $(SHARED) "$(DESTDIR)$(LIBDIR)/lib$(NAME).so"
+endef
+
+define install_static
+	install -d "$(DESTDIR)$(LIBDIR)"
+	install -m 644 $(STATIC) "$(DESTDIR)$(LIBDIR)/lib$(NAME).a"
+endef
+
+install: check-profile
+	$(call built,$(OUT)/$(SHARED))
+	$(call built,$(STATIC))
+	$(install_headers)
+	$(install_shared)
+	$(install_static)
 
 install-shared: check-profile
 	$(call built,$(OUT)/$(SHARED))
 	$(install_headers)
-	mkdir -p "$(DESTDIR)$(LIBDIR)"
-	cp -f $(OUT)/$(SHARED) "$(DESTDIR)$(LIBDIR)/$(SHARED)"
-	chmod 755 "$(DESTDIR)$(LIBDIR)/$(SHARED)"
-	ln -sf $(SHARED) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
-	ln -sf $(SHARED) "$(DESTDIR)$(LIBDIR)/lib$(NAME).so"
+	$(install_shared)
 
 install-static: check-profile
 	$(call built,$(STATIC))
 	$(install_headers)
-	mkdir -p "$(DESTDIR)$(LIBDIR)"
-	cp -f $(STATIC) "$(DESTDIR)$(LIBDIR)/lib$(NAME).a"
-	chmod 644 "$(DESTDIR)$(LIBDIR)/lib$(NAME).a"
+	$(install_static)
 
 uninstall:
 	rm -f "$(DESTDIR)$(LIBDIR)/$(SHARED)" "$(DESTDIR)$(LIBDIR)/$(SONAME)" \
