@@ -155,9 +155,8 @@ EOF
         fail "rustc --print native-static-libs says '$printed'; the Makefile lists '$listed' (+ -lgcc_s)"
     echo "native-static-libs: $printed"
 
+    # Each test runs its C programs in every ownership mode itself.
     RESTARTABLE_C_LIB_DIR=$target/release cargo test --test c_abi --test field
-    GLIBC_TUNABLES=glibc.pthread.rseq=0 RESTARTABLE_C_LIB_DIR=$target/release \
-        cargo test --test c_abi --test field
 }
 
 # The README's marked blocks: ```sh ci blocks into one script, ```c ci:FILE
