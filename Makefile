@@ -19,6 +19,9 @@
 #   PROFILE=release             cargo profile of the build: release or debug
 #   CARGO_TARGET_DIR=target     cargo's target directory; the libraries go
 #                               to $(CARGO_TARGET_DIR)/$(PROFILE)/
+#   TARGET=                     a target triple to build for (with a CC
+#                               for it); the libraries then go to
+#                               $(CARGO_TARGET_DIR)/$(TARGET)/$(PROFILE)/
 #   CARGO=cargo, CC=cc          the tools; CARGO_FLAGS and LDFLAGS are
 #                               added to their command lines
 #
@@ -50,13 +53,14 @@ CARGO ?= cargo
 CARGO_FLAGS ?=
 LDFLAGS ?=
 CARGO_TARGET_DIR ?= target
+TARGET ?=
 
 # What a program linked with librestartable.a needs besides it: `rustc
 # --print native-static-libs` for the staticlib, less -lgcc_s (see
 # restartable.pc.in).
 STATIC_LIBS = -lutil -lrt -lpthread -lm -ldl -lc
 
-OUT = $(CARGO_TARGET_DIR)/$(PROFILE)
+OUT = $(CARGO_TARGET_DIR)/$(if $(TARGET),$(TARGET)/)$(PROFILE)
 STATIC = $(OUT)/lib$(NAME).a
 SHARED = lib$(NAME).so.$(VERSION)
 SONAME = lib$(NAME).so.$(SOVERSION)
@@ -83,7 +87,7 @@ check-profile:
 # linked again.
 $(STATIC): check-profile FORCE
 	$(CARGO) rustc --profile $(CARGO_PROFILE) --lib --crate-type staticlib \
-		--target-dir "$(CARGO_TARGET_DIR)" $(CARGO_FLAGS)
+		--target-dir "$(CARGO_TARGET_DIR)" $(if $(TARGET),--target $(TARGET)) $(CARGO_FLAGS)
 
 # --whole-archive, then --gc-sections: everything the exported functions,
 # the shared TLS symbols and the constructor in .init_array (reached
@@ -104,7 +108,7 @@ $(LINKS): $(OUT)/$(SHARED)
 
 # Fails, saying what to do, where `make` has not built $(1).
 define built
-	@test -f $(1) || { echo "make: $(1) is missing: run 'make' (with the same PROFILE and CARGO_TARGET_DIR) before 'make install'" >&2; exit 1; }
+	@test -f $(1) || { echo "make: $(1) is missing: run 'make' (with the same PROFILE, CARGO_TARGET_DIR and TARGET) before 'make install'" >&2; exit 1; }
 endef
 
 # The header, and restartable.pc with the real prefix (libdir and
