@@ -46,7 +46,7 @@ pub fn lib_dir() -> &'static Path {
                 );
                 dir
             }
-            None => make(&[]),
+            None => make(),
         };
         for name in ["librestartable.so", "librestartable.a"] {
             assert!(
@@ -68,12 +68,12 @@ fn c_target_dir() -> PathBuf {
         .join("c-lib")
 }
 
-/// Runs `make targets` (all by default) in the repository with the tests'
-/// profile and target directory, holding a lock on that directory; panics
-/// with make's output unless it succeeds. Returns the directory of the
-/// libraries, `<target>/<profile>`.
-pub fn make(targets: &[&str]) -> PathBuf {
-    make_in(&c_target_dir(), PROFILE, targets)
+/// Runs `make` in the repository with the tests' profile and target
+/// directory, holding a lock on that directory; panics with make's output
+/// unless it succeeds. Returns the directory of the libraries,
+/// `<target>/<profile>`.
+fn make() -> PathBuf {
+    make_in(&c_target_dir(), PROFILE, &[])
 }
 
 /// [`make`] with cargo's target directory `target` and `profile`.
