@@ -176,6 +176,8 @@ readme() {
     local scratch=$work/readme
     local src=$scratch/restartable home=$scratch/home over=$scratch/overlay
     command -v sudo >/dev/null || fail "the README's commands use sudo: install it"
+    unshare --mount --propagation private true ||
+        fail "no private mount namespace (root and CAP_SYS_ADMIN needed) to install into"
     # A fresh copy of the repository (what git tracks, and new files it
     # does not ignore); its target/ is kept from an earlier run, if any.
     mkdir -p "$src"
