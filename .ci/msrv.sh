@@ -13,11 +13,10 @@
 # system's apt and dpkg state are left as they are. Later runs find the
 # unpacked toolchain and start at once.
 #
-# By default the cdylib is linked with LLD, as rustc >= 1.90 links on
-# x86_64 Linux (rust-lld from the rustup toolchain on PATH, else the
-# system's ld.lld). `--gnu-ld` leaves the C compiler's default linker, as
-# rustc 1.85 itself does; build.rs then links the cdylib without the
-# exports GNU ld cannot give it (see build.rs).
+# By default rustc links with LLD, as rustc >= 1.90 links on x86_64 Linux
+# (rust-lld from the rustup toolchain on PATH, else the system's ld.lld).
+# `--gnu-ld` leaves the C compiler's default linker, as rustc 1.85 itself
+# does. (The C libraries are linked by the Makefile's `cc` either way.)
 #
 # Environment: RESTARTABLE_MSRV_DIR, the cache directory (default
 # ~/.cache/restartable/rust-1.85).

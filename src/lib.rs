@@ -182,12 +182,8 @@
 //! # Minimum Rust and Linux versions
 //!
 //! Rust 1.85 (the `rust-version` of `Cargo.toml`): CI builds and tests the
-//! crate with Rust 1.85 as well as with the current stable release. Before
-//! Rust 1.90 the default linker on x86_64 Linux is the system's (GNU ld),
-//! which cannot export `__rseq_abi`, `__rseq_refcount` and
-//! `restartable_area_offset` from `librestartable.so` (the Rust crate and
-//! `librestartable.a` are unaffected); `-C link-arg=-fuse-ld=lld` exports
-//! them. rseq needs Linux 4.18; `node_id` and `mm_cid` need
+//! crate with Rust 1.85 as well as with the current stable release. rseq
+//! needs Linux 4.18; `node_id` and `mm_cid` need
 //! Linux 6.3 (`AT_RSEQ_FEATURE_SIZE` >= 28); fallback threads mixing with
 //! rseq threads on a [`PerCpuLock`] or [`PerCpuStack`] need
 //! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, Linux 5.10; without it those two

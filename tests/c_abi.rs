@@ -2,12 +2,12 @@
 //! C++, linked to the `librestartable.so` and `librestartable.a` that this
 //! `cargo test` built, and run in every ownership mode; `dlopen` into a
 //! threaded process, two copies of the library, a classic `__rseq_abi`
-//! registrant, the C example (also under valgrind), the pkg-config file,
-//! and the shared object's TLS budget and exports, read from its ELF file.
+//! registrant, the C example (also under valgrind), `make install` and the
+//! pkg-config file it installs, and the shared object's TLS budget and
+//! exports, read from its ELF file.
 //!
-//! Cargo builds the library's cdylib and staticlib next to the test
-//! executables (`target/<profile>/deps/`) whenever it builds the tests, so
-//! the tests find them there and never run cargo themselves. C programs are
+//! The libraries are the ones `make` builds, run by `common::cbuild` once
+//! per test binary (or those `RESTARTABLE_C_LIB_DIR` names). C programs are
 //! built with `cc` / `c++` (or `$CC` / `$CXX`) into `CARGO_TARGET_TMPDIR`.
 
 mod common;
@@ -193,48 +193,175 @@ fn c_example_under_valgrind() {
     assert!(out.contains("owner: none"), "{out}");
 }
 
+/// `pkg-config args restartable` for an install in `prefix`, split into
+/// words.
+fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("restartable")
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("run pkg-config (CI installs it)");
+    assert!(
+        out.status.success(),
+        "pkg-config {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
 #[test]
-fn pkg_config_file() {
-    let pc = std::fs::read_to_string(root().join("restartable.pc")).expect("read restartable.pc");
-    let version = format!("Version: {}", env!("CARGO_PKG_VERSION"));
-    assert!(pc.lines().any(|l| l == version), "{version} missing");
-    if Command::new("pkg-config")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("NOTICE: pkg-config is not installed; checked the file's version only");
-        return;
-    }
-    // Install into a staging prefix, then build the example the way users do.
+fn pkg_config_links_the_installed_shared_library() {
+    // `make install` into a prefix, then the example built the way the
+    // README builds it: pkg-config's flags and an rpath to the prefix.
     let prefix = out_dir().join("prefix");
-    std::fs::create_dir_all(prefix.join("include")).unwrap();
-    std::fs::create_dir_all(prefix.join("lib")).unwrap();
-    std::fs::copy(
-        root().join("include/restartable.h"),
-        prefix.join("include/restartable.h"),
-    )
-    .unwrap();
-    std::fs::copy(shared_lib(), prefix.join("lib/librestartable.so")).unwrap();
-    let flags = Command::new("pkg-config")
-        .arg(format!("--define-variable=prefix={}", prefix.display()))
-        .args(["--cflags", "--libs"])
-        .arg(root().join("restartable.pc"))
-        .output()
-        .expect("run pkg-config");
-    assert!(flags.status.success(), "{flags:?}");
-    let flags = String::from_utf8(flags.stdout).unwrap();
-    assert!(flags.contains("-lrestartable"), "{flags}");
-    let mut args: Vec<String> = flags.split_whitespace().map(String::from).collect();
-    args.push(format!("-Wl,-rpath,{}/lib", prefix.display()));
+    cbuild::install("install", &prefix, None);
+    let version = pkg_config(&prefix, &["--modversion"]);
+    assert_eq!(version, [env!("CARGO_PKG_VERSION")]);
+    let lib = prefix.join("lib").display().to_string();
+    let mut args = pkg_config(&prefix, &["--cflags", "--libs"]);
+    assert_eq!(
+        args,
+        [
+            format!("-I{}/include", prefix.display()),
+            format!("-L{lib}"),
+            "-lrestartable".into()
+        ]
+    );
+    args.push(format!("-Wl,-rpath,{lib}"));
     let exe = compile(
         Lang::C11,
         "examples/c/percpu_counter.c",
         "percpu_counter_pc",
         &strs(&args),
     );
-    let out = stdout(&run(Mode::Libc, &exe, &["2", "1000"]));
+    // The installed copy is the one loaded, through the SONAME link and
+    // the rpath alone.
+    let mut cmd = cbuild::command_in(Mode::Libc, &exe, &["2", "1000"]);
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let trace = cmd
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
+        .output()
+        .expect("run the loader's trace");
+    let trace = stdout(&trace);
+    let want = format!("librestartable.so.0 => {lib}/librestartable.so.0 ");
+    assert!(trace.contains(&want), "{want}?\n{trace}");
+    let mut cmd = cbuild::command_in(Mode::Libc, &exe, &["2", "1000"]);
+    cmd.env_remove("LD_LIBRARY_PATH");
+    let out = stdout(&cbuild::run_ok(cmd, "the example from the prefix"));
     assert_exact(&out, 2000);
+}
+
+#[test]
+fn make_install_layout_with_prefix_and_destdir() {
+    // A package build: PREFIX is what the files say, DESTDIR only where
+    // they are written.
+    let stage = out_dir().join("stage");
+    cbuild::install("install", Path::new("/opt/restartable"), Some(&stage));
+    let lib = stage.join("opt/restartable/lib");
+    let version = env!("CARGO_PKG_VERSION");
+    let real = format!("librestartable.so.{version}");
+    let mut files: Vec<_> = walk(&stage)
+        .into_iter()
+        .filter(|p| !p.is_dir() || p.is_symlink())
+        .map(|p| p.strip_prefix(&stage).unwrap().display().to_string())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "opt/restartable/include/restartable.h".to_string(),
+            "opt/restartable/lib/librestartable.a".into(),
+            "opt/restartable/lib/librestartable.so".into(),
+            "opt/restartable/lib/librestartable.so.0".into(),
+            format!("opt/restartable/lib/{real}"),
+            "opt/restartable/lib/pkgconfig/restartable.pc".into(),
+        ]
+    );
+    assert!(lib.join(&real).is_file());
+    for link in ["librestartable.so.0", "librestartable.so"] {
+        let target = std::fs::read_link(lib.join(link))
+            .unwrap_or_else(|e| panic!("{link} is not a symbolic link: {e}"));
+        assert_eq!(target, Path::new(&real), "{link}");
+    }
+    let bytes = std::fs::read(lib.join(&real)).unwrap();
+    assert_eq!(Elf(&bytes).soname().as_deref(), Some("librestartable.so.0"));
+    assert!(lib.join("librestartable.a").is_file());
+    let header = std::fs::read(stage.join("opt/restartable/include/restartable.h")).unwrap();
+    assert_eq!(
+        header,
+        std::fs::read(root().join("include/restartable.h")).unwrap()
+    );
+    let pc = std::fs::read_to_string(lib.join("pkgconfig/restartable.pc")).unwrap();
+    for line in [
+        "prefix=/opt/restartable",
+        "libdir=${prefix}/lib",
+        "includedir=${prefix}/include",
+        &format!("Version: {version}"),
+    ] {
+        assert!(pc.lines().any(|l| l == line), "{line} missing:\n{pc}");
+    }
+    assert!(!pc.contains('@'), "an unsubstituted variable:\n{pc}");
+    let private = pc.lines().find(|l| l.starts_with("Libs.private:")).unwrap();
+    assert!(
+        !private.contains("-lgcc_s"),
+        "a fully static link cannot use libgcc_s: {private}"
+    );
+
+    // `make uninstall` takes every file away again.
+    let dir = cbuild::lib_dir();
+    let out = cbuild::make_output(
+        dir.parent().unwrap(),
+        &dir.file_name().unwrap().to_string_lossy(),
+        &[
+            "uninstall",
+            "PREFIX=/opt/restartable",
+            &format!("DESTDIR={}", stage.display()),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let left: Vec<_> = walk(&stage)
+        .into_iter()
+        .filter(|p| !p.is_dir() || p.is_symlink())
+        .collect();
+    assert!(left.is_empty(), "left after make uninstall: {left:?}");
+}
+
+/// Every path below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            all.extend(walk(&path));
+        }
+        all.push(path);
+    }
+    all
+}
+
+#[test]
+fn make_refuses_an_unknown_profile_and_an_install_before_the_build() {
+    let empty = out_dir().join("never-built");
+    let out = cbuild::make_output(&empty, "fast", &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("PROFILE=fast: use PROFILE=release or PROFILE=debug"),
+        "{err}"
+    );
+    let prefix = format!("PREFIX={}", out_dir().join("never-installed").display());
+    for target in ["install", "install-shared", "install-static"] {
+        let out = cbuild::make_output(&empty, "release", &[target, &prefix]);
+        assert!(!out.status.success(), "{target} without a build succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is missing: run 'make'"), "{target}: {err}");
+    }
+    assert!(!out_dir().join("never-installed").exists());
 }
 
 #[test]

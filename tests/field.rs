@@ -43,11 +43,6 @@ fn classic_plugin() -> &'static Path {
 /// `PT_INTERP`: the program header that names a dynamic linker.
 const PT_INTERP: u32 = 3;
 
-/// What a C program linked statically with `librestartable.a` needs after
-/// the archive: the native libraries without `-lgcc_s`, which has no
-/// archive (`-static` brings libgcc's own unwinder).
-const FULLY_STATIC_DEPS: &[&str] = &["-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
-
 /// Link flags for each way a C program gets the library.
 fn links() -> [(&'static str, Vec<String>); 2] {
     [("a", cbuild::link_static()), ("so", cbuild::link_shared())]
@@ -183,7 +178,7 @@ fn static_c_executables_find_glibc_s_registration() {
     let lib = cbuild::static_lib().display().to_string();
     for kind in ["-static", "-static-pie"] {
         let mut flags = vec![kind, lib.as_str()];
-        flags.extend(FULLY_STATIC_DEPS);
+        flags.extend(cbuild::STATIC_DEPS);
         let exe = c_program("tests/c/field/owner.c", &format!("owner{kind}"), &flags);
         for mode in MODES {
             assert!(cbuild::stdout(&cbuild::run(mode, &exe, &[])).contains("owner: ok"));
@@ -195,7 +190,7 @@ fn static_c_executables_find_glibc_s_registration() {
 fn stand_in_rseq_symbols_do_not_fool_the_probe() {
     let lib = cbuild::static_lib().display().to_string();
     let mut fully_static = vec!["-DFIELD_STAND_INS", "-static", lib.as_str()];
-    fully_static.extend(FULLY_STATIC_DEPS);
+    fully_static.extend(cbuild::STATIC_DEPS);
     let mut builds = vec![("static", fully_static)];
     for (link, flags) in links() {
         let mut all = vec!["-DFIELD_STAND_INS"];
@@ -227,8 +222,7 @@ fn rustc() -> Command {
 /// The library's rlib that this test binary links, and the directory of
 /// its dependencies.
 fn rlib() -> PathBuf {
-    let deps = cbuild::lib_dir();
-    std::fs::read_dir(deps)
+    std::fs::read_dir(cbuild::deps_dir())
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -250,7 +244,7 @@ fn rust_program(name: &str, out: &str, flags: &[&str]) -> PathBuf {
         .arg("--extern")
         .arg(format!("libc={}", dep_rlib("liblibc").display()))
         .arg("-L")
-        .arg(format!("dependency={}", cbuild::lib_dir().display()))
+        .arg(format!("dependency={}", cbuild::deps_dir().display()))
         .args(flags)
         .arg("-o")
         .arg(&exe);
@@ -265,7 +259,7 @@ fn rust_program(name: &str, out: &str, flags: &[&str]) -> PathBuf {
 
 /// The newest rlib of dependency `prefix` (`liblibc`) beside the tests.
 fn dep_rlib(prefix: &str) -> PathBuf {
-    std::fs::read_dir(cbuild::lib_dir())
+    std::fs::read_dir(cbuild::deps_dir())
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -319,27 +313,12 @@ fn a_private_registrant_in_main_succeeds() {
     }
 }
 
-/// `pkg-config --static --cflags --libs restartable`, for an install
-/// prefix that holds only the static library, as the README's static
-/// route has it.
-fn pkg_config_static() -> Vec<String> {
-    let prefix = dir().join("prefix");
-    for sub in ["lib/pkgconfig", "include"] {
-        std::fs::create_dir_all(prefix.join(sub)).unwrap();
-    }
-    std::fs::copy(cbuild::static_lib(), prefix.join("lib/librestartable.a")).unwrap();
-    std::fs::copy(
-        cbuild::root().join("include/restartable.h"),
-        prefix.join("include/restartable.h"),
-    )
-    .unwrap();
-    std::fs::copy(
-        cbuild::root().join("restartable.pc"),
-        prefix.join("lib/pkgconfig/restartable.pc"),
-    )
-    .unwrap();
+/// `pkg-config --static --cflags --libs restartable` for a prefix where
+/// `make target` (`install` or `install-static`) put the library.
+fn pkg_config_static(target: &str) -> Vec<String> {
+    let prefix = dir().join(format!("prefix-{target}"));
+    cbuild::install(target, &prefix, None);
     let out = Command::new("pkg-config")
-        .arg(format!("--define-variable=prefix={}", prefix.display()))
         .args(["--static", "--cflags", "--libs", "restartable"])
         .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
         .output()
@@ -357,8 +336,40 @@ fn pkg_config_static() -> Vec<String> {
 }
 
 #[test]
+fn pkg_config_static_links_the_archive_into_dynamic_and_static_programs() {
+    // The README's two routes: where only the archive is installed, a
+    // dynamic program links it; `cc -static` links it from a full install.
+    let builds = [
+        ("dynamic", "install-static", None),
+        ("static", "install", Some("-static")),
+    ];
+    for (kind, target, static_flag) in builds {
+        let mut flags: Vec<String> = static_flag.map(String::from).into_iter().collect();
+        flags.extend(pkg_config_static(target));
+        let exe = c_program(
+            "tests/c/field/owner.c",
+            &format!("owner_pkg_config_{kind}"),
+            &cbuild::strs(&flags),
+        );
+        let file = std::fs::read(&exe).unwrap();
+        let elf = common::elf::Elf(&file);
+        elf.check_header();
+        let needed = elf.needed();
+        assert!(
+            !needed.iter().any(|n| n.starts_with("librestartable")),
+            "{kind}: linked against the shared library: {needed:?}"
+        );
+        let dynamic = elf.segments().iter().any(|s| s.0 == PT_INTERP);
+        assert_eq!(dynamic, static_flag.is_none(), "{kind}: {needed:?}");
+        for mode in MODES {
+            assert!(cbuild::stdout(&cbuild::run(mode, &exe, &[])).contains("owner: ok"));
+        }
+    }
+}
+
+#[test]
 fn classic_plugins_share_the_area_of_a_static_c_program() {
-    let flags = pkg_config_static();
+    let flags = pkg_config_static("install-static");
     let exe = c_program(
         "tests/c/field/later.c",
         "later_pkg_config_static",

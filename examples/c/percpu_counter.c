@@ -3,7 +3,7 @@
  * costs a few nanoseconds, against one shared atomic counter that every
  * thread fights over.
  *
- * Build and run (after `cargo build --release`):
+ * Build and run (after `make`, which builds the C libraries):
  *
  *     cc -O2 -Iinclude examples/c/percpu_counter.c -o percpu_counter \
  *        -Ltarget/release -lrestartable -Wl,-rpath,$PWD/target/release -pthread

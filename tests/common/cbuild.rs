@@ -1,33 +1,57 @@
-//! Building and running C programs against the library that this
-//! `cargo test` built: where the libraries are, how a program is compiled
-//! and linked, and how it runs in each ownership mode.
+//! Building and running C programs against the library: where the C
+//! libraries are, how a program is compiled and linked, and how it runs in
+//! each ownership mode.
 //!
-//! Cargo builds the library's cdylib and staticlib next to the test
-//! executables (`target/<profile>/deps/`) whenever it builds the tests, so
-//! the tests find them there and never run cargo themselves. C programs are
-//! built with `cc` / `c++` (or `$CC` / `$CXX`) into `CARGO_TARGET_TMPDIR`.
+//! The crate builds as an rlib only; the C libraries come from the build
+//! the README documents, `make` (see the Makefile). Each test binary that
+//! needs them runs it once, with the profile [`PROFILE`], into its own
+//! cargo target directory `<target-dir>/c-lib/` (the one `cargo test`
+//! holds stays locked while the tests run), under a file lock so that test
+//! processes running side by side build one at a time; cargo rebuilds
+//! only what changed, so later runs take a fraction of a second.
+//! `RESTARTABLE_C_LIB_DIR` names libraries built beforehand instead (a
+//! directory where `make` put them, such as `target/release`), which are
+//! then used as they are. C programs are built with `cc` / `c++` (or
+//! `$CC` / `$CXX`) into `CARGO_TARGET_TMPDIR`.
 
+use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The repository root (the header and the C sources live there).
+/// The repository root (the header, the Makefile and the C sources live
+/// there).
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where cargo put this profile's `librestartable.so` and `.a`: beside the
-/// test executable.
+/// The profile the tests build the C libraries with: `debug`, which keeps
+/// the library's debug assertions, like the Rust tests' own build.
+pub const PROFILE: &str = "debug";
+
+/// The directory of the C libraries: `RESTARTABLE_C_LIB_DIR` if set,
+/// else where [`make`] built them.
 pub fn lib_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let dir = exe.parent().expect("the deps directory").to_path_buf();
+        let dir = match std::env::var_os("RESTARTABLE_C_LIB_DIR") {
+            Some(dir) => {
+                let dir = std::fs::canonicalize(&dir).unwrap_or_else(|e| {
+                    panic!("RESTARTABLE_C_LIB_DIR={}: {e}", Path::new(&dir).display())
+                });
+                println!(
+                    "NOTICE: C libraries from RESTARTABLE_C_LIB_DIR={}",
+                    dir.display()
+                );
+                dir
+            }
+            None => make(),
+        };
         for name in ["librestartable.so", "librestartable.a"] {
             assert!(
                 dir.join(name).is_file(),
-                "{name} not found in {}: cargo builds it with the tests",
+                "{name} not found in {}: `make` builds it",
                 dir.display()
             );
         }
@@ -35,12 +59,99 @@ pub fn lib_dir() -> &'static Path {
     })
 }
 
-/// `librestartable.so` as cargo built it.
+/// Where the tests' own `make` builds: a cargo target directory beside
+/// the one this test binary was built in.
+fn c_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR lies in the target directory")
+        .join("c-lib")
+}
+
+/// Runs `make` in the repository with the tests' profile and target
+/// directory, holding a lock on that directory; panics with make's output
+/// unless it succeeds. Returns the directory of the libraries,
+/// `<target>/<profile>`.
+fn make() -> PathBuf {
+    make_in(&c_target_dir(), PROFILE, &[])
+}
+
+/// [`make`] with cargo's target directory `target` and `profile`.
+fn make_in(target: &Path, profile: &str, args: &[&str]) -> PathBuf {
+    let out = make_output(target, profile, args);
+    assert!(
+        out.status.success(),
+        "make {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join(profile)
+}
+
+/// Runs `make PROFILE=profile CARGO_TARGET_DIR=target args` in the
+/// repository, holding a lock on `target`, and returns what it did.
+pub fn make_output(target: &Path, profile: &str, args: &[&str]) -> Output {
+    std::fs::create_dir_all(target).expect("create the C libraries' target directory");
+    let lock = std::fs::File::create(target.join("make.lock")).expect("create make.lock");
+    // SAFETY: flock on a descriptor this function owns; the lock is
+    // released when `lock` is closed, at the end of this function.
+    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        locked,
+        0,
+        "flock make.lock: {}",
+        std::io::Error::last_os_error()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    Command::new("make")
+        .arg("-C")
+        .arg(root())
+        .arg(format!("PROFILE={profile}"))
+        .arg(format!("CARGO_TARGET_DIR={}", target.display()))
+        .arg(format!("CARGO={cargo}"))
+        .args(args)
+        // Not a sub-make of anything: no jobserver or flags from outside.
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+        .env_remove("MAKELEVEL")
+        .output()
+        .unwrap_or_else(|e| panic!("run make: {e} (GNU make builds the C libraries)"))
+}
+
+/// A fresh `make target PREFIX=prefix` of the libraries of [`lib_dir`]
+/// (`target` is `install`, `install-shared` or `install-static`), into
+/// `destdir` (as `DESTDIR`) if given; `destdir`, else `prefix`, is emptied
+/// first.
+pub fn install(target: &str, prefix: &Path, destdir: Option<&Path>) {
+    let dir = lib_dir();
+    let (Some(profile), Some(parent)) = (dir.file_name(), dir.parent()) else {
+        panic!("{} is not a directory where make built", dir.display());
+    };
+    let root = destdir.unwrap_or(prefix);
+    if root.exists() {
+        std::fs::remove_dir_all(root).expect("empty the install directory");
+    }
+    let mut args = vec![target.to_string(), format!("PREFIX={}", prefix.display())];
+    if let Some(destdir) = destdir {
+        args.push(format!("DESTDIR={}", destdir.display()));
+    }
+    make_in(parent, &profile.to_string_lossy(), &strs(&args));
+}
+
+/// The directory of this test binary and its dependencies' rlibs.
+pub fn deps_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    exe.parent().expect("the deps directory").to_path_buf()
+}
+
+/// `librestartable.so` as `make` built it (the link to
+/// `librestartable.so.<version>`).
 pub fn shared_lib() -> PathBuf {
     lib_dir().join("librestartable.so")
 }
 
-/// `librestartable.a` as cargo built it.
+/// `librestartable.a` as `make` built it.
 pub fn static_lib() -> PathBuf {
     lib_dir().join("librestartable.a")
 }
@@ -61,17 +172,12 @@ pub enum Lang {
     Cxx17,
 }
 
-/// The native libraries a Rust staticlib needs (`rustc --print
-/// native-static-libs`), also listed in `restartable.pc`'s `Libs.private`.
-pub const STATIC_DEPS: &[&str] = &[
-    "-lgcc_s",
-    "-lutil",
-    "-lrt",
-    "-lpthread",
-    "-lm",
-    "-ldl",
-    "-lc",
-];
+/// The native libraries a program linked with `librestartable.a` needs
+/// (`rustc --print native-static-libs` less `-lgcc_s`, which the C
+/// compiler's driver adds itself), as `STATIC_LIBS` in the Makefile and
+/// `Libs.private` in `restartable.pc`; the same for dynamic and fully
+/// static programs.
+pub const STATIC_DEPS: &[&str] = &["-lutil", "-lrt", "-lpthread", "-lm", "-ldl", "-lc"];
 
 /// Compiles `source` (relative to the root) into `out`, warnings as
 /// errors, with `compiler` (default `$CC` / `$CXX`, or `cc` / `c++`) and
@@ -236,8 +342,9 @@ pub fn run_expecting(
         }
         None => Command::new(program),
     };
-    // cargo's LD_LIBRARY_PATH names target/<profile> first, where a stale
-    // copy from an earlier `cargo build` may sit; it outranks the rpath.
+    // cargo's LD_LIBRARY_PATH names target/<profile> first, where a copy
+    // from another build (`make PROFILE=debug`) may sit; it outranks the
+    // rpath.
     cmd.args(args)
         .env("LD_LIBRARY_PATH", lib_dir())
         .env("RESTARTABLE_TEST_EXPECT", expect)

@@ -18,6 +18,9 @@ pub const PT_TLS: u32 = 7;
 pub const PT_DYNAMIC: u32 = 2;
 pub const SHT_SYMTAB: u32 = 2;
 pub const SHT_DYNSYM: u32 = 11;
+pub const SHT_DYNAMIC: u32 = 6;
+pub const DT_NEEDED: u64 = 1;
+pub const DT_SONAME: u64 = 14;
 pub const STB_GLOBAL: u8 = 1;
 pub const STB_WEAK: u8 = 2;
 pub const STT_TLS: u8 = 6;
@@ -118,6 +121,36 @@ impl Elf<'_> {
             .find(|&d| self.u64(d) == DT_FLAGS_1)
             .map_or(0, |d| self.u64(d + 8))
     }
+    /// The `DT_SONAME` of the dynamic section, if there is one.
+    pub fn soname(&self) -> Option<String> {
+        self.dynamic_strings(DT_SONAME).into_iter().next()
+    }
+
+    /// The `DT_NEEDED` entries of the dynamic section: the libraries the
+    /// object is linked against.
+    pub fn needed(&self) -> Vec<String> {
+        self.dynamic_strings(DT_NEEDED)
+    }
+
+    /// The strings that the dynamic section's entries `tag` name.
+    fn dynamic_strings(&self, tag: u64) -> Vec<String> {
+        let sections = self.sections();
+        let Some(&(_, off, size, link, _)) = sections.iter().find(|s| s.0 == SHT_DYNAMIC) else {
+            return Vec::new();
+        };
+        // `sh_link` of the dynamic section: its string table.
+        let strtab = sections[link as usize].1 as usize;
+        (0..size as usize / 16)
+            .map(|i| off as usize + i * 16)
+            .filter(|&d| self.u64(d) == tag)
+            .map(|d| {
+                let at = strtab + self.u64(d + 8) as usize;
+                let end = self.0[at..].iter().position(|&b| b == 0).unwrap();
+                String::from_utf8_lossy(&self.0[at..at + end]).into_owned()
+            })
+            .collect()
+    }
+
     /// `(sh_addr, sh_size)` of the section called `name`.
     pub fn section_named(&self, name: &str) -> Option<(u64, u64)> {
         let (off, size, n, strndx) = (
