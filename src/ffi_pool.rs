@@ -292,7 +292,7 @@ mod active_table {
     use crate::ActiveTable;
 
     /// `restartable_active_table_t *restartable_active_table_new(void *table)`:
-    /// an [`ActiveTable`](ActiveTable) whose first active table is
+    /// an [`ActiveTable`] whose first active table is
     /// `table`; free it with `restartable_active_table_free`.
     #[no_mangle]
     pub extern "C" fn restartable_active_table_new(table: *mut c_void) -> *mut ActiveTable {

@@ -60,7 +60,7 @@ use crate::sync::{Ordering, StaticAtomicIsize as AtomicIsize, StaticAtomicUsize 
 /// Exactness on the counters themselves follows the operations' rule: all
 /// updaters of a word take the same path. Where threads of another area
 /// (fallbacks) and rseq threads of the process update the *same* words,
-/// an update may be lost (see "Exactness" in [`cs`](crate::cs)); the swap
+/// an update may be lost (see "Exactness" in [`cs`]); the swap
 /// guarantee holds either way.
 ///
 /// # Examples
