@@ -65,7 +65,9 @@ use std::sync::Arc;
 
 use crate::cs::{Index, Outcome};
 
-pub(crate) use raw::{after_fork_in_child, fork_epoch, Init, Layout, RawObject, READY};
+#[cfg(not(restartable_loom))] // only the active table, not in the loom build, uses it
+pub(crate) use raw::fork_epoch;
+pub(crate) use raw::{after_fork_in_child, Init, Layout, RawObject, READY};
 use raw::{page_size, register_fork_handlers, Inner};
 
 /// The default stride: 64 KiB per slot.
