@@ -19,15 +19,60 @@ pub const CPU_ID_REGISTRATION_FAILED: i32 = -2;
 #[doc(alias = "RSEQ_FLAG_UNREGISTER")]
 pub const FLAG_UNREGISTER: u32 = 1;
 
+/// `flags` argument of `rseq(2)` that registers with the time-slice
+/// extension enabled from the start (Linux 7.0; refused with `EINVAL`
+/// before).
+#[doc(alias = "RSEQ_FLAG_SLICE_EXT_DEFAULT_ON")]
+pub const FLAG_SLICE_EXT_DEFAULT_ON: u32 = 1 << 1;
+
+/// Bit of [`Rseq::flags`] the kernel sets at registration when it offers
+/// the time-slice extension to this registration. Read-only for user space.
+#[doc(alias = "RSEQ_CS_FLAG_SLICE_EXT_AVAILABLE")]
+pub const AREA_FLAG_SLICE_EXT_AVAILABLE: u32 = 1 << 4;
+
+/// Bit of [`Rseq::flags`] the kernel sets while the time-slice extension is
+/// enabled for the thread. Read-only for user space.
+#[doc(alias = "RSEQ_CS_FLAG_SLICE_EXT_ENABLED")]
+pub const AREA_FLAG_SLICE_EXT_ENABLED: u32 = 1 << 5;
+
+/// `prctl(2)` option of the time-slice extension (Linux 7.0).
+pub const PR_RSEQ_SLICE_EXTENSION: libc::c_int = 79;
+/// `prctl(PR_RSEQ_SLICE_EXTENSION, GET, 0, 0, 0)`: 1 if enabled, 0 if not.
+pub const PR_RSEQ_SLICE_EXTENSION_GET: libc::c_ulong = 1;
+/// `prctl(PR_RSEQ_SLICE_EXTENSION, SET, flags, 0, 0)`: enables or disables.
+pub const PR_RSEQ_SLICE_EXTENSION_SET: libc::c_ulong = 2;
+/// The enable bit of `PR_RSEQ_SLICE_EXTENSION_SET` / `_GET`.
+pub const PR_RSEQ_SLICE_EXT_ENABLE: libc::c_ulong = 1;
+
+/// The kernel's `ENOTSUPP` (524), which `prctl(PR_RSEQ_SLICE_EXTENSION)`
+/// answers where the kernel was built without
+/// `CONFIG_RSEQ_SLICE_EXTENSION`, the extension is off on the command line
+/// (`rseq_slice_ext=0`), or the area is registered with the classic length.
+/// Not a user-space errno: `libc` has no name for it.
+pub const ENOTSUPP: i32 = 524;
+
 /// Feature size of kernels that predate `AT_RSEQ_FEATURE_SIZE` (Linux < 6.3):
 /// `cpu_id_start`, `cpu_id`, `rseq_cs` and `flags`.
 pub const ORIGINAL_FEATURE_SIZE: u32 = 20;
 
-/// The smallest length `rseq(2)` accepts, and the length this crate registers.
+/// The smallest length `rseq(2)` accepts: the classic length, which every
+/// kernel takes from an area aligned to 32 and which a classic registrant
+/// of `__rseq_abi` passes. Longer registrations are "extensible" ones (see
+/// [`AREA_CAPACITY`]).
 pub const MIN_REGISTRATION_LEN: u32 = 32;
 
-/// Alignment the kernel requires of the area (`AT_RSEQ_ALIGN` reports it).
+/// Alignment the kernel requires of an area registered with the classic
+/// length, and the least `AT_RSEQ_ALIGN` can say.
 pub const AREA_ALIGN: usize = 32;
+
+/// Bytes this library reserves for its own area, and the alignment it gives
+/// it. A registration longer than 32 bytes must cover the kernel's feature
+/// size (`AT_RSEQ_FEATURE_SIZE`) and sit at an address aligned to
+/// `AT_RSEQ_ALIGN` (Linux 7.0: feature size 33, alignment 64); the library
+/// registers its area with `max(32, feature size)` bytes when the kernel's
+/// feature size and alignment fit in these 64 bytes, and with the classic
+/// 32 bytes otherwise.
+pub const AREA_CAPACITY: usize = 64;
 
 /// Alignment the kernel requires of a critical-section descriptor.
 pub const CS_ALIGN: usize = 32;
@@ -56,10 +101,40 @@ pub const NODE_ID_OFFSET: usize = 20;
 /// Byte offset of `mm_cid` in [`Rseq`].
 pub const MM_CID_OFFSET: usize = 24;
 
+/// Byte offset of `slice_ctrl` in [`Rseq`] (Linux 7.0).
+pub const SLICE_CTRL_OFFSET: usize = 28;
+/// Byte offset of `slice_ctrl.request`: set by user space, cleared by user
+/// space or the kernel.
+pub const SLICE_REQUEST_OFFSET: usize = SLICE_CTRL_OFFSET;
+/// Byte offset of `slice_ctrl.granted`: written by the kernel only.
+pub const SLICE_GRANTED_OFFSET: usize = SLICE_CTRL_OFFSET + 1;
+
 /// Feature size needed to read `node_id` (the field ends at byte 24).
 pub const NODE_ID_END: u32 = (NODE_ID_OFFSET + 4) as u32;
 /// Feature size needed to read `mm_cid` (the field ends at byte 28).
 pub const MM_CID_END: u32 = (MM_CID_OFFSET + 4) as u32;
+/// Feature size of kernels with `slice_ctrl`: the field ends at byte 32 and
+/// a reserved byte follows, so that the feature size exceeds the classic
+/// length (Linux 7.0: 33).
+pub const SLICE_CTRL_FEATURE_SIZE: u32 = 33;
+
+/// The fields a registration of `len` bytes can use on a kernel whose
+/// feature size is `kernel`: everything the kernel offers up to `len` for
+/// an extensible registration (longer than 32 bytes); for a classic one,
+/// no field past `mm_cid` (the kernel gives `slice_ctrl` only to
+/// extensible registrations).
+pub const fn usable_feature_size(kernel: u32, len: u32) -> u32 {
+    let cap = if len > MIN_REGISTRATION_LEN {
+        len
+    } else {
+        MM_CID_END
+    };
+    if kernel < cap {
+        kernel
+    } else {
+        cap
+    }
+}
 
 /// `struct rseq`: the per-thread area shared between a thread and the kernel.
 ///
@@ -91,6 +166,11 @@ pub struct Rseq {
     /// Concurrency id: dense, < number of threads and CPUs of the process.
     /// Written by the kernel (feature size >= 28).
     pub mm_cid: UnsafeCell<u32>,
+    /// Time-slice extension control (feature size >= 33, extensible
+    /// registrations only): byte 0 `request`, set by user space and cleared
+    /// by user space or the kernel; byte 1 `granted`, written by the kernel
+    /// only. Padding that no one reads on older kernels.
+    pub slice_ctrl: UnsafeCell<u32>,
 }
 
 /// `struct rseq_cs`: the descriptor of one critical section.
@@ -130,6 +210,13 @@ const _: () = {
     assert!(offset_of!(Rseq, flags) == FLAGS_OFFSET);
     assert!(offset_of!(Rseq, node_id) == NODE_ID_OFFSET);
     assert!(offset_of!(Rseq, mm_cid) == MM_CID_OFFSET);
+    assert!(offset_of!(Rseq, slice_ctrl) == SLICE_CTRL_OFFSET);
+    assert!(SLICE_CTRL_FEATURE_SIZE as usize <= AREA_CAPACITY);
+    assert!(AREA_CAPACITY.is_power_of_two() && AREA_CAPACITY >= AREA_ALIGN);
+    assert!(usable_feature_size(33, 32) == 28);
+    assert!(usable_feature_size(33, 33) == 33);
+    assert!(usable_feature_size(28, 32) == 28);
+    assert!(usable_feature_size(20, 32) == 20);
     assert!(size_of::<RseqCs>() == 32);
     assert!(align_of::<RseqCs>() == CS_ALIGN);
     assert!(offset_of!(RseqCs, start_ip) == CS_START_IP_OFFSET);

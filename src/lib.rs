@@ -196,7 +196,7 @@ mod sync;
 
 pub use area::{
     area_is_exported, area_offset, feature_size, kernel_area_align, kernel_feature_size,
-    libc_rseq_size, owner, rseq_location, Owner,
+    libc_rseq_size, owner, registration_len, rseq_location, Owner,
 };
 pub use cpu::{
     cpu_id_start, current_cpu, current_cpu_raw, fallback_cpu, is_available, mm_cid, node_id,
@@ -212,8 +212,9 @@ pub use percpu::{
     PerCpuStack,
 };
 pub use registration::{
-    caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
-    unregister_current_thread, RegistrationGuard, Stats, ThreadState, UNCOUNTED_OWNER,
+    caller_holds, refcount_of_current_thread, register_current_thread, stats,
+    thread_registration_len, thread_state, unregister_current_thread, RegistrationGuard, Stats,
+    ThreadState, UNCOUNTED_OWNER,
 };
 
 /// The pure state machines behind registration and ownership, driven by
