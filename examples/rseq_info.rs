@@ -17,11 +17,28 @@ fn main() {
         "usable feature size : {} bytes",
         restartable::feature_size()
     );
+    println!(
+        "registration length : {} bytes ({})",
+        restartable::registration_len(),
+        match restartable::registration_len() {
+            0 => "none",
+            32 => "classic",
+            _ => "extensible",
+        }
+    );
     println!("area offset from TP : {} bytes", restartable::area_offset());
-    println!("area address        : {:p}", restartable::rseq_location());
+    let area = restartable::rseq_location();
+    println!(
+        "area address        : {area:p} (aligned to {} bytes)",
+        1usize << (area as usize).trailing_zeros().min(12)
+    );
     println!("area exported       : {}", exported(owner));
     let cpu = restartable::current_cpu();
     println!("thread state        : {}", restartable::thread_state());
+    println!(
+        "thread registration : {} bytes",
+        restartable::thread_registration_len()
+    );
     println!("rseq in use here    : {}", restartable::is_available());
     println!(
         "current cpu         : {cpu} (sched_getcpu: {})",
@@ -38,6 +55,15 @@ fn main() {
             "yes"
         } else {
             "no: atomics in every thread"
+        }
+    );
+    println!("slice extension     : {}", restartable::slice::status());
+    let enabled = restartable::slice::enable();
+    println!(
+        "slice enable        : {}",
+        match enabled {
+            Ok(()) => format!("enabled ({})", restartable::slice::status()),
+            Err(why) => format!("not enabled: {why}"),
         }
     );
     println!(

@@ -192,6 +192,7 @@ mod file;
 mod fork;
 mod percpu;
 mod registration;
+pub mod slice;
 mod sync;
 
 pub use area::{

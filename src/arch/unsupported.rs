@@ -14,6 +14,10 @@ pub(crate) const AVAILABLE: bool = false;
 /// No signature: sections never run here.
 pub(crate) const SIG: u32 = 0;
 
+/// No `rseq_slice_yield` here: never called, since no area is ever
+/// registered (the kernel answers ENOSYS to -1).
+pub(crate) const SYS_RSEQ_SLICE_YIELD: libc::c_long = -1;
+
 /// Everything this backend keeps per thread, in one block whose address
 /// stands in for the thread pointer, so the offsets below are constant.
 #[repr(C)]

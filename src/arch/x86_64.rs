@@ -32,6 +32,10 @@ pub(crate) const AVAILABLE: bool = true;
 /// the instruction emitted before every abort handler.
 pub(crate) const SIG: u32 = crate::abi::RSEQ_SIG;
 
+/// `rseq_slice_yield(2)` (Linux 7.0): gives the CPU back after a granted
+/// time-slice extension.
+pub(crate) const SYS_RSEQ_SLICE_YIELD: libc::c_long = 471;
+
 global_asm!(
     // This copy's TLS block, laid out as `arch::tls` says: the header that
     // later copies of the library find in this object's TLS image (see
