@@ -326,6 +326,12 @@ fn request() -> bool {
     true
 }
 
+/// Ends a request a [`SliceGuard`] made and forgot (the C ABI's
+/// `restartable_slice_end`).
+pub(crate) fn end_request() {
+    release();
+}
+
 /// Clears the request, then yields if the kernel granted an extension.
 #[inline]
 fn release() {
