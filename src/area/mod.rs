@@ -181,7 +181,7 @@ pub(crate) fn set_unavailable() {
 /// [`registration_len`]). A classic 32-byte registration gets no field past
 /// `mm_cid` from the kernel, so it reports at most 28. A thread whose
 /// shared area a classic component registered first uses the classic
-/// length: [`thread_registration_len`] says which one a thread has.
+/// length: [`thread_registration_len`](crate::thread_registration_len) says which one a thread has.
 ///
 /// # Examples
 /// ```
