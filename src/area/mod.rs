@@ -550,3 +550,55 @@ impl Published for Statics {
 pub(crate) extern "C" fn constructor() {
     decided(true);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(kernel: u32, align: usize, libc: Option<u32>, extensible: bool) -> Probe {
+        Probe {
+            disabled: false,
+            arch_available: true,
+            libc: libc.map(|size| (size, 2336)),
+            kernel_feature_size: kernel,
+            kernel_align: align,
+            kernel_rseq: true,
+            shared_offset: -128,
+            shared_extensible: extensible,
+            inert_offset: -96,
+        }
+    }
+
+    fn lens(p: &Probe) -> (Owner, u32, u32) {
+        let d = choose(p);
+        (d.owner, d.registration_len, d.feature_size)
+    }
+
+    #[test]
+    fn the_library_registers_the_kernels_length_where_it_exceeds_32() {
+        // Linux 7.x: feature size 33, alignment 64.
+        assert_eq!(lens(&probe(33, 64, None, true)), (Owner::Library, 33, 33));
+        // A classic component's 32-byte area, or a misaligned one: 32 bytes,
+        // and no field past mm_cid.
+        assert_eq!(lens(&probe(33, 64, None, false)), (Owner::Library, 32, 28));
+        // A kernel asking for more than the area holds.
+        assert_eq!(lens(&probe(33, 128, None, true)), (Owner::Library, 32, 28));
+        assert_eq!(lens(&probe(65, 64, None, true)), (Owner::Library, 32, 28));
+        // Linux 6.3 to 6.19, and before 6.3.
+        assert_eq!(lens(&probe(28, 32, None, true)), (Owner::Library, 32, 28));
+        assert_eq!(lens(&probe(20, 32, None, true)), (Owner::Library, 32, 20));
+    }
+
+    #[test]
+    fn glibcs_rseq_size_is_read_in_both_meanings() {
+        // glibc 2.35-2.39: the registered 32 bytes.
+        assert_eq!(lens(&probe(28, 32, Some(32), true)), (Owner::Libc, 32, 28));
+        assert_eq!(lens(&probe(33, 64, Some(32), true)), (Owner::Libc, 32, 28));
+        // glibc 2.40+ (and Debian 12's 2.36, which says 20): the feature
+        // size glibc knows of; the kernel fills what a 32-byte
+        // registration covers whatever glibc knows.
+        assert_eq!(lens(&probe(28, 32, Some(20), true)), (Owner::Libc, 32, 28));
+        assert_eq!(lens(&probe(28, 32, Some(28), true)), (Owner::Libc, 32, 28));
+        assert_eq!(lens(&probe(33, 64, Some(33), true)), (Owner::Libc, 33, 33));
+    }
+}
