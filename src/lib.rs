@@ -95,6 +95,21 @@
 //! [`area_is_exported`] (and `cargo run --example rseq_info`) says whether
 //! a classic component loaded later would share the area.
 //!
+//! On a kernel whose rseq feature size exceeds 32 (Linux 7.x) the library
+//! registers its own area with [`registration_len`] = `max(32,
+//! AT_RSEQ_FEATURE_SIZE)` bytes (the area is 64 bytes aligned to 64), which
+//! the kernel needs to offer [`slice`]'s time-slice extension. The kernel
+//! answers `EBUSY` to a second registration only with the same length, so:
+//! where a classic component registered `__rseq_abi` with 32 bytes first,
+//! the library's longer attempt gets `EINVAL`, it asks again with 32, gets
+//! `EBUSY` and shares that registration ([`thread_registration_len`] says
+//! 32 on that thread); a classic component that comes after the library
+//! shares it through `__rseq_refcount` (a count above 0 means "registered:
+//! count your hold, make no system call"), while one that ignores the count
+//! and registers 32 bytes gets `EINVAL`. Whichever copy of the library
+//! releases the last hold unregisters with the length recorded in the
+//! shared TLS header.
+//!
 //! # Critical sections
 //!
 //! [`cs`] has the operations (`load_cbne_store`, `load_add_store`, the
@@ -143,7 +158,8 @@
 //! `restartable_area_offset` from `librestartable.so` (the Rust crate and
 //! `librestartable.a` are unaffected); `-C link-arg=-fuse-ld=lld` exports
 //! them. rseq needs Linux 4.18; `node_id` and `mm_cid` need
-//! Linux 6.3 (`AT_RSEQ_FEATURE_SIZE` >= 28); fallback threads mixing with
+//! Linux 6.3 (`AT_RSEQ_FEATURE_SIZE` >= 28); the time-slice extension
+//! needs Linux 7.0 built with `CONFIG_RSEQ_SLICE_EXTENSION`; fallback threads mixing with
 //! rseq threads on a [`PerCpuLock`] or [`PerCpuStack`] need
 //! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, Linux 5.10; without it those two
 //! types use an atomic compare-exchange in every thread
