@@ -98,7 +98,7 @@
 //! On a kernel whose rseq feature size exceeds 32 (Linux 7.x) the library
 //! registers its own area with [`registration_len`] = `max(32,
 //! AT_RSEQ_FEATURE_SIZE)` bytes (the area is 64 bytes aligned to 64), which
-//! the kernel needs to offer [`slice`]'s time-slice extension. The kernel
+//! the kernel needs to offer [`slice`](mod@crate::slice)'s time-slice extension. The kernel
 //! answers `EBUSY` to a second registration only with the same length, so:
 //! where a classic component registered `__rseq_abi` with 32 bytes first,
 //! the library's longer attempt gets `EINVAL`, it asks again with 32, gets
