@@ -60,7 +60,10 @@ mod tests {
             self.owner == Owner::Libc || self.registered == Some(Area::Ours)
         }
         fn rseq(&mut self, len: u32, flags: u32) -> i32 {
-            assert_eq!(len, 32, "the classic length unless the model says otherwise");
+            assert_eq!(
+                len, 32,
+                "the classic length unless the model says otherwise"
+            );
             assert_ne!(self.owner, Owner::Libc, "no system call in Libc mode");
             self.calls += 1;
             if self.nosys {
