@@ -18,6 +18,19 @@
 //! [`UNCOUNTED_OWNER`]: the library then never unregisters it, and drops
 //! the mark when that registration is gone.
 //!
+//! The length: the library registers its own area with the extensible
+//! length where the kernel's feature size exceeds 32 (see
+//! [`crate::registration_len`]), and records the length it registered
+//! with in the shared TLS header, so that whichever copy releases the last
+//! hold unregisters with it. `rseq(2)` answers `EBUSY` only for the very
+//! same area, length and signature, and `EINVAL` for another length as
+//! for another area; so when the longer attempt gets `EINVAL`, the library
+//! asks again with the classic 32 bytes: `EBUSY` then means a classic
+//! component registered this area first (borrowed, as above), and `EINVAL`
+//! again a different area ([`ThreadState::Foreign`]). A registration the
+//! header says nothing of was made by a classic component that counts its
+//! holds: it has the classic length.
+//!
 //! Each copy of the library also keeps a private [`ThreadRecord`]: how many
 //! holds its callers own (so an unbalanced unregister is refused), whether
 //! it holds the lazy registration (released at thread exit by a
