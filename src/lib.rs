@@ -106,7 +106,9 @@
 //! 32 on that thread); a classic component that comes after the library
 //! shares it through `__rseq_refcount` (a count above 0 means "registered:
 //! count your hold, make no system call"), while one that ignores the count
-//! and registers 32 bytes gets `EINVAL`. Whichever copy of the library
+//! and registers 32 bytes gets `EINVAL` (`RESTARTABLE_CLASSIC_LENGTH=1` in
+//! the environment makes the library register 32 bytes for processes with
+//! such components, giving up the extension). Whichever copy of the library
 //! releases the last hold unregisters with the length recorded in the
 //! shared TLS header.
 //!

@@ -202,6 +202,14 @@ pub fn feature_size() -> u32 {
 /// bytes there, later releases the kernel's feature size), 0 when
 /// unavailable.
 ///
+/// `RESTARTABLE_CLASSIC_LENGTH=1` in the environment makes the library
+/// register 32 bytes whatever the kernel: for a process that loads classic
+/// components which register the exported `__rseq_abi` themselves without
+/// looking at `__rseq_refcount` (the kernel answers such a 32-byte
+/// registration `EBUSY`, "shared", only while the area is registered with
+/// 32 bytes, and `EINVAL` after an extensible registration). The
+/// time-slice extension is then unavailable.
+///
 /// # Examples
 /// ```
 /// let len = restartable::registration_len();
@@ -322,6 +330,12 @@ pub fn rseq_location() -> *mut Rseq {
     arch::thread_pointer().wrapping_add_signed(offset()) as *mut Rseq
 }
 
+/// `RESTARTABLE_CLASSIC_LENGTH` is set: register the classic 32 bytes
+/// even where the kernel offers more.
+fn classic_length_forced() -> bool {
+    probe::env_var_set(c"RESTARTABLE_CLASSIC_LENGTH")
+}
+
 fn env_disabled() -> bool {
     probe::env_var_set(c"RESTARTABLE_DISABLE")
 }
@@ -374,7 +388,8 @@ fn decide() {
         kernel_rseq,
         shared_offset: block.area,
         shared_extensible: block.extensible
-            && tp.wrapping_add_signed(block.area) & (kernel_align.max(abi::AREA_ALIGN) - 1) == 0,
+            && tp.wrapping_add_signed(block.area) & (kernel_align.max(abi::AREA_ALIGN) - 1) == 0
+            && !classic_length_forced(),
         inert_offset: arch::inert_area_offset(),
     });
     SHARED_AREA.store(block.area, Ordering::Relaxed);
