@@ -40,7 +40,13 @@ fn registration_length_and_alignment_follow_the_kernel() {
          registration length {len}, usable feature size {}",
         restartable::feature_size()
     );
+    let forced = std::env::var_os("RESTARTABLE_CLASSIC_LENGTH").is_some_and(|v| v == "1");
     match owner {
+        Owner::Library if forced => {
+            println!("case: library-owned, classic length forced (kernel feature size {kernel})");
+            assert_eq!(len, 32);
+            assert_eq!(restartable::feature_size(), kernel.min(abi::MM_CID_END));
+        }
         Owner::Library if extensible_kernel() => {
             println!("case: library-owned area on a kernel with feature size > 32");
             assert_eq!(len, kernel.max(32), "registered with max(32, feature size)");
@@ -102,6 +108,32 @@ fn registration_length_and_alignment_follow_the_kernel() {
             assert_eq!((len, restartable::feature_size()), (0, 0));
             assert_eq!(restartable::thread_registration_len(), 0);
         }
+    }
+}
+
+#[test]
+fn the_classic_length_can_be_forced() {
+    // This test binary again, with the variable set before the decision.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "registration_length_and_alignment_follow_the_kernel",
+            "--nocapture",
+        ])
+        .env("RESTARTABLE_CLASSIC_LENGTH", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    if restartable::owner() == Owner::Library {
+        assert!(text.contains("case: library-owned, classic length forced"));
+    } else {
+        println!(
+            "case: owner {:?}: the variable changes nothing",
+            restartable::owner()
+        );
+        assert!(text.contains("case: glibc-owned") || text.contains("case: rseq unavailable"));
     }
 }
 
