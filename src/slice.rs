@@ -14,11 +14,14 @@
 //!    `slice_ctrl.granted` meanwhile (it extended the slice), it gives the
 //!    CPU back at once with `rseq_slice_yield(2)` ([`SliceGuard`]'s drop).
 //!
-//! The kernel offers the extension only to an area registered with the
-//! extensible length (longer than 32 bytes, see [`crate::registration_len`]),
-//! and only where it was built with `CONFIG_RSEQ_SLICE_EXTENSION` and not
-//! turned off on its command line (`rseq_slice_ext=0`). Everywhere else the
-//! guard is a no-op that costs one load, and [`status`] says why.
+//! The kernel offers the extension only where it was built with
+//! `CONFIG_RSEQ_SLICE_EXTENSION` and not told otherwise on its command line
+//! (`rseq_slice_ext=0`), and says at registration, in the area's `flags`
+//! (`RSEQ_CS_FLAG_SLICE_EXT_AVAILABLE`), whether it offers it to that
+//! registration; kernels that tell classic from extensible registrations
+//! offer it only to the extensible ones (longer than 32 bytes, see
+//! [`crate::registration_len`]). Everywhere else the guard is a no-op that
+//! costs one load, and [`status`] says why.
 //!
 //! The library writes `slice_ctrl.request` only while the kernel's enabled
 //! bit is set in the thread's area; it never writes `granted`, `flags` or
