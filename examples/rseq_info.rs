@@ -18,8 +18,26 @@ fn main() {
         "kernel area align   : {} bytes (AT_RSEQ_ALIGN)",
         restartable::kernel_area_align()
     );
+    println!("glibc __rseq_size   : {}", restartable::libc_rseq_size());
+    println!(
+        "registration length : {} bytes ({})",
+        restartable::registration_len(),
+        match restartable::registration_len() {
+            0 => "none",
+            32 => "classic",
+            _ => "extensible",
+        }
+    );
+    println!(
+        "thread registration : {} bytes",
+        restartable::thread_registration_len()
+    );
     println!("area offset from TP : {} bytes", restartable::area_offset());
-    println!("area address        : {:p}", restartable::rseq_location());
+    let area = restartable::rseq_location();
+    println!(
+        "area address        : {area:p} (aligned to {} bytes)",
+        1usize << (area as usize).trailing_zeros().min(12)
+    );
     println!(
         "current cpu         : {} (sched_getcpu: {})",
         restartable::current_cpu(),
@@ -30,6 +48,15 @@ fn main() {
     println!("node_id             : {}", show(restartable::node_id()));
     println!("mm_cid              : {}", show(restartable::mm_cid()));
     println!("possible cpus       : {}", restartable::possible_cpus());
+    println!("slice extension     : {}", restartable::slice::status());
+    let enabled = restartable::slice::enable();
+    println!(
+        "slice enable        : {}",
+        match enabled {
+            Ok(()) => format!("enabled ({})", restartable::slice::status()),
+            Err(why) => format!("not enabled: {why}"),
+        }
+    );
     println!(
         "refcount            : {}",
         restartable::refcount_of_current_thread()

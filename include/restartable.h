@@ -188,6 +188,39 @@ int restartable_is_available(void);
  */
 int restartable_area_is_exported(void);
 
+/* ------------------------------------------------------------------------ */
+/* Time-slice extension (Linux 7.x, CONFIG_RSEQ_SLICE_EXTENSION)             */
+/* ------------------------------------------------------------------------ */
+/*
+ * Asks the scheduler not to preempt the thread for a few microseconds more
+ * if its slice ends inside a short region (a lock hold):
+ *
+ *     restartable_slice_enable();               once per thread
+ *     int t = restartable_slice_begin();
+ *     ... short critical region ...
+ *     restartable_slice_end(t);                 yields if an extension was granted
+ *
+ * A no-op (one load) wherever the kernel does not offer it; the status and
+ * enable calls return a negative reason code then.
+ */
+#define RESTARTABLE_SLICE_ENABLED 2
+#define RESTARTABLE_SLICE_AVAILABLE 1
+#define RESTARTABLE_SLICE_NO_RSEQ (-1)
+#define RESTARTABLE_SLICE_KERNEL_TOO_OLD (-2)
+#define RESTARTABLE_SLICE_CLASSIC_REGISTRATION (-3)
+#define RESTARTABLE_SLICE_NOT_CONFIGURED (-4)
+#define RESTARTABLE_SLICE_KERNEL_ERROR (-5)
+/* RESTARTABLE_SLICE_ENABLED, _AVAILABLE, or a negative reason code. */
+int restartable_slice_status(void);
+/* Enables the extension for the calling thread: 0, or a negative reason. */
+int restartable_slice_enable(void);
+/* Sets slice_ctrl.request if enabled: returns the token for _end (0: no-op). */
+int restartable_slice_begin(void);
+/* Clears the request; yields (rseq_slice_yield) if an extension was granted. */
+void restartable_slice_end(int token);
+/* A static description of a reason code. */
+const char *restartable_slice_reason(int code);
+
 /*
  * Writes a diagnostic report into `buf`, as `snprintf` would: who owns the
  * area and why (RESTARTABLE_DISABLE, ENOSYS from valgrind, qemu-user or a
@@ -284,8 +317,16 @@ int32_t restartable_node_id(void);
 /* Concurrency id (dense, < threads and CPUs), or -1 when unavailable. */
 int32_t restartable_mm_cid(void);
 /* Usable feature size: 0 without rseq, 20 on old kernels, 28 with node_id
-   and mm_cid. */
+   and mm_cid, 33 with slice_ctrl (Linux 7.x, extensible registration). */
 uint32_t restartable_feature_size(void);
+/* The process's registration length: max(32, AT_RSEQ_FEATURE_SIZE) for
+   the library's own area where the kernel's feature size exceeds 32, else
+   32; glibc's max(32, __rseq_size) when glibc owns the area; 0 without
+   rseq. */
+uint32_t restartable_registration_len(void);
+/* The calling thread's registration length: 32 where a classic component
+   registered the shared __rseq_abi first; 0 when it uses no area. */
+uint32_t restartable_thread_registration_len(void);
 /* Critical sections aborted (and retried) inside the library. */
 uint64_t restartable_abort_count(void);
 

@@ -40,6 +40,97 @@ pub const CPU_ID_REGISTRATION_FAILED: i32 = -2;
 #[doc(alias = "RSEQ_FLAG_UNREGISTER")]
 pub const FLAG_UNREGISTER: u32 = 1;
 
+/// `flags` argument of `rseq(2)` that registers with the time-slice
+/// extension enabled from the start (Linux 7.0; refused with `EINVAL`
+/// before).
+#[doc(alias = "RSEQ_FLAG_SLICE_EXT_DEFAULT_ON")]
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{FLAG_SLICE_EXT_DEFAULT_ON, FLAG_UNREGISTER};
+/// // A flag of its own, distinct from the unregister flag.
+/// assert_eq!(FLAG_SLICE_EXT_DEFAULT_ON & FLAG_UNREGISTER, 0);
+/// ```
+pub const FLAG_SLICE_EXT_DEFAULT_ON: u32 = 1 << 1;
+
+/// Bit of [`Rseq::flags`] the kernel sets at registration when it offers
+/// the time-slice extension to this registration. Read-only for user space.
+#[doc(alias = "RSEQ_CS_FLAG_SLICE_EXT_AVAILABLE")]
+///
+/// # Examples
+/// ```
+/// use restartable::abi::AREA_FLAG_SLICE_EXT_AVAILABLE;
+/// let flags = 0u32; // as read from the area's `flags` word
+/// let offered = flags & AREA_FLAG_SLICE_EXT_AVAILABLE != 0;
+/// assert!(!offered);
+/// ```
+pub const AREA_FLAG_SLICE_EXT_AVAILABLE: u32 = 1 << 4;
+
+/// Bit of [`Rseq::flags`] the kernel sets while the time-slice extension is
+/// enabled for the thread. Read-only for user space.
+#[doc(alias = "RSEQ_CS_FLAG_SLICE_EXT_ENABLED")]
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{AREA_FLAG_SLICE_EXT_AVAILABLE, AREA_FLAG_SLICE_EXT_ENABLED};
+/// assert_ne!(AREA_FLAG_SLICE_EXT_ENABLED, AREA_FLAG_SLICE_EXT_AVAILABLE);
+/// ```
+pub const AREA_FLAG_SLICE_EXT_ENABLED: u32 = 1 << 5;
+
+/// `prctl(2)` option of the time-slice extension (Linux 7.0).
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{PR_RSEQ_SLICE_EXTENSION, PR_RSEQ_SLICE_EXTENSION_GET};
+/// // SAFETY: a query with no pointer arguments.
+/// let r = unsafe { libc::prctl(PR_RSEQ_SLICE_EXTENSION, PR_RSEQ_SLICE_EXTENSION_GET, 0, 0, 0) };
+/// // 0 or 1 where the kernel has the option; -1 (EINVAL, ENOTSUPP) elsewhere.
+/// assert!(r >= -1 && r <= 1);
+/// ```
+pub const PR_RSEQ_SLICE_EXTENSION: libc::c_int = 79;
+/// `prctl(PR_RSEQ_SLICE_EXTENSION, GET, 0, 0, 0)`: 1 if enabled, 0 if not.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{PR_RSEQ_SLICE_EXTENSION_GET, PR_RSEQ_SLICE_EXTENSION_SET};
+/// assert_ne!(PR_RSEQ_SLICE_EXTENSION_GET, PR_RSEQ_SLICE_EXTENSION_SET);
+/// ```
+pub const PR_RSEQ_SLICE_EXTENSION_GET: libc::c_ulong = 1;
+/// `prctl(PR_RSEQ_SLICE_EXTENSION, SET, flags, 0, 0)`: enables or disables.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{PR_RSEQ_SLICE_EXTENSION_SET, PR_RSEQ_SLICE_EXT_ENABLE};
+/// // What `restartable::slice::enable()` asks the kernel for:
+/// let (option, flags) = (PR_RSEQ_SLICE_EXTENSION_SET, PR_RSEQ_SLICE_EXT_ENABLE);
+/// assert_eq!((option, flags), (2, 1));
+/// ```
+pub const PR_RSEQ_SLICE_EXTENSION_SET: libc::c_ulong = 2;
+/// The enable bit of `PR_RSEQ_SLICE_EXTENSION_SET` / `_GET`.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::PR_RSEQ_SLICE_EXT_ENABLE;
+/// assert_eq!(PR_RSEQ_SLICE_EXT_ENABLE.count_ones(), 1);
+/// ```
+pub const PR_RSEQ_SLICE_EXT_ENABLE: libc::c_ulong = 1;
+
+/// The kernel's `ENOTSUPP` (524), which `prctl(PR_RSEQ_SLICE_EXTENSION)`
+/// answers where the kernel was built without
+/// `CONFIG_RSEQ_SLICE_EXTENSION`, the extension is off on the command line
+/// (`rseq_slice_ext=0`), or the area is registered with the classic length.
+/// Not a user-space errno: `libc` has no name for it.
+///
+/// # Examples
+/// ```
+/// use restartable::slice::{SliceStatus, SliceUnavailable};
+/// // The slice API turns this errno into a reason of its own.
+/// if let SliceStatus::Unavailable(SliceUnavailable::Kernel { errno }) = restartable::slice::status() {
+///     assert_ne!(errno, restartable::abi::ENOTSUPP);
+/// }
+/// ```
+pub const ENOTSUPP: i32 = 524;
+
 /// Feature size of kernels that predate `AT_RSEQ_FEATURE_SIZE` (Linux < 6.3):
 /// `cpu_id_start`, `cpu_id`, `rseq_cs` and `flags`.
 ///
@@ -50,7 +141,10 @@ pub const FLAG_UNREGISTER: u32 = 1;
 /// ```
 pub const ORIGINAL_FEATURE_SIZE: u32 = 20;
 
-/// The smallest length `rseq(2)` accepts, and the length this crate registers.
+/// The smallest length `rseq(2)` accepts: the classic length, which every
+/// kernel takes from an area aligned to 32 and which a classic registrant
+/// of `__rseq_abi` passes. Longer registrations are "extensible" ones (see
+/// [`AREA_CAPACITY`]).
 ///
 /// # Examples
 /// ```
@@ -59,7 +153,8 @@ pub const ORIGINAL_FEATURE_SIZE: u32 = 20;
 /// ```
 pub const MIN_REGISTRATION_LEN: u32 = 32;
 
-/// Alignment the kernel requires of the area (`AT_RSEQ_ALIGN` reports it).
+/// Alignment the kernel requires of an area registered with the classic
+/// length, and the least `AT_RSEQ_ALIGN` can say.
 ///
 /// # Examples
 /// ```
@@ -67,6 +162,22 @@ pub const MIN_REGISTRATION_LEN: u32 = 32;
 /// assert_eq!(area as usize % restartable::abi::AREA_ALIGN, 0);
 /// ```
 pub const AREA_ALIGN: usize = 32;
+
+/// Bytes this library reserves for its own area, and the alignment it gives
+/// it. A registration longer than 32 bytes must cover the kernel's feature
+/// size (`AT_RSEQ_FEATURE_SIZE`) and sit at an address aligned to
+/// `AT_RSEQ_ALIGN` (Linux 7.0: feature size 33, alignment 64); the library
+/// registers its area with `max(32, feature size)` bytes when the kernel's
+/// feature size and alignment fit in these 64 bytes, and with the classic
+/// 32 bytes otherwise.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{AREA_CAPACITY, MIN_REGISTRATION_LEN};
+/// assert!(restartable::registration_len() as usize <= AREA_CAPACITY);
+/// assert!(AREA_CAPACITY >= MIN_REGISTRATION_LEN as usize);
+/// ```
+pub const AREA_CAPACITY: usize = 64;
 
 /// Alignment the kernel requires of a critical-section descriptor.
 ///
@@ -157,6 +268,32 @@ pub const NODE_ID_OFFSET: usize = 20;
 /// ```
 pub const MM_CID_OFFSET: usize = 24;
 
+/// Byte offset of `slice_ctrl` in [`Rseq`] (Linux 7.0).
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{Rseq, SLICE_CTRL_OFFSET};
+/// assert_eq!(std::mem::offset_of!(Rseq, slice_ctrl), SLICE_CTRL_OFFSET);
+/// ```
+pub const SLICE_CTRL_OFFSET: usize = 28;
+/// Byte offset of `slice_ctrl.request`: set by user space, cleared by user
+/// space or the kernel.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{SLICE_CTRL_OFFSET, SLICE_REQUEST_OFFSET};
+/// assert_eq!(SLICE_REQUEST_OFFSET, SLICE_CTRL_OFFSET); // the word's first byte
+/// ```
+pub const SLICE_REQUEST_OFFSET: usize = SLICE_CTRL_OFFSET;
+/// Byte offset of `slice_ctrl.granted`: written by the kernel only.
+///
+/// # Examples
+/// ```
+/// use restartable::abi::{SLICE_GRANTED_OFFSET, SLICE_REQUEST_OFFSET};
+/// assert_eq!(SLICE_GRANTED_OFFSET, SLICE_REQUEST_OFFSET + 1);
+/// ```
+pub const SLICE_GRANTED_OFFSET: usize = SLICE_CTRL_OFFSET + 1;
+
 /// Feature size needed to read `node_id` (the field ends at byte 24).
 ///
 /// # Examples
@@ -173,6 +310,43 @@ pub const NODE_ID_END: u32 = (NODE_ID_OFFSET + 4) as u32;
 /// assert_eq!(has_mm_cid, restartable::mm_cid().is_some());
 /// ```
 pub const MM_CID_END: u32 = (MM_CID_OFFSET + 4) as u32;
+/// Feature size of kernels with `slice_ctrl`: the field ends at byte 32 and
+/// a reserved byte follows, so that the feature size exceeds the classic
+/// length (Linux 7.0: 33).
+///
+/// # Examples
+/// ```
+/// use restartable::abi::SLICE_CTRL_FEATURE_SIZE;
+/// let kernel_has_slices = restartable::kernel_feature_size() >= SLICE_CTRL_FEATURE_SIZE;
+/// println!("kernel offers slice_ctrl: {kernel_has_slices}");
+/// ```
+pub const SLICE_CTRL_FEATURE_SIZE: u32 = 33;
+
+/// The fields a registration of `len` bytes can use on a kernel whose
+/// feature size is `kernel`: everything the kernel offers up to `len` for
+/// an extensible registration (longer than 32 bytes); for a classic one,
+/// no field past `mm_cid` (the kernel gives `slice_ctrl` only to
+/// extensible registrations).
+///
+/// # Examples
+/// ```
+/// use restartable::abi::usable_feature_size;
+/// assert_eq!(usable_feature_size(33, 32), 28); // classic length on Linux 7.x
+/// assert_eq!(usable_feature_size(33, 33), 33); // extensible length
+/// assert_eq!(usable_feature_size(20, 32), 20); // Linux < 6.3
+/// ```
+pub const fn usable_feature_size(kernel: u32, len: u32) -> u32 {
+    let cap = if len > MIN_REGISTRATION_LEN {
+        len
+    } else {
+        MM_CID_END
+    };
+    if kernel < cap {
+        kernel
+    } else {
+        cap
+    }
+}
 
 /// `struct rseq`: the per-thread area shared between a thread and the kernel.
 ///
@@ -212,6 +386,11 @@ pub struct Rseq {
     /// Concurrency id: dense, < number of threads and CPUs of the process.
     /// Written by the kernel (feature size >= 28).
     pub mm_cid: UnsafeCell<u32>,
+    /// Time-slice extension control (feature size >= 33, extensible
+    /// registrations only): byte 0 `request`, set by user space and cleared
+    /// by user space or the kernel; byte 1 `granted`, written by the kernel
+    /// only. Padding that no one reads on older kernels.
+    pub slice_ctrl: UnsafeCell<u32>,
 }
 
 /// `struct rseq_cs`: the descriptor of one critical section.
@@ -277,6 +456,13 @@ const _: () = {
     assert!(offset_of!(Rseq, flags) == FLAGS_OFFSET);
     assert!(offset_of!(Rseq, node_id) == NODE_ID_OFFSET);
     assert!(offset_of!(Rseq, mm_cid) == MM_CID_OFFSET);
+    assert!(offset_of!(Rseq, slice_ctrl) == SLICE_CTRL_OFFSET);
+    assert!(SLICE_CTRL_FEATURE_SIZE as usize <= AREA_CAPACITY);
+    assert!(AREA_CAPACITY.is_power_of_two() && AREA_CAPACITY >= AREA_ALIGN);
+    assert!(usable_feature_size(33, 32) == 28);
+    assert!(usable_feature_size(33, 33) == 33);
+    assert!(usable_feature_size(28, 32) == 28);
+    assert!(usable_feature_size(20, 32) == 20);
     assert!(size_of::<RseqCs>() == 32);
     assert!(align_of::<RseqCs>() == CS_ALIGN);
     assert!(offset_of!(RseqCs, start_ip) == CS_START_IP_OFFSET);

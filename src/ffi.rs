@@ -147,10 +147,25 @@ pub extern "C" fn restartable_mm_cid() -> i32 {
 }
 
 /// `uint32_t restartable_feature_size(void)`: the usable feature size (0
-/// without rseq, 20 on old kernels, 28 with `node_id` and `mm_cid`).
+/// without rseq, 20 on old kernels, 28 with `node_id` and `mm_cid`, 33
+/// with `slice_ctrl` for an extensible registration).
 #[no_mangle]
 pub extern "C" fn restartable_feature_size() -> u32 {
     crate::feature_size()
+}
+
+/// `uint32_t restartable_registration_len(void)`: the process's
+/// registration length (see [`crate::registration_len`]).
+#[no_mangle]
+pub extern "C" fn restartable_registration_len() -> u32 {
+    crate::registration_len()
+}
+
+/// `uint32_t restartable_thread_registration_len(void)`: the calling
+/// thread's (see [`crate::thread_registration_len`]).
+#[no_mangle]
+pub extern "C" fn restartable_thread_registration_len() -> u32 {
+    crate::thread_registration_len()
 }
 
 /// `uint64_t restartable_abort_count(void)`: aborted sections seen by the
@@ -442,9 +457,89 @@ pub unsafe extern "C" fn restartable_report(buf: *mut core::ffi::c_char, len: us
     text.len()
 }
 
+// --- The time-slice extension (see `slice`) ---------------------------------
+
+/// `int restartable_slice_status(void)`: `RESTARTABLE_SLICE_ENABLED` (2),
+/// `RESTARTABLE_SLICE_AVAILABLE` (1), or the negative reason code of
+/// [`crate::slice::SliceUnavailable::code`].
+#[no_mangle]
+pub extern "C" fn restartable_slice_status() -> c_int {
+    match crate::slice::status() {
+        crate::slice::SliceStatus::Enabled => 2,
+        crate::slice::SliceStatus::Available => 1,
+        crate::slice::SliceStatus::Unavailable(why) => why.code(),
+    }
+}
+
+/// `int restartable_slice_enable(void)`: 0, or the negative reason code.
+#[no_mangle]
+pub extern "C" fn restartable_slice_enable() -> c_int {
+    crate::slice::enable().map_or_else(|why| why.code(), |()| 0)
+}
+
+/// `int restartable_slice_begin(void)`: asks for an extension if it is
+/// enabled on the thread; returns the token for `restartable_slice_end`
+/// (1 if this call set the request, 0 for a no-op).
+#[no_mangle]
+pub extern "C" fn restartable_slice_begin() -> c_int {
+    let guard = crate::slice::SliceGuard::new();
+    let requested = guard.requested();
+    core::mem::forget(guard);
+    requested.into()
+}
+
+/// `void restartable_slice_end(int token)`: ends what
+/// `restartable_slice_begin` started (nothing for token 0), yielding if
+/// the kernel granted an extension.
+#[no_mangle]
+pub extern "C" fn restartable_slice_end(token: c_int) {
+    if token != 0 {
+        crate::slice::end_request();
+    }
+}
+
+/// `const char *restartable_slice_reason(int code)`: a static,
+/// NUL-terminated description of a code `restartable_slice_status` or
+/// `restartable_slice_enable` returned ("" for codes >= 0, "unknown code"
+/// for others).
+#[no_mangle]
+pub extern "C" fn restartable_slice_reason(code: c_int) -> *const core::ffi::c_char {
+    let text: &'static core::ffi::CStr = match code {
+        0..=c_int::MAX => c"",
+        -1 => c"this thread uses no rseq area",
+        -2 => c"the kernel predates the time-slice extension (rseq feature size below 33)",
+        -3 => c"the rseq area is registered with the classic 32-byte length",
+        -4 => c"the kernel answers ENOTSUPP: built without CONFIG_RSEQ_SLICE_EXTENSION or off on its command line",
+        -5 => c"prctl(PR_RSEQ_SLICE_EXTENSION) failed",
+        _ => c"unknown code",
+    };
+    text.as_ptr()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slice_calls_are_consistent() {
+        std::thread::spawn(|| {
+            let status = restartable_slice_status();
+            assert!((-5..=2).contains(&status) && status != 0);
+            let enabled = restartable_slice_enable();
+            assert!(enabled == 0 || enabled == status || status > 0);
+            let token = restartable_slice_begin();
+            assert_eq!(token == 1, restartable_slice_status() == 2);
+            restartable_slice_end(token);
+            // SAFETY: static C strings.
+            let text = unsafe { core::ffi::CStr::from_ptr(restartable_slice_reason(-4)) };
+            assert!(text.to_bytes().starts_with(b"the kernel answers ENOTSUPP"));
+            // SAFETY: as above.
+            let text = unsafe { core::ffi::CStr::from_ptr(restartable_slice_reason(-99)) };
+            assert_eq!(text.to_bytes(), b"unknown code");
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn registration_balance() {

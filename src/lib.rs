@@ -111,6 +111,23 @@
 //! [`area_is_exported`] (and `cargo run --example rseq_info`) says whether
 //! a classic component loaded later would share the area.
 //!
+//! On a kernel whose rseq feature size exceeds 32 (Linux 7.x) the library
+//! registers its own area with [`registration_len`] = `max(32,
+//! AT_RSEQ_FEATURE_SIZE)` bytes (the area is 64 bytes aligned to 64), which
+//! the kernel needs to offer [`slice`](mod@crate::slice)'s time-slice extension. The kernel
+//! answers `EBUSY` to a second registration only with the same length, so:
+//! where a classic component registered `__rseq_abi` with 32 bytes first,
+//! the library's longer attempt gets `EINVAL`, it asks again with 32, gets
+//! `EBUSY` and shares that registration ([`thread_registration_len`] says
+//! 32 on that thread); a classic component that comes after the library
+//! shares it through `__rseq_refcount` (a count above 0 means "registered:
+//! count your hold, make no system call"), while one that ignores the count
+//! and registers 32 bytes gets `EINVAL` (`RESTARTABLE_CLASSIC_LENGTH=1` in
+//! the environment makes the library register 32 bytes for processes with
+//! such components, giving up the extension). Whichever copy of the library
+//! releases the last hold unregisters with the length recorded in the
+//! shared TLS header.
+//!
 //! # Critical sections
 //!
 //! [`cs`] has the operations (`load_cbne_store`, `load_add_store`, the
@@ -184,7 +201,8 @@
 //! Rust 1.85 (the `rust-version` of `Cargo.toml`): CI builds and tests the
 //! crate with Rust 1.85 as well as with the current stable release. rseq
 //! needs Linux 4.18; `node_id` and `mm_cid` need
-//! Linux 6.3 (`AT_RSEQ_FEATURE_SIZE` >= 28); fallback threads mixing with
+//! Linux 6.3 (`AT_RSEQ_FEATURE_SIZE` >= 28); the time-slice extension
+//! needs Linux 7.0 built with `CONFIG_RSEQ_SLICE_EXTENSION`; fallback threads mixing with
 //! rseq threads on a [`PerCpuLock`] or [`PerCpuStack`] need
 //! `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, Linux 5.10; without it those two
 //! types use an atomic compare-exchange in every thread
@@ -237,11 +255,12 @@ mod percpu;
 mod registration;
 mod report;
 mod sections;
+pub mod slice;
 mod sync;
 
 pub use area::{
     area_is_exported, area_offset, feature_size, kernel_area_align, kernel_feature_size,
-    libc_rseq_size, owner, rseq_location, Owner,
+    libc_rseq_size, owner, registration_len, rseq_location, Owner,
 };
 pub use cid::current_mm_cid;
 pub use cpu::{
@@ -263,8 +282,9 @@ pub use percpu::{
 };
 pub use percpu::{PerCpuBox, PerCpuPool, PoolError, Zeroable};
 pub use registration::{
-    caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
-    unregister_current_thread, RegistrationGuard, Stats, ThreadState, UNCOUNTED_OWNER,
+    caller_holds, refcount_of_current_thread, register_current_thread, stats,
+    thread_registration_len, thread_state, unregister_current_thread, RegistrationGuard, Stats,
+    ThreadState, UNCOUNTED_OWNER,
 };
 pub use report::{report, KernelRseq, Report};
 pub use sections::{register_for_sections, sections, Sections};

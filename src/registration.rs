@@ -18,6 +18,19 @@
 //! [`UNCOUNTED_OWNER`]: the library then never unregisters it, and drops
 //! the mark when that registration is gone.
 //!
+//! The length: the library registers its own area with the extensible
+//! length where the kernel's feature size exceeds 32 (see
+//! [`crate::registration_len`]), and records the length it registered
+//! with in the shared TLS header, so that whichever copy releases the last
+//! hold unregisters with it. `rseq(2)` answers `EBUSY` only for the very
+//! same area, length and signature, and `EINVAL` for another length as
+//! for another area; so when the longer attempt gets `EINVAL`, the library
+//! asks again with the classic 32 bytes: `EBUSY` then means a classic
+//! component registered this area first (borrowed, as above), and `EINVAL`
+//! again a different area ([`ThreadState::Foreign`]). A registration the
+//! header says nothing of was made by a classic component that counts its
+//! holds: it has the classic length.
+//!
 //! Each copy of the library also keeps a private [`ThreadRecord`]: how many
 //! holds its callers own (so an unbalanced unregister is refused), whether
 //! it holds the lazy registration (released at thread exit by a
@@ -248,6 +261,7 @@ struct Words {
     area: *mut abi::Rseq,
     refcount: *mut u32,
     busy: *mut u32,
+    len: *mut u32,
 }
 
 fn words() -> Words {
@@ -257,6 +271,7 @@ fn words() -> Words {
         area: tp.wrapping_add_signed(block.area) as *mut abi::Rseq,
         refcount: tp.wrapping_add_signed(block.refcount) as *mut u32,
         busy: tp.wrapping_add_signed(block.busy) as *mut u32,
+        len: tp.wrapping_add_signed(block.len) as *mut u32,
     }
 }
 
@@ -330,9 +345,24 @@ pub trait Kernel {
     /// Whether the thread's area is registered now: its `cpu_id` reads a
     /// CPU (the kernel writes it on every return to user space).
     fn area_registered(&self) -> bool;
-    /// `rseq(shared area, 32, flags, SIG)` for the calling thread: 0 or a
+    /// `rseq(shared area, len, flags, SIG)` for the calling thread: 0 or a
     /// negated errno.
-    fn rseq(&mut self, flags: u32) -> i32;
+    fn rseq(&mut self, len: u32, flags: u32) -> i32;
+    /// The length to register the shared area with first: the extensible
+    /// length where the area and the kernel allow one (see
+    /// [`crate::registration_len`]), else the classic 32.
+    fn extended_len(&self) -> u32 {
+        MIN_REGISTRATION_LEN
+    }
+    /// The length the thread's registration of the shared area was made
+    /// with, as the shared length word says; 32 when no copy of this
+    /// library made it (a classic component that counts its holds did).
+    fn registered_len(&self) -> u32 {
+        MIN_REGISTRATION_LEN
+    }
+    /// Records the length of the thread's registration in the shared
+    /// length word (0: none).
+    fn set_registered_len(&mut self, _len: u32) {}
     /// The shared area is registered with another signature: no section
     /// may run on it, so the process becomes `Unavailable`.
     fn set_unavailable(&mut self);
@@ -413,10 +443,13 @@ fn library_acquire<K: Kernel + ?Sized>(
         }
         // Registered, and no one counts: a component that does not follow
         // the refcount registered it. Before any section runs on it, the
-        // kernel confirms that it used this library's signature.
-        return Ok(match -kernel.rseq(0) {
+        // kernel confirms that it used this library's signature (and
+        // says which length: `EBUSY` needs the very same one).
+        let (errno, len) = negotiate(kernel);
+        return Ok(match errno {
             libc::EBUSY => {
                 kernel.note(Event::Borrowed);
+                kernel.set_registered_len(len);
                 *refcount = UNCOUNTED_OWNER | holds;
                 ThreadState::Borrowed
             }
@@ -430,9 +463,11 @@ fn library_acquire<K: Kernel + ?Sized>(
     }
     // Not registered: never yet, or the registration vanished, and with
     // it any uncounted owner.
-    let state = match -kernel.rseq(0) {
+    let (errno, len) = negotiate(kernel);
+    let state = match errno {
         0 => {
             kernel.note(Event::Registered);
+            kernel.set_registered_len(len);
             ThreadState::Registered
         }
         // A different area is registered for this thread.
@@ -447,6 +482,25 @@ fn library_acquire<K: Kernel + ?Sized>(
     };
     *refcount = holds;
     Ok(state)
+}
+
+/// Registers the shared area with the extensible length, then, if the
+/// kernel refuses it with `EINVAL`, with the classic 32 bytes: the errno
+/// (0 on success) and the length of the attempt that answered it.
+///
+/// The second attempt is how the library shares an area that a classic
+/// component registered first, with 32 bytes: `rseq(2)` answers `EBUSY`
+/// only for the very same area, length and signature, and `EINVAL` for a
+/// different length as for a different area. So `EINVAL` to the long
+/// length and `EBUSY` to the classic one means "this area, registered the
+/// classic way"; `EINVAL` to both means another area.
+fn negotiate<K: Kernel + ?Sized>(kernel: &mut K) -> (i32, u32) {
+    let len = kernel.extended_len();
+    let errno = -kernel.rseq(len, 0);
+    if errno == libc::EINVAL && len > MIN_REGISTRATION_LEN {
+        return (-kernel.rseq(MIN_REGISTRATION_LEN, 0), MIN_REGISTRATION_LEN);
+    }
+    (errno, len)
 }
 
 /// Releases one hold; the last one unregisters what this library
@@ -476,8 +530,10 @@ pub fn release<K: Kernel + ?Sized>(
         (true, true) => ThreadState::Borrowed,
         (true, false) if holds > 0 => ThreadState::Registered,
         (true, false) => {
-            if kernel.rseq(abi::FLAG_UNREGISTER) == 0 {
+            let len = kernel.registered_len();
+            if kernel.rseq(len, abi::FLAG_UNREGISTER) == 0 {
                 kernel.note(Event::Unregistered);
+                kernel.set_registered_len(0);
             }
             ThreadState::Unregistered
         }
@@ -508,11 +564,33 @@ impl Kernel for Process {
         (unsafe { arch::load_u32::<{ abi::CPU_ID_OFFSET }>(offset) } as i32) >= 0
     }
 
-    fn rseq(&mut self, flags: u32) -> i32 {
-        // SAFETY: this thread's static-TLS shared `__rseq_abi`: 32 bytes,
-        // aligned to 32, alive until the thread exits (when the kernel
-        // drops the registration); unregistering passes the same arguments.
-        unsafe { arch::sys_rseq(words().area, MIN_REGISTRATION_LEN, flags, arch::SIG) }
+    fn rseq(&mut self, len: u32, flags: u32) -> i32 {
+        debug_assert!(len == MIN_REGISTRATION_LEN || len <= area::registration_len());
+        // SAFETY: this thread's static-TLS shared `__rseq_abi`, alive until
+        // the thread exits (when the kernel drops the registration): at
+        // least 32 bytes aligned to 32, and `AREA_CAPACITY` bytes aligned
+        // to the kernel's alignment when `len` exceeds 32 (the decision
+        // allows a longer length only for such an area); unregistering
+        // passes the length of the registration.
+        unsafe { arch::sys_rseq(words().area, len, flags, arch::SIG) }
+    }
+
+    fn extended_len(&self) -> u32 {
+        area::registration_len().max(MIN_REGISTRATION_LEN)
+    }
+
+    fn registered_len(&self) -> u32 {
+        // SAFETY: the thread's length word, in its static TLS; only this
+        // thread (under the busy word) writes it.
+        match unsafe { words().len.read_volatile() } {
+            0 => MIN_REGISTRATION_LEN,
+            len => len,
+        }
+    }
+
+    fn set_registered_len(&mut self, len: u32) {
+        // SAFETY: as in `registered_len`; called under the busy word.
+        unsafe { words().len.write_volatile(len) }
     }
 
     fn set_unavailable(&mut self) {
@@ -624,14 +702,37 @@ pub fn thread_state() -> ThreadState {
     }
 }
 
+/// The length the calling thread's area is registered with: in `Library`
+/// mode what the library registered (or found registered) on this thread,
+/// the extensible [`crate::registration_len`] or the classic 32 where a
+/// classic component registered the shared area first; in `Libc` mode
+/// glibc's length; 0 where the thread uses no rseq area (not registered
+/// yet, foreign, refused, unavailable).
+///
+/// # Examples
+/// ```
+/// restartable::current_cpu(); // registers lazily where rseq is usable
+/// let len = restartable::thread_registration_len();
+/// assert!(len == 0 || len >= 32);
+/// ```
+pub fn thread_registration_len() -> u32 {
+    match (area::owner(), thread_state()) {
+        (Owner::Libc, ThreadState::Borrowed) => area::registration_len(),
+        (Owner::Library, ThreadState::Borrowed | ThreadState::Registered) => {
+            Process.registered_len()
+        }
+        _ => 0,
+    }
+}
+
 /// Asks the kernel whether the other area that made this thread foreign is
 /// still registered: registering the shared area succeeds only if not, and
 /// is then undone at once.
 fn foreign_still() -> ThreadState {
-    let asked = with_thread_state(Owner::Library, |record, _| match -Process.rseq(0) {
-        libc::EINVAL => ThreadState::Foreign,
-        0 => {
-            Process.rseq(abi::FLAG_UNREGISTER);
+    let asked = with_thread_state(Owner::Library, |record, _| match negotiate(&mut Process) {
+        (libc::EINVAL, _) => ThreadState::Foreign,
+        (0, len) => {
+            Process.rseq(len, abi::FLAG_UNREGISTER);
             record.state = ThreadState::Unregistered as u8;
             ThreadState::Unregistered
         }
@@ -847,6 +948,12 @@ mod tests {
         forced: Option<i32>,
         events: Vec<Event>,
         syscalls: u32,
+        /// The length the library tries first.
+        ext_len: u32,
+        /// The length the kernel has the registration with.
+        kernel_len: u32,
+        /// The shared length word.
+        len_word: u32,
     }
 
     impl Sim {
@@ -857,6 +964,9 @@ mod tests {
                 forced: None,
                 events: Vec::new(),
                 syscalls: 0,
+                ext_len: MIN_REGISTRATION_LEN,
+                kernel_len: MIN_REGISTRATION_LEN,
+                len_word: 0,
             }
         }
     }
@@ -869,25 +979,38 @@ mod tests {
             self.owner == Owner::Libc
                 || matches!(self.registered, Some(Area::Ours | Area::OursOtherSig))
         }
-        fn rseq(&mut self, flags: u32) -> i32 {
+        fn rseq(&mut self, len: u32, flags: u32) -> i32 {
             self.syscalls += 1;
             if let Some(errno) = self.forced {
                 return -errno;
             }
+            let same_len = len == self.kernel_len;
             match (flags, self.registered) {
                 (0, None) => {
                     self.registered = Some(Area::Ours);
+                    self.kernel_len = len;
                     0
                 }
-                (0, Some(Area::Ours)) => -libc::EBUSY,
-                (0, Some(Area::OursOtherSig)) => -libc::EPERM,
-                (0, Some(Area::Other)) => -libc::EINVAL,
-                (abi::FLAG_UNREGISTER, Some(Area::Ours)) => {
+                (0, Some(Area::Ours)) if same_len => -libc::EBUSY,
+                (0, Some(Area::OursOtherSig)) if same_len => -libc::EPERM,
+                (abi::FLAG_UNREGISTER, Some(Area::Ours)) if same_len => {
                     self.registered = None;
                     0
                 }
                 _ => -libc::EINVAL,
             }
+        }
+        fn extended_len(&self) -> u32 {
+            self.ext_len
+        }
+        fn registered_len(&self) -> u32 {
+            match self.len_word {
+                0 => MIN_REGISTRATION_LEN,
+                len => len,
+            }
+        }
+        fn set_registered_len(&mut self, len: u32) {
+            self.len_word = len;
         }
         fn set_unavailable(&mut self) {
             self.owner = Owner::Unavailable;
@@ -901,6 +1024,80 @@ mod tests {
     }
 
     use Holder::{Caller, Lazy};
+
+    #[test]
+    fn the_library_first_registers_the_extensible_length() {
+        let mut k = Sim::new(Owner::Library, None);
+        k.ext_len = 33;
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!((k.kernel_len, k.len_word, k.syscalls), (33, 33, 1));
+        // A classic registrant that ignores the count now gets EINVAL: the
+        // kernel answers EBUSY only for the same length.
+        assert_eq!(k.rseq(32, 0), -libc::EINVAL);
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Unregistered)
+        );
+        assert_eq!((k.registered, k.len_word), (None, 0));
+        assert_eq!(k.events, [Event::Registered, Event::Unregistered]);
+    }
+
+    #[test]
+    fn a_classic_registrant_first_is_shared_with_the_classic_length() {
+        // Registered with 32 bytes by a component that does not count.
+        let mut k = Sim::new(Owner::Library, Some(Area::Ours));
+        k.ext_len = 33;
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Borrowed)
+        );
+        // EINVAL to 33, EBUSY to 32: the same area, the classic way.
+        assert_eq!((k.syscalls, k.len_word), (2, 32));
+        assert_eq!(count, UNCOUNTED_OWNER | 1);
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Borrowed)
+        );
+        assert_eq!(k.registered, Some(Area::Ours), "never unregistered");
+        assert_eq!(k.events, [Event::Borrowed]);
+    }
+
+    #[test]
+    fn a_counting_classic_registrant_first_is_unregistered_with_its_length() {
+        // A classic component that counts registered with 32 bytes and
+        // left the length word alone.
+        let mut k = Sim::new(Owner::Library, Some(Area::Ours));
+        k.ext_len = 33;
+        let (mut r, mut count) = (ThreadRecord::NEW, 1);
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Registered)
+        );
+        assert_eq!((count, k.syscalls), (2, 0));
+        count -= 1; // the classic component releases its hold
+        assert_eq!(
+            release(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Unregistered)
+        );
+        assert_eq!(k.registered, None, "unregistered with 32 bytes");
+    }
+
+    #[test]
+    fn a_foreign_area_is_refused_at_both_lengths() {
+        let mut k = Sim::new(Owner::Library, Some(Area::Other));
+        k.ext_len = 33;
+        let (mut r, mut count) = (ThreadRecord::NEW, 0);
+        assert_eq!(
+            acquire(&mut k, &mut r, &mut count, Caller),
+            Ok(ThreadState::Foreign)
+        );
+        assert_eq!((k.syscalls, k.len_word), (2, 0));
+    }
 
     #[test]
     fn last_release_unregisters() {

@@ -19,7 +19,22 @@ fn owner_is_the_expected_one() {
     }
     if owner != Owner::Unavailable {
         let kernel = restartable::kernel_feature_size();
-        assert_eq!(feature_size(), kernel.min(32));
+        let len = restartable::registration_len();
+        println!("kernel feature size {kernel}, registration length {len}");
+        // Everything the kernel offers up to an extensible length; no
+        // field past mm_cid for a classic 32-byte registration.
+        assert_eq!(
+            feature_size(),
+            restartable::abi::usable_feature_size(kernel, len)
+        );
+        assert_eq!(
+            feature_size(),
+            if len > 32 {
+                kernel.min(len)
+            } else {
+                kernel.min(28)
+            }
+        );
         assert!(feature_size() >= 20);
     }
 }

@@ -422,6 +422,22 @@ fn rust_programs_export_the_area_with_one_flag() {
             let out = cbuild::run(mode, &exe, &[classic_plugin().to_str().unwrap(), kind]);
             assert!(cbuild::stdout(&out).contains("plugin_host: "));
         }
+        // With the classic length forced, an uncounted plugin shares the
+        // exported area on every kernel (EBUSY), Linux 7.x included.
+        let mut cmd = cbuild::command_in(
+            cbuild::Mode::Library,
+            &exe,
+            &[classic_plugin().to_str().unwrap(), kind],
+        );
+        cmd.env("RESTARTABLE_CLASSIC_LENGTH", "1");
+        let out = cbuild::run_ok(cmd, "plugin_host with RESTARTABLE_CLASSIC_LENGTH=1");
+        let text = cbuild::stdout(&out);
+        println!("{kind}, classic length forced: {text}");
+        if cbuild::expected(cbuild::Mode::Library) == "library" {
+            assert!(text.contains("plugin_host: ok"), "{text}");
+        } else {
+            assert!(text.contains("plugin_host: not library-owned"), "{text}");
+        }
     }
 }
 

@@ -59,7 +59,11 @@ mod tests {
         fn area_registered(&self) -> bool {
             self.owner == Owner::Libc || self.registered == Some(Area::Ours)
         }
-        fn rseq(&mut self, flags: u32) -> i32 {
+        fn rseq(&mut self, len: u32, flags: u32) -> i32 {
+            assert_eq!(
+                len, 32,
+                "the classic length unless the model says otherwise"
+            );
             assert_ne!(self.owner, Owner::Libc, "no system call in Libc mode");
             self.calls += 1;
             if self.nosys {
@@ -392,6 +396,11 @@ mod tests {
             owner,
             offset: cells.offset(Ordering::Relaxed),
             feature_size: cells.feature_size(Ordering::Relaxed),
+            // Not among the model's cells: the pure decision's.
+            registration_len: match owner {
+                Owner::Unavailable => 0,
+                _ => choose(probe).registration_len,
+            },
         }
     }
 
@@ -434,8 +443,10 @@ mod tests {
             arch_available: true,
             libc: Some((libc_size, LIBC_OFFSET)),
             kernel_feature_size: 28,
+            kernel_align: 32,
             kernel_rseq: true,
             shared_offset: SHARED_OFFSET,
+            shared_extensible: true,
             inert_offset: INERT_OFFSET,
         }
     }
@@ -481,6 +492,13 @@ mod tests {
             ..probe(false, 0)
         };
         assert_eq!(choose(&no_kernel).owner, Owner::Unavailable);
+        let linux7 = Probe {
+            kernel_feature_size: 33,
+            kernel_align: 64,
+            ..probe(false, 0)
+        };
+        let d = choose(&linux7);
+        assert_eq!((d.registration_len, d.feature_size), (33, 33));
     }
 
     /// `Library` may turn into `Unavailable` once (the shared area turns out
@@ -508,6 +526,7 @@ mod tests {
                     owner: Owner::Unavailable,
                     offset: INERT_OFFSET,
                     feature_size: 0,
+                    registration_len: 0,
                 },
             );
             let seen = reader.join().unwrap();

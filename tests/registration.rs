@@ -231,7 +231,10 @@ fn fork_child(owner: Owner, cpu: usize) {
     if owner == Owner::Library {
         // The kernel kept the parent's registration for the child: the
         // same area answers EBUSY.
-        assert_eq!(raw_register(rseq_location().cast()), Err(libc::EBUSY));
+        assert_eq!(
+            common::raw_register_as_library(rseq_location().cast()),
+            Err(libc::EBUSY)
+        );
     }
     assert_eq!(unregister_current_thread(), Ok(idle_state(owner)));
     check_really_unregistered(owner);
@@ -256,9 +259,14 @@ fn library_registration_is_exclusive() {
     on_fresh_thread(move || {
         assert_eq!(register_current_thread(), Ok(ThreadState::Registered));
         let area = rseq_location().cast::<u8>();
-        assert_eq!(raw_register(area), Err(libc::EBUSY));
+        let len = restartable::thread_registration_len();
+        println!("registered with {len} bytes");
+        assert_eq!(common::raw_register_as_library(area), Err(libc::EBUSY));
         // A different area, or the same one with another signature, is refused.
-        assert_eq!(common::raw_rseq(area, 32, 0, 0x1234_5678), Err(libc::EPERM));
+        assert_eq!(
+            common::raw_rseq(area, len, 0, 0x1234_5678),
+            Err(libc::EPERM)
+        );
         unregister_current_thread().unwrap();
         check_really_unregistered(owner);
     });
@@ -312,7 +320,11 @@ fn classic_registrant_first_is_borrowed_never_unregistered() {
         assert_eq!(refcount_of_current_thread(), 2, "caller + lazy");
         assert_eq!(unregister_current_thread(), Ok(ThreadState::Registered));
         assert_eq!(refcount_of_current_thread(), 1, "the lazy hold");
-        assert_eq!(raw_register(area), Err(libc::EBUSY), "still ours");
+        assert_eq!(
+            common::raw_register_as_library(area),
+            Err(libc::EBUSY),
+            "still ours"
+        );
     });
     assert!(stats().borrowed > before.borrowed);
 }

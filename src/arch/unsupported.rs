@@ -14,6 +14,10 @@ pub(crate) const AVAILABLE: bool = false;
 /// No signature: sections never run here.
 pub(crate) const SIG: u32 = 0;
 
+/// No `rseq_slice_yield` here: never called, since no area is ever
+/// registered (the kernel answers ENOSYS to -1).
+pub(crate) const SYS_RSEQ_SLICE_YIELD: libc::c_long = -1;
+
 /// Everything this backend keeps per thread, in one block whose address
 /// stands in for the thread pointer, so the offsets below are constant.
 #[repr(C)]
@@ -21,6 +25,7 @@ struct Block {
     area: Rseq,
     refcount: UnsafeCell<u32>,
     busy: UnsafeCell<u32>,
+    len: UnsafeCell<u32>,
     record: UnsafeCell<ThreadRecord>,
 }
 
@@ -34,9 +39,11 @@ std::thread_local! {
                 flags: UnsafeCell::new(0),
                 node_id: UnsafeCell::new(0),
                 mm_cid: UnsafeCell::new(0),
+                slice_ctrl: UnsafeCell::new(0),
             },
             refcount: UnsafeCell::new(0),
             busy: UnsafeCell::new(0),
+            len: UnsafeCell::new(0),
             record: UnsafeCell::new(ThreadRecord::NEW),
         }
     };
@@ -88,6 +95,12 @@ pub(crate) fn own_refcount_offset() -> isize {
 #[inline]
 pub(crate) fn own_busy_offset() -> isize {
     core::mem::offset_of!(Block, busy) as isize
+}
+
+/// The registered-length word's place in the block.
+#[inline]
+pub(crate) fn own_len_offset() -> isize {
+    core::mem::offset_of!(Block, len) as isize
 }
 
 /// The area used where rseq cannot be: the same never-registered one.

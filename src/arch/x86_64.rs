@@ -32,18 +32,22 @@ pub(crate) const AVAILABLE: bool = true;
 /// the instruction emitted before every abort handler.
 pub(crate) const SIG: u32 = crate::abi::RSEQ_SIG;
 
+/// `rseq_slice_yield(2)` (Linux 7.0): gives the CPU back after a granted
+/// time-slice extension.
+pub(crate) const SYS_RSEQ_SLICE_YIELD: libc::c_long = 471;
+
 global_asm!(
-    // This copy's TLS: a header that later copies of the library find in
-    // this object's TLS image (see `area::probe`), then the area, then the
-    // inert area; the header holds the refcount and the busy word. Layout
-    // version `area::TLS_HEADER_VERSION`: magic at 0, `__rseq_refcount` at
-    // 16, the busy word at 20, `__rseq_abi` at 32.
+    // This copy's TLS block, laid out as `arch::tls` says: the header that
+    // later copies of the library find in this object's TLS image (see
+    // `area::probe`), holding the refcount, the busy word and the
+    // registered length; the inert area; then `__rseq_abi`, 64 bytes
+    // aligned to 64, room for an extensible registration.
     ".pushsection .tdata, \"awT\", @progbits",
-    ".balign 32",
+    ".balign {block_align}",
     ".globl restartable_tls_header",
     ".hidden restartable_tls_header",
     ".type restartable_tls_header, @object",
-    ".size restartable_tls_header, 32",
+    ".size restartable_tls_header, {header_size}",
     "restartable_tls_header:",
     ".ascii \"restartable-tls\"",
     ".byte {header_version}",
@@ -69,25 +73,15 @@ global_asm!(
     ".size restartable_own_busy, 4",
     "restartable_own_busy:",
     ".long 0",
-    ".zero 8",
-    // `__rseq_abi`: the classic shared area. Weak so that every copy of this
-    // library and every component defining it the classic way resolve to one
-    // area per thread when the symbol is exported; `cpu_id` starts at -1
-    // (RSEQ_CPU_ID_UNINITIALIZED). `restartable_own_area` names this copy's
-    // definition whatever the weak name resolves to.
-    ".weak __rseq_abi",
-    ".type __rseq_abi, @object",
-    ".size __rseq_abi, 32",
-    ".globl restartable_own_area",
-    ".hidden restartable_own_area",
-    ".type restartable_own_area, @object",
-    ".size restartable_own_area, 32",
-    "__rseq_abi:",
-    "restartable_own_area:",
-    ".long 0",          // cpu_id_start
-    ".long -1",         // cpu_id
-    ".quad 0",          // rseq_cs
-    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
+    // The length the shared area is registered with on this thread, so
+    // that whichever copy releases the last hold unregisters with it.
+    ".globl restartable_own_len",
+    ".hidden restartable_own_len",
+    ".type restartable_own_len, @object",
+    ".size restartable_own_len, 4",
+    "restartable_own_len:",
+    ".long 0",
+    ".zero {inert_at} - ({len_at} + 4)",
     // `restartable_inert_area`: an area no one ever registers, so its
     // `cpu_id` stays -1. The active-area offset names it from relocation
     // time until the owner is decided, and whenever rseq is unavailable:
@@ -101,7 +95,27 @@ global_asm!(
     ".long 0",          // cpu_id_start
     ".long -1",         // cpu_id
     ".quad 0",          // rseq_cs
-    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
+    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, slice_ctrl
+    ".zero {area_at} - ({inert_at} + 32)",
+    // `__rseq_abi`: the classic shared area. Weak so that every copy of this
+    // library and every component defining it the classic way resolve to one
+    // area per thread when the symbol is exported; `cpu_id` starts at -1
+    // (RSEQ_CPU_ID_UNINITIALIZED). `restartable_own_area` names this copy's
+    // definition whatever the weak name resolves to.
+    ".weak __rseq_abi",
+    ".type __rseq_abi, @object",
+    ".size __rseq_abi, {area_capacity}",
+    ".globl restartable_own_area",
+    ".hidden restartable_own_area",
+    ".type restartable_own_area, @object",
+    ".size restartable_own_area, {area_capacity}",
+    "__rseq_abi:",
+    "restartable_own_area:",
+    ".long 0",          // cpu_id_start
+    ".long -1",         // cpu_id
+    ".quad 0",          // rseq_cs
+    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, slice_ctrl
+    ".zero {area_capacity} - 32", // the reserved byte and later features
     ".popsection",
     // This copy's own thread record, hidden.
     ".pushsection .tbss, \"awT\", @nobits",
@@ -151,7 +165,13 @@ global_asm!(
     "restartable_libc_rseq_offset_ref:",
     ".quad __rseq_offset",
     ".popsection",
-    header_version = const crate::area::TLS_HEADER_VERSION,
+    header_version = const crate::arch::tls::VERSION,
+    header_size = const crate::arch::tls::HEADER_SIZE,
+    block_align = const crate::arch::tls::BLOCK_ALIGN,
+    len_at = const crate::arch::tls::LEN_AT,
+    inert_at = const crate::arch::tls::INERT_AT,
+    area_at = const crate::arch::tls::AREA_AT,
+    area_capacity = const crate::abi::AREA_CAPACITY,
 );
 
 // The constructor, reached through an IFUNC: the dynamic linker runs the
@@ -309,6 +329,12 @@ pub(crate) fn own_refcount_offset() -> isize {
 #[inline]
 pub(crate) fn own_busy_offset() -> isize {
     tp_offset_of!("restartable_own_busy")
+}
+
+/// Offset of this copy's registered-length word from the thread pointer.
+#[inline]
+pub(crate) fn own_len_offset() -> isize {
+    tp_offset_of!("restartable_own_len")
 }
 
 /// Offset of this thread's inert area (never registered) from the thread

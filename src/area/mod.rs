@@ -32,9 +32,6 @@ use crate::sync::{
     StaticAtomicU8 as AtomicU8,
 };
 
-#[cfg_attr(restartable_loom, allow(unused_imports))] // the simulated backend has no TLS header
-pub(crate) use probe::TLS_HEADER_VERSION;
-
 /// Who registered the areas of this process's threads.
 ///
 /// Exhaustive on purpose (no `#[non_exhaustive]`): a thread's area is
@@ -92,6 +89,12 @@ static OWNER: AtomicU8 = AtomicU8::new(0);
 static FEATURE_SIZE: AtomicU32 = AtomicU32::new(0);
 static KERNEL_FEATURE_SIZE: AtomicU32 = AtomicU32::new(0);
 static LIBC_RSEQ_SIZE: AtomicU32 = AtomicU32::new(0);
+/// The length the library registers its area with (`Library` mode) or the
+/// one glibc registered (`Libc` mode); 0 when unavailable. Stored before
+/// the owner is published, like the shared block below.
+static REGISTRATION_LEN: AtomicU32 = AtomicU32::new(0);
+static SHARED_LEN: AtomicIsize = AtomicIsize::new(0);
+static SHARED_EXTENSIBLE: AtomicU8 = AtomicU8::new(0);
 /// The shared block's TP offsets, stored before the owner is published
 /// (`Release`, see [`publish`]) and never changed afterwards.
 static SHARED_AREA: AtomicIsize = AtomicIsize::new(0);
@@ -207,13 +210,19 @@ pub(crate) fn set_unavailable() {
             owner: Owner::Unavailable,
             offset: arch::inert_area_offset(),
             feature_size: 0,
+            registration_len: 0,
         },
     );
 }
 
 /// Size in bytes of the rseq fields this process can read: 0 when rseq is
 /// unavailable, 20 for kernels that predate `AT_RSEQ_FEATURE_SIZE`, 28 with
-/// `node_id` and `mm_cid` (Linux 6.3+). Capped at the 32 bytes registered.
+/// `node_id` and `mm_cid` (Linux 6.3+), 33 with `slice_ctrl` (Linux 7.0+)
+/// where the area is registered with an extensible length (see
+/// [`registration_len`]). A classic 32-byte registration gets no field past
+/// `mm_cid` from the kernel, so it reports at most 28. A thread whose
+/// shared area a classic component registered first uses the classic
+/// length: [`thread_registration_len`](crate::thread_registration_len) says which one a thread has.
 ///
 /// # Examples
 /// ```
@@ -224,6 +233,32 @@ pub(crate) fn set_unavailable() {
 pub fn feature_size() -> u32 {
     owner();
     Statics.feature_size(Ordering::Relaxed)
+}
+
+/// The length of the process's registrations: what the library passes to
+/// `rseq(2)` in `Library` mode (`max(32, AT_RSEQ_FEATURE_SIZE)` when the
+/// kernel's feature size exceeds 32 and its alignment fits the library's
+/// 64-byte area, 32 otherwise), what glibc registered in `Libc` mode
+/// (`max(32, __rseq_size)`: glibc before 2.40 reports the registered 32
+/// bytes there, later releases the kernel's feature size), 0 when
+/// unavailable.
+///
+/// `RESTARTABLE_CLASSIC_LENGTH=1` in the environment makes the library
+/// register 32 bytes whatever the kernel: for a process that loads classic
+/// components which register the exported `__rseq_abi` themselves without
+/// looking at `__rseq_refcount` (the kernel answers such a 32-byte
+/// registration `EBUSY`, "shared", only while the area is registered with
+/// 32 bytes, and `EINVAL` after an extensible registration). The
+/// time-slice extension is then unavailable.
+///
+/// # Examples
+/// ```
+/// let len = restartable::registration_len();
+/// assert!(len == 0 || len >= 32);
+/// ```
+pub fn registration_len() -> u32 {
+    owner();
+    REGISTRATION_LEN.load(Ordering::Relaxed)
 }
 
 /// The kernel's feature size from `getauxval(AT_RSEQ_FEATURE_SIZE)`, or 20
@@ -314,6 +349,8 @@ pub(crate) fn shared() -> probe::Block {
         area: SHARED_AREA.load(Ordering::Relaxed),
         refcount: SHARED_REFCOUNT.load(Ordering::Relaxed),
         busy: SHARED_BUSY.load(Ordering::Relaxed),
+        len: SHARED_LEN.load(Ordering::Relaxed),
+        extensible: SHARED_EXTENSIBLE.load(Ordering::Relaxed) != 0,
     }
 }
 
@@ -332,6 +369,12 @@ pub(crate) fn shared() -> probe::Block {
 pub fn rseq_location() -> *mut Rseq {
     owner();
     arch::thread_pointer().wrapping_add_signed(offset()) as *mut Rseq
+}
+
+/// `RESTARTABLE_CLASSIC_LENGTH` is set: register the classic 32 bytes
+/// even where the kernel offers more.
+fn classic_length_forced() -> bool {
+    probe::env_var_set(c"RESTARTABLE_CLASSIC_LENGTH")
 }
 
 pub(crate) fn env_disabled() -> bool {
@@ -376,13 +419,18 @@ fn decide() {
     } else {
         probe::Block::own()
     };
+    let kernel_align = kernel_area_align();
     let decision = choose(&Probe {
         disabled,
         arch_available: arch::AVAILABLE,
         libc,
         kernel_feature_size: kernel,
+        kernel_align,
         kernel_rseq,
         shared_offset: block.area,
+        shared_extensible: block.extensible
+            && tp.wrapping_add_signed(block.area) & (kernel_align.max(abi::AREA_ALIGN) - 1) == 0
+            && !classic_length_forced(),
         inert_offset: arch::inert_area_offset(),
     });
     SHARED_AREA.store(block.area, Ordering::Relaxed);
@@ -398,6 +446,9 @@ fn decide() {
         };
         CAUSE.store(cause, Ordering::Relaxed);
     }
+    SHARED_LEN.store(block.len, Ordering::Relaxed);
+    SHARED_EXTENSIBLE.store(block.extensible.into(), Ordering::Relaxed);
+    REGISTRATION_LEN.store(decision.registration_len, Ordering::Relaxed);
     // Publishing with `Release` makes every store above visible to whoever
     // reads the owner with `Acquire`.
     publish(&Statics, decision);
@@ -414,11 +465,17 @@ pub struct Probe {
     pub libc: Option<(u32, isize)>,
     /// The kernel's feature size (20 when it predates the auxv entry).
     pub kernel_feature_size: u32,
+    /// The kernel's `AT_RSEQ_ALIGN` (32 when it predates the auxv entry).
+    pub kernel_align: usize,
     /// The kernel answers `rseq(2)` (asked without registering; false when
     /// not asked because glibc registered).
     pub kernel_rseq: bool,
     /// The TP offset of the `__rseq_abi` every copy of the library shares.
     pub shared_offset: isize,
+    /// The shared area is a copy's own ([`abi::AREA_CAPACITY`] bytes) and
+    /// sits at an address aligned to `AT_RSEQ_ALIGN`; false for a classic
+    /// component's 32-byte `__rseq_abi`.
+    pub shared_extensible: bool,
     /// The TP offset of an area no one registers (`cpu_id` always -1).
     pub inert_offset: isize,
 }
@@ -432,31 +489,60 @@ pub struct Decision {
     pub offset: isize,
     /// The usable feature size (0 when unavailable).
     pub feature_size: u32,
+    /// The registration length (0 when unavailable).
+    pub registration_len: u32,
+}
+
+/// The length the library registers an area with: the extensible
+/// `max(32, feature size)` where the kernel's feature size exceeds 32 and
+/// both it and the kernel's alignment fit the area, the classic 32 bytes
+/// otherwise.
+pub fn library_registration_len(probe: &Probe) -> u32 {
+    let capacity = abi::AREA_CAPACITY as u32;
+    let fits = probe.shared_extensible
+        && probe.kernel_feature_size <= capacity
+        && probe.kernel_align <= abi::AREA_CAPACITY;
+    if fits && probe.kernel_feature_size > abi::MIN_REGISTRATION_LEN {
+        probe.kernel_feature_size
+    } else {
+        abi::MIN_REGISTRATION_LEN
+    }
 }
 
 /// Picks the owner from what the probe found; pure.
 pub fn choose(probe: &Probe) -> Decision {
-    let usable = probe.kernel_feature_size.min(abi::MIN_REGISTRATION_LEN);
     let unavailable = Decision {
         owner: Owner::Unavailable,
         offset: probe.inert_offset,
         feature_size: 0,
+        registration_len: 0,
     };
     if probe.disabled || !probe.arch_available {
         return unavailable;
     }
     match probe.libc {
-        Some((size, offset)) if size > 0 => Decision {
-            owner: Owner::Libc,
-            offset,
-            feature_size: usable,
-        },
+        Some((size, offset)) if size > 0 => {
+            // glibc < 2.40 reports the registered length (32) in
+            // `__rseq_size`, later releases the feature size they
+            // registered for (20, 28, 33 ...), registering at least 32.
+            let len = size.max(abi::MIN_REGISTRATION_LEN);
+            Decision {
+                owner: Owner::Libc,
+                offset,
+                feature_size: abi::usable_feature_size(probe.kernel_feature_size, len),
+                registration_len: len,
+            }
+        }
         _ if !probe.kernel_rseq => unavailable,
-        _ => Decision {
-            owner: Owner::Library,
-            offset: probe.shared_offset,
-            feature_size: usable,
-        },
+        _ => {
+            let len = library_registration_len(probe);
+            Decision {
+                owner: Owner::Library,
+                offset: probe.shared_offset,
+                feature_size: abi::usable_feature_size(probe.kernel_feature_size, len),
+                registration_len: len,
+            }
+        }
     }
 }
 
@@ -529,4 +615,56 @@ impl Published for Statics {
 /// returns); the `arch` layer lists it in `.init_array`.
 pub(crate) extern "C" fn constructor() {
     decided(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(kernel: u32, align: usize, libc: Option<u32>, extensible: bool) -> Probe {
+        Probe {
+            disabled: false,
+            arch_available: true,
+            libc: libc.map(|size| (size, 2336)),
+            kernel_feature_size: kernel,
+            kernel_align: align,
+            kernel_rseq: true,
+            shared_offset: -128,
+            shared_extensible: extensible,
+            inert_offset: -96,
+        }
+    }
+
+    fn lens(p: &Probe) -> (Owner, u32, u32) {
+        let d = choose(p);
+        (d.owner, d.registration_len, d.feature_size)
+    }
+
+    #[test]
+    fn the_library_registers_the_kernels_length_where_it_exceeds_32() {
+        // Linux 7.x: feature size 33, alignment 64.
+        assert_eq!(lens(&probe(33, 64, None, true)), (Owner::Library, 33, 33));
+        // A classic component's 32-byte area, or a misaligned one: 32 bytes,
+        // and no field past mm_cid.
+        assert_eq!(lens(&probe(33, 64, None, false)), (Owner::Library, 32, 28));
+        // A kernel asking for more than the area holds.
+        assert_eq!(lens(&probe(33, 128, None, true)), (Owner::Library, 32, 28));
+        assert_eq!(lens(&probe(65, 64, None, true)), (Owner::Library, 32, 28));
+        // Linux 6.3 to 6.19, and before 6.3.
+        assert_eq!(lens(&probe(28, 32, None, true)), (Owner::Library, 32, 28));
+        assert_eq!(lens(&probe(20, 32, None, true)), (Owner::Library, 32, 20));
+    }
+
+    #[test]
+    fn glibcs_rseq_size_is_read_in_both_meanings() {
+        // glibc 2.35-2.39: the registered 32 bytes.
+        assert_eq!(lens(&probe(28, 32, Some(32), true)), (Owner::Libc, 32, 28));
+        assert_eq!(lens(&probe(33, 64, Some(32), true)), (Owner::Libc, 32, 28));
+        // glibc 2.40+ (and Debian 12's 2.36, which says 20): the feature
+        // size glibc knows of; the kernel fills what a 32-byte
+        // registration covers whatever glibc knows.
+        assert_eq!(lens(&probe(28, 32, Some(20), true)), (Owner::Libc, 32, 28));
+        assert_eq!(lens(&probe(28, 32, Some(28), true)), (Owner::Libc, 32, 28));
+        assert_eq!(lens(&probe(33, 64, Some(33), true)), (Owner::Libc, 33, 33));
+    }
 }

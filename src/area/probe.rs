@@ -36,19 +36,20 @@ use core::ffi::{c_char, c_int, c_void, CStr};
 
 use crate::arch;
 
+use crate::arch::tls;
+
 /// The version of the TLS header's layout; a copy uses only headers of
 /// its own version (the last byte of the magic).
-#[cfg_attr(restartable_loom, allow(dead_code))] // the simulated backend has no TLS header
-pub(crate) const TLS_HEADER_VERSION: u8 = 1;
+#[cfg(test)]
+const TLS_HEADER_VERSION: u8 = tls::VERSION;
 /// The header's first 16 bytes.
-const TLS_HEADER_MAGIC: &[u8; 16] = b"restartable-tls\x01";
-/// Where the refcount, the busy word and the area sit after the header's
-/// start (the layout `arch` defines).
-const REFCOUNT_AT: isize = 16;
-const BUSY_AT: isize = 20;
-const AREA_AT: isize = 32;
+const TLS_HEADER_MAGIC: &[u8; 16] = &{
+    let mut magic = *b"restartable-tls\0";
+    magic[15] = tls::VERSION;
+    magic
+};
 /// The header's alignment, and so the step of the search.
-const HEADER_ALIGN: usize = 32;
+const HEADER_ALIGN: usize = tls::BLOCK_ALIGN;
 
 /// Where the shared area, its refcount and its busy word sit, as offsets
 /// from the thread pointer (the same for every thread: static TLS).
@@ -60,6 +61,14 @@ pub(crate) struct Block {
     pub(crate) refcount: isize,
     /// Non-zero while a registration change runs on the thread.
     pub(crate) busy: isize,
+    /// The word that holds the length the area is registered with on the
+    /// thread (0 while it is not registered by a holder that counts).
+    pub(crate) len: isize,
+    /// Whether the area is a copy's own (room for [`AREA_CAPACITY`] bytes,
+    /// aligned to as much) rather than a classic component's (32 bytes).
+    ///
+    /// [`AREA_CAPACITY`]: crate::abi::AREA_CAPACITY
+    pub(crate) extensible: bool,
 }
 
 impl Block {
@@ -69,6 +78,8 @@ impl Block {
             area: arch::own_area_offset(),
             refcount: arch::own_refcount_offset(),
             busy: arch::own_busy_offset(),
+            len: arch::own_len_offset(),
+            extensible: arch::AVAILABLE,
         }
     }
 }
@@ -293,6 +304,8 @@ pub(crate) fn shared_block() -> Block {
             area,
             refcount: tls_offset_of(c"__rseq_refcount", 4).unwrap_or(first.refcount),
             busy: first.busy,
+            len: first.len,
+            extensible: false,
         },
         _ => first,
     }
@@ -357,9 +370,11 @@ unsafe fn block_of(info: &libc::dl_phdr_info) -> Option<Block> {
         .wrapping_add(at)
         .wrapping_sub(arch::thread_pointer()) as isize;
     Some(Block {
-        area: header + AREA_AT,
-        refcount: header + REFCOUNT_AT,
-        busy: header + BUSY_AT,
+        area: header + tls::AREA_AT as isize,
+        refcount: header + tls::REFCOUNT_AT as isize,
+        busy: header + tls::BUSY_AT as isize,
+        len: header + tls::LEN_AT as isize,
+        extensible: true,
     })
 }
 
@@ -393,7 +408,7 @@ fn find_header(image: &[u8]) -> Option<usize> {
     (0..image.len())
         .step_by(HEADER_ALIGN)
         .find(|&at| image[at..].starts_with(TLS_HEADER_MAGIC))
-        .filter(|&at| at + AREA_AT as usize + 32 <= image.len())
+        .filter(|&at| at + tls::SIZE <= image.len())
 }
 
 #[cfg(test)]
@@ -401,7 +416,7 @@ mod tests {
     use super::*;
 
     fn image_with_header_at(at: usize, version: u8) -> Vec<u8> {
-        let mut image = vec![0u8; at + 96];
+        let mut image = vec![0u8; at + tls::SIZE];
         image[at..at + 16].copy_from_slice(TLS_HEADER_MAGIC);
         image[at + 15] = version;
         image
@@ -426,11 +441,11 @@ mod tests {
             None
         );
         assert_eq!(
-            find_header(&image_with_header_at(40, TLS_HEADER_VERSION)),
+            find_header(&image_with_header_at(96, TLS_HEADER_VERSION)),
             None
         );
-        let image = image_with_header_at(32, TLS_HEADER_VERSION);
-        assert_eq!(find_header(&image[..60]), None);
+        let image = image_with_header_at(64, TLS_HEADER_VERSION);
+        assert_eq!(find_header(&image[..64 + tls::SIZE - 1]), None);
         assert_eq!(find_header(&[]), None);
     }
 

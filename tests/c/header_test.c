@@ -377,6 +377,25 @@ int main(void)
         restore_affinity(cpus, n);
     }
     check_counting();
+    {
+        /* The time-slice extension: a status, an enable that agrees with
+           it, and a begin/end pair that is a no-op unless it is enabled. */
+        int status = restartable_slice_status();
+        int enabled = restartable_slice_enable();
+        int token;
+        CHECK(status != 0 && status >= RESTARTABLE_SLICE_KERNEL_ERROR &&
+              status <= RESTARTABLE_SLICE_ENABLED);
+        CHECK(enabled == 0 || enabled == status);
+        if (owner_expected == RESTARTABLE_OWNER_NONE)
+            CHECK_EQ(status, RESTARTABLE_SLICE_NO_RSEQ);
+        token = restartable_slice_begin();
+        CHECK_EQ(token, restartable_slice_status() == RESTARTABLE_SLICE_ENABLED);
+        restartable_slice_end(token);
+        CHECK(restartable_slice_reason(status) != NULL);
+        printf("header_test: slice extension %d (%s), registration length %u\n", status,
+               restartable_slice_reason(status), restartable_registration_len());
+        CHECK(restartable_registration_len() == 0 || restartable_registration_len() >= 32);
+    }
     printf("header_test: all checks passed (owner %d, feature size %u, aborts %llu)\n",
            restartable_owner(), restartable_feature_size(),
            (unsigned long long)restartable_abort_count());

@@ -37,6 +37,19 @@ pub fn raw_register(area: *mut u8) -> Result<(), i32> {
     raw_rseq(area, LEN, 0, SIG)
 }
 
+/// Registers `area` with the length the library registered the calling
+/// thread's area with (the extensible length on Linux 7.x, 32 before):
+/// `EBUSY` when the library's registration is in place.
+#[allow(dead_code)] // not every test binary uses it
+pub fn raw_register_as_library(area: *mut u8) -> Result<(), i32> {
+    raw_rseq(
+        area,
+        restartable::thread_registration_len().max(LEN),
+        0,
+        SIG,
+    )
+}
+
 /// Unregisters `area` for the calling thread.
 pub fn raw_unregister(area: *mut u8) -> Result<(), i32> {
     raw_rseq(area, LEN, UNREGISTER, SIG)
