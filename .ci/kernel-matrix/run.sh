@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# The kernel matrix: boots Debian-packaged Linux kernels in QEMU (through
+# virtme-ng) and runs every test executable of this crate inside each, once
+# with glibc owning the rseq area and once with the library owning it.
+#
+# Usage: .ci/kernel-matrix/run.sh [KERNEL...]
+#   KERNEL is an upstream version prefix ("5.10", "6.19", "7.3.4"): the
+#   newest linux-image-*-amd64 package of the Debian archive whose version
+#   starts with it. Default: $KMATRIX_KERNELS, or the list below.
+#
+# The guest sees the host's root filesystem read-only (virtio-fs), so the
+# host's toolchain, C compilers and glibc are the guest's too; only the
+# kernel changes. Results come back through a read-write share, one
+# directory per kernel under $KMATRIX_CACHE/results/.
+#
+# Environment:
+#   KMATRIX_CACHE         cache and results (default target/kernel-matrix)
+#   KMATRIX_KERNELS       kernels to boot when none are given
+#   KMATRIX_ACCEL         kvm or tcg (default: kvm only where the CPU shows
+#                         vmx or svm and /dev/kvm opens)
+#   KMATRIX_TEST_TIMEOUT  seconds one test executable may run (default 1500)
+#   KMATRIX_QEMU_OPTS     extra QEMU options
+#
+# Exit status: 0 when every test passed on every kernel, 1 when a test
+# failed, 2 when setup, a download or a boot failed.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+repo=$PWD
+here=$repo/.ci/kernel-matrix
+cache=${KMATRIX_CACHE:-$repo/target/kernel-matrix}
+mkdir -p "$cache"
+cache=$(cd "$cache" && pwd)
+
+DEFAULT_KERNELS="5.10 6.1 6.12 6.19 7.3"
+if (($#)); then
+    kernels=("$@")
+else
+    read -r -a kernels <<<"${KMATRIX_KERNELS:-$DEFAULT_KERNELS}"
+fi
+for k in "${kernels[@]}"; do
+    if ! [[ $k =~ ^[0-9]+\.[0-9]+(\.[0-9]+)?$ ]]; then
+        echo "kernel-matrix: '$k' is not a version prefix such as 6.12 or 7.3.4" >&2
+        exit 2
+    fi
+done
+
+die() {
+    echo "kernel-matrix: $*" >&2
+    exit 2
+}
+
+# --- host tools ------------------------------------------------------------
+"$here/setup.sh" || die "setup failed"
+export PATH=$cache/tools/bin:$cache/venv/bin:$PATH
+
+# --- a private apt state over the system's own archive ----------------------
+# Other suites are read into this state only; the system's sources, lists
+# and dpkg status are never touched.
+apt_state=$cache/apt
+export APT_CONFIG=$apt_state/apt.conf
+
+apt_state_init() {
+    local main security codename targets
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    targets=$(env -u APT_CONFIG apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)')
+    main=$(awk -v s="$codename" '$2 == s && $3 == "main" {print $1; exit}' <<<"$targets")
+    security=$(awk -v s="$codename-security" '$2 == s && $3 == "main" {print $1; exit}' <<<"$targets")
+    [[ -n $main && -n $security ]] ||
+        die "the system's apt sources name no Debian archive and security archive (run apt-get update)"
+    mkdir -p "$apt_state"/{lists/partial,cache/archives/partial,etc/sources.list.d,etc/preferences.d,etc/apt.conf.d}
+    : >"$apt_state/status"
+    {
+        local suite
+        for suite in bullseye bookworm trixie trixie-backports; do
+            echo "deb [arch=amd64] $main $suite main"
+        done
+        for suite in bullseye-security bookworm-security trixie-security; do
+            echo "deb [arch=amd64] $security $suite main"
+        done
+    } >"$apt_state/etc/sources.list"
+    cat >"$apt_state/apt.conf" <<EOF
+Dir::State "$apt_state";
+Dir::State::Lists "$apt_state/lists";
+Dir::State::status "$apt_state/status";
+Dir::Cache "$apt_state/cache";
+Dir::Etc::SourceList "$apt_state/etc/sources.list";
+Dir::Etc::SourceParts "$apt_state/etc/sources.list.d";
+Dir::Etc::Preferences "$apt_state/etc/preferences";
+Dir::Etc::PreferencesParts "$apt_state/etc/preferences.d";
+Dir::Etc::Parts "$apt_state/etc/apt.conf.d";
+Dir::Etc::TrustedParts "/usr/share/keyrings";
+Acquire::Languages "none";
+APT::Architecture "amd64";
+APT::Sandbox::User "root";
+EOF
+}
+
+# The lists are read again when older than a day.
+apt_state_init
+if [[ -z $(find "$apt_state/lists" -maxdepth 1 -name '*_Packages' -mmin -1440 | head -n1) ]]; then
+    apt-get update -qq || die "apt-get update (private state) failed"
+fi
+
+# Prints "PACKAGE VERSION" of the newest linux-image-*-amd64 whose version
+# starts with $1 (followed by '.', '-', '+' or '~').
+resolve_kernel() {
+    local prefix=$1 best_pkg="" best_ver="" pkg ver
+    while read -r pkg ver; do
+        if [[ -z $best_ver ]] || dpkg --compare-versions "$ver" gt "$best_ver"; then
+            best_pkg=$pkg best_ver=$ver
+        fi
+    done < <(awk -v prefix="$prefix" '
+        /^Package: / { pkg = $2 }
+        /^Version: / { ver = $2 }
+        /^$/ {
+            if (pkg ~ /^linux-image-[0-9][^ ]*-amd64$/ && pkg !~ /-(cloud|rt)-amd64$/ &&
+                index(ver, prefix) == 1 && substr(ver, length(prefix) + 1, 1) ~ /[-.+~]/)
+                print pkg, ver
+            pkg = ""; ver = ""
+        }' "$apt_state"/lists/*_Packages)
+    [[ -n $best_pkg ]] || return 1
+    echo "$best_pkg $best_ver"
+}
+
+# Downloads and unpacks one kernel package; prints the unpacked directory.
+fetch_kernel() {
+    local pkg=$1 ver=$2 dir=$cache/kernels/$1_$2
+    if [[ ! -f $dir/.unpacked ]]; then
+        rm -rf "$dir" "$cache/debs/$pkg"
+        mkdir -p "$cache/debs/$pkg" "$dir"
+        (cd "$cache/debs/$pkg" && apt-get download -qq "$pkg=$ver") >&2 ||
+            die "apt-get download $pkg=$ver failed"
+        dpkg-deb -x "$cache/debs/$pkg"/*.deb "$dir"
+        rm -rf "$cache/debs/$pkg"
+        touch "$dir/.unpacked"
+    fi
+    echo "$dir"
+}
+
+# --- the test executables, built on the host --------------------------------
+echo "building the test executables"
+build_json=$cache/build.json
+cargo test --no-run --message-format=json-render-diagnostics >"$build_json" ||
+    die "cargo test --no-run failed"
+list=$cache/executables.tsv
+python3 "$here/report.py" executables "$build_json" >"$list"
+rseq_info=$(awk -F'\t' '$1 == "example:rseq_info" {print $2}' "$list")
+[[ -x $rseq_info ]] || die "cargo test --no-run built no rseq_info example"
+grep -v '^example:' "$list" >"$cache/tests.tsv"
+mkdir -p "$repo/target/tmp" # CARGO_TARGET_TMPDIR: the guest mounts tmpfs there
+echo "$(wc -l <"$cache/tests.tsv") test executables"
+
+# --- the accelerator --------------------------------------------------------
+accel=${KMATRIX_ACCEL:-}
+if [[ -z $accel ]]; then
+    accel=tcg
+    if grep -qwE 'vmx|svm' /proc/cpuinfo && [[ -r /dev/kvm && -w /dev/kvm ]]; then
+        accel=kvm
+    fi
+fi
+case $accel in
+kvm) accel_opts=() ;;
+tcg) accel_opts=(--disable-kvm) ;;
+*) die "KMATRIX_ACCEL=$accel: want kvm or tcg" ;;
+esac
+echo "accelerator: $accel"
+
+# --- one boot per kernel ----------------------------------------------------
+results=$cache/results
+mkdir -p "$results"
+status=0
+ran=()
+for k in "${kernels[@]}"; do
+    read -r pkg ver < <(resolve_kernel "$k") || die "the archive offers no kernel $k"
+    echo
+    echo "== $k: $pkg $ver"
+    kdir=$(fetch_kernel "$pkg" "$ver")
+    vmlinuz=$(find "$kdir/boot" -maxdepth 1 -name 'vmlinuz-*' | head -n1)
+    [[ -n $vmlinuz ]] || die "$pkg has no boot/vmlinuz-*"
+    out=$results/$k
+    rm -rf "$out"
+    mkdir -p "$out"
+    printf '%s\t%s\t%s\n' "$pkg" "$ver" "$accel" >"$out/package"
+    cp "$cache/tests.tsv" "$out/tests.tsv"
+    # The guest's environment: the host's tools, rustc itself (not rustup's
+    # proxy, which wants a writable home).
+    {
+        printf 'export PATH=%q\n' "$PATH"
+        printf 'export RUSTC=%q\n' "$(rustc --print sysroot)/bin/rustc"
+    } >"$out/guest.env"
+    start=$SECONDS
+    # The guest writes only into $out (and its own tmpfs mounts).
+    vng_rc=0
+    timeout $((${KMATRIX_TEST_TIMEOUT:-1500} * 3 + 600)) \
+        vng --run "$vmlinuz" "${accel_opts[@]}" --cpus 2 --memory 4G \
+        --rwdir="$out" --cwd "$repo" ${KMATRIX_QEMU_OPTS:+--qemu-opts="$KMATRIX_QEMU_OPTS"} \
+        --exec "$here/guest.sh $out $repo $rseq_info ${KMATRIX_TEST_TIMEOUT:-1500}" \
+        </dev/null >"$out/vng.log" 2>&1 || vng_rc=$?
+    echo $((SECONDS - start)) >"$out/wall_seconds"
+    if [[ ! -f $out/done ]]; then
+        echo "the guest did not finish (vng exit status $vng_rc); last lines of $out/vng.log:"
+        tail -n 30 "$out/vng.log"
+        status=2
+        continue
+    fi
+    ran+=("$out")
+    python3 "$here/report.py" kernel "$out" || { [[ $status == 2 ]] || status=1; }
+done
+
+echo
+echo "== kernel matrix ($accel)"
+((${#ran[@]})) && python3 "$here/report.py" table "${ran[@]}"
+exit "$status"
