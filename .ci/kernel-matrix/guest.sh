@@ -13,6 +13,7 @@ exec >"$out/guest.log" 2>&1
 [[ -f $out/guest.env ]] && . "$out/guest.env"
 
 uname -r >"$out/uname"
+getconf GNU_LIBC_VERSION >"$out/libc" 2>/dev/null
 echo "kernel $(uname -r), $(nproc) CPUs"
 
 # The root filesystem is the host's, read-only: the tests' scratch space

@@ -89,6 +89,7 @@ class Kernel:
         self.accel = package[2].strip() if len(package) > 2 else ""
         self.release = read(os.path.join(path, "uname"), "?").strip()
         self.wall = number(read(os.path.join(path, "wall_seconds")))
+        self.libc = read(os.path.join(path, "libc"), "?").strip()
         auxv = dict(
             line.split() for line in read(os.path.join(path, "auxv")).splitlines()
         )
@@ -182,7 +183,7 @@ def text_table(kernels):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     total_pass = sum(k.modes[m]["passed"] for k in kernels for m in MODES)
     total_fail = sum(k.modes[m]["failed"] for k in kernels for m in MODES)
-    print(f"kernel matrix: {total_pass} passed, {total_fail} failed")
+    print(f"kernel-matrix: {total_pass} passed, {total_fail} failed")
 
 
 def yes_no(flag):
@@ -222,7 +223,7 @@ def markdown(kernels):
     kernels = sorted(kernels, key=Kernel.sort_key)
     table = [features(k) for k in kernels]
     lines = []
-    head = ["", "from"] + [f"{k.release.split('+')[0].split('-')[0]}" for k in kernels]
+    head = ["", "from"] + [k.version.split("-")[0] for k in kernels]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for i, (title, _cell, _works) in enumerate(table[0]):
@@ -238,10 +239,16 @@ def markdown(kernels):
                     since = kernels[j].spec
                     break
         lines.append("| " + " | ".join([title, since] + cells) + " |")
-    accel = sorted({k.accel for k in kernels})
+    accel = "/".join(sorted({k.accel for k in kernels}))
     packages = ", ".join(f"`{k.package}` {k.version}" for k in kernels)
     lines.append("")
-    lines.append(f"Booted under QEMU ({'/'.join(accel)}), 2 vCPUs, x86_64: {packages}.")
+    lines.append(
+        "*from*: the oldest kernel of the matrix from which the row holds on every "
+        "newer one. Test counts are libtest's (each test executable once per mode, "
+        "doc-tests not included); the feature rows are `rseq_info`'s, in both modes. "
+        f"Booted under QEMU ({accel}), 2 vCPUs, x86_64, "
+        f"{', '.join(sorted({k.libc for k in kernels}))}: {packages}."
+    )
     return "\n".join(lines) + "\n"
 
 

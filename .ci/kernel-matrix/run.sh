@@ -19,6 +19,7 @@
 #   KMATRIX_ACCEL         kvm or tcg (default: kvm only where the CPU shows
 #                         vmx or svm and /dev/kvm opens)
 #   KMATRIX_TEST_TIMEOUT  seconds one test executable may run (default 1500)
+#   KMATRIX_BOOT_TIMEOUT  seconds one kernel's boot and run may take (2400)
 #   KMATRIX_QEMU_OPTS     extra QEMU options
 #
 # Exit status: 0 when every test passed on every kernel, 1 when a test
@@ -123,16 +124,47 @@ resolve_kernel() {
     echo "$best_pkg $best_ver"
 }
 
-# Downloads and unpacks one kernel package; prints the unpacked directory.
+# The packages that hold the kernel of PACKAGE=VERSION: the package itself
+# and, where the image is split (Debian 13's backports from 6.19 on), the
+# linux-binary-* (vmlinuz) and linux-modules-* it depends on, at the same
+# version. The archive lacks some of those modules packages: the kernel
+# then boots with what is built in (virtio-fs is, from 6.12 on).
+kernel_parts() {
+    local pkg=$1 ver=$2 dep
+    echo "$pkg"
+    for dep in $(awk -v pkg="$pkg" -v ver="$ver" '
+        /^Package: / { p = $2 }
+        /^Version: / { v = $2 }
+        /^Depends: / { d = substr($0, 10) }
+        /^$/ {
+            if (p == pkg && v == ver) { print d; exit }
+            p = ""; v = ""; d = ""
+        }' "$apt_state"/lists/*_Packages |
+        tr ',|' '\n\n' | awk '{print $1}' | grep -E '^linux-(binary|modules)-' | sort -u); do
+        if grep -qxF "Package: $dep" "$apt_state"/lists/*_Packages &&
+            [[ -n $(awk -v p="$dep" -v v="$ver" '/^Package: /{q=$2} /^Version: /{if (q == p && $2 == v) print}' \
+                "$apt_state"/lists/*_Packages) ]]; then
+            echo "$dep"
+        else
+            echo "note: the archive has no $dep=$ver; booting without it" >&2
+        fi
+    done
+}
+
+# Downloads and unpacks one kernel; prints the unpacked directory.
 fetch_kernel() {
-    local pkg=$1 ver=$2 dir=$cache/kernels/$1_$2
+    local pkg=$1 ver=$2 dir=$cache/kernels/$1_$2 debs=$cache/debs/$1 part
     if [[ ! -f $dir/.unpacked ]]; then
-        rm -rf "$dir" "$cache/debs/$pkg"
-        mkdir -p "$cache/debs/$pkg" "$dir"
-        (cd "$cache/debs/$pkg" && apt-get download -qq "$pkg=$ver") >&2 ||
-            die "apt-get download $pkg=$ver failed"
-        dpkg-deb -x "$cache/debs/$pkg"/*.deb "$dir"
-        rm -rf "$cache/debs/$pkg"
+        rm -rf "$dir" "$debs"
+        mkdir -p "$debs" "$dir"
+        for part in $(kernel_parts "$pkg" "$ver"); do
+            (cd "$debs" && apt-get download -qq "$part=$ver") >&2 ||
+                die "apt-get download $part=$ver failed"
+        done
+        for part in "$debs"/*.deb; do
+            dpkg-deb -x "$part" "$dir"
+        done
+        rm -rf "$debs"
         touch "$dir/.unpacked"
     fi
     echo "$dir"
@@ -176,8 +208,10 @@ for k in "${kernels[@]}"; do
     echo
     echo "== $k: $pkg $ver"
     kdir=$(fetch_kernel "$pkg" "$ver")
-    vmlinuz=$(find "$kdir/boot" -maxdepth 1 -name 'vmlinuz-*' | head -n1)
-    [[ -n $vmlinuz ]] || die "$pkg has no boot/vmlinuz-*"
+    # boot/vmlinuz-<release>, or lib/modules/<release>/vmlinuz in the
+    # split packages.
+    vmlinuz=$(find "$kdir" -path '*/boot/vmlinuz-*' -o -path '*/lib/modules/*/vmlinuz' | head -n1)
+    [[ -n $vmlinuz ]] || die "$pkg has no vmlinuz"
     out=$results/$k
     rm -rf "$out"
     mkdir -p "$out"
@@ -192,7 +226,7 @@ for k in "${kernels[@]}"; do
     start=$SECONDS
     # The guest writes only into $out (and its own tmpfs mounts).
     vng_rc=0
-    timeout $((${KMATRIX_TEST_TIMEOUT:-1500} * 3 + 600)) \
+    timeout "${KMATRIX_BOOT_TIMEOUT:-2400}" \
         vng --run "$vmlinuz" "${accel_opts[@]}" --cpus 2 --memory 4G \
         --rwdir="$out" --cwd "$repo" ${KMATRIX_QEMU_OPTS:+--qemu-opts="$KMATRIX_QEMU_OPTS"} \
         --exec "$here/guest.sh $out $repo $rseq_info ${KMATRIX_TEST_TIMEOUT:-1500}" \
