@@ -375,7 +375,14 @@ fn fork_while_fence_holders_wait_in_membarrier() {
         print!("{}", String::from_utf8_lossy(&out.stdout));
         return;
     }
-    if !restartable::is_available() || !restartable::lock_sections_enabled() {
+    let fencing = restartable::is_available() && restartable::lock_sections_enabled();
+    assert_eq!(
+        fencing,
+        common::expected_owner() != restartable::Owner::Unavailable
+            && common::kernel::has_rseq_membarrier(),
+        "the lock and stack fence where rseq and its membarrier (Linux 5.10) exist"
+    );
+    if !fencing {
         println!(
             "skipped: without rseq and its membarrier a fence is taken with no system call \
              to stop its holder in"

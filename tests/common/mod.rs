@@ -7,6 +7,7 @@
 pub mod cbuild;
 pub mod elf;
 pub mod forked;
+pub mod kernel;
 pub mod sandbox;
 pub mod seccomp;
 pub mod uffd;
