@@ -25,6 +25,9 @@ mount -t tmpfs -o size=2g tmpfs "$repo/target/tmp" || exit 1
 mkdir -p "$scratch/tmp" "$scratch/home"
 export TMPDIR=$scratch/tmp HOME=$scratch/home
 export CARGO_MANIFEST_DIR=$repo
+# The tests' bound on one child process (300 s by default): under emulation
+# on a busy host, valgrind and the compilers need far longer.
+export RESTARTABLE_TEST_CHILD_LIMIT=${RESTARTABLE_TEST_CHILD_LIMIT:-1200}
 
 # AT_RSEQ_FEATURE_SIZE (27) and AT_RSEQ_ALIGN (28) as the kernel hands them
 # to a new process (od's own auxiliary vector); 0 where the kernel passes

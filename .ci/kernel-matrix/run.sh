@@ -21,6 +21,8 @@
 #   KMATRIX_TEST_TIMEOUT  seconds one test executable may run (default 1500)
 #   KMATRIX_BOOT_TIMEOUT  seconds one kernel's boot and run may take (2400)
 #   KMATRIX_QEMU_OPTS     extra QEMU options
+#   KMATRIX_MEMORY        guest memory (default 2G)
+#   KMATRIX_JOBS          guests booted at once (default 1)
 #
 # Exit status: 0 when every test passed on every kernel, 1 when a test
 # failed, 2 when setup, a download or a boot failed.
@@ -97,10 +99,25 @@ APT::Sandbox::User "root";
 EOF
 }
 
-# The lists are read again when older than a day.
+# The lists are read again when older than a day; the kernel packages in
+# them are indexed once (PACKAGE<TAB>VERSION<TAB>DEPENDS per line).
 apt_state_init
+index=$apt_state/kernels.tsv
 if [[ -z $(find "$apt_state/lists" -maxdepth 1 -name '*_Packages' -mmin -1440 | head -n1) ]]; then
     apt-get update -qq || die "apt-get update (private state) failed"
+    rm -f "$index"
+fi
+if [[ ! -s $index ]]; then
+    awk '
+        /^Package: / { p = $2 }
+        /^Version: / { v = $2 }
+        /^Depends: / { d = substr($0, 10) }
+        /^$/ {
+            if (p ~ /^linux-(image|binary|modules)-[0-9][^ ]*-amd64$/ && p !~ /-(cloud|rt)-amd64$/)
+                printf "%s\t%s\t%s\n", p, v, d
+            p = ""; v = ""; d = ""
+        }' "$apt_state"/lists/*_Packages | sort -u >"$index.new"
+    mv "$index.new" "$index"
 fi
 
 # Prints "PACKAGE VERSION" of the newest linux-image-*-amd64 whose version
@@ -111,15 +128,9 @@ resolve_kernel() {
         if [[ -z $best_ver ]] || dpkg --compare-versions "$ver" gt "$best_ver"; then
             best_pkg=$pkg best_ver=$ver
         fi
-    done < <(awk -v prefix="$prefix" '
-        /^Package: / { pkg = $2 }
-        /^Version: / { ver = $2 }
-        /^$/ {
-            if (pkg ~ /^linux-image-[0-9][^ ]*-amd64$/ && pkg !~ /-(cloud|rt)-amd64$/ &&
-                index(ver, prefix) == 1 && substr(ver, length(prefix) + 1, 1) ~ /[-.+~]/)
-                print pkg, ver
-            pkg = ""; ver = ""
-        }' "$apt_state"/lists/*_Packages)
+    done < <(awk -F'\t' -v prefix="$prefix" '
+        $1 ~ /^linux-image-/ && index($2, prefix) == 1 &&
+            substr($2, length(prefix) + 1, 1) ~ /[-.+~]/ { print $1, $2 }' "$index")
     [[ -n $best_pkg ]] || return 1
     echo "$best_pkg $best_ver"
 }
@@ -132,18 +143,9 @@ resolve_kernel() {
 kernel_parts() {
     local pkg=$1 ver=$2 dep
     echo "$pkg"
-    for dep in $(awk -v pkg="$pkg" -v ver="$ver" '
-        /^Package: / { p = $2 }
-        /^Version: / { v = $2 }
-        /^Depends: / { d = substr($0, 10) }
-        /^$/ {
-            if (p == pkg && v == ver) { print d; exit }
-            p = ""; v = ""; d = ""
-        }' "$apt_state"/lists/*_Packages |
+    for dep in $(awk -F'\t' -v p="$pkg" -v v="$ver" '$1 == p && $2 == v { print $3 }' "$index" |
         tr ',|' '\n\n' | awk '{print $1}' | grep -E '^linux-(binary|modules)-' | sort -u); do
-        if grep -qxF "Package: $dep" "$apt_state"/lists/*_Packages &&
-            [[ -n $(awk -v p="$dep" -v v="$ver" '/^Package: /{q=$2} /^Version: /{if (q == p && $2 == v) print}' \
-                "$apt_state"/lists/*_Packages) ]]; then
+        if awk -F'\t' -v p="$dep" -v v="$ver" '$1 == p && $2 == v { found = 1 } END { exit !found }' "$index"; then
             echo "$dep"
         else
             echo "note: the archive has no $dep=$ver; booting without it" >&2
@@ -201,12 +203,44 @@ echo "accelerator: $accel"
 # --- one boot per kernel ----------------------------------------------------
 results=$cache/results
 mkdir -p "$results"
-status=0
-ran=()
+rustc_path=$(rustc --print sysroot)/bin/rustc
+
+# Boots the kernel at $2 with its results in $1; returns vng's status.
+# A guest that never reached guest.sh (a boot that failed) is booted once
+# more.
+boot() {
+    local out=$1 vmlinuz=$2 rc try start=$SECONDS
+    # The guest's environment: the host's tools, rustc itself (not rustup's
+    # proxy, which wants a writable home).
+    {
+        printf 'export PATH=%q\n' "$PATH"
+        printf 'export RUSTC=%q\n' "$rustc_path"
+    } >"$out/guest.env"
+    for try in 1 2; do
+        rc=0
+        # The guest writes only into $out (and its own tmpfs mounts). The
+        # kernel's console goes to vng.log. no_timer_check: an emulated
+        # CPU on a busy host is too slow for the boot's IO-APIC timer
+        # check, which then panics.
+        timeout "${KMATRIX_BOOT_TIMEOUT:-2400}" \
+            vng --run "$vmlinuz" "${accel_opts[@]}" --cpus 2 --memory "${KMATRIX_MEMORY:-2G}" \
+            --verbose --append no_timer_check \
+            --rwdir="$out" --cwd "$repo" ${KMATRIX_QEMU_OPTS:+--qemu-opts="$KMATRIX_QEMU_OPTS"} \
+            --exec "$here/guest.sh $out $repo $rseq_info ${KMATRIX_TEST_TIMEOUT:-1500}" \
+            </dev/null >"$out/vng.log" 2>&1 || rc=$?
+        [[ -f $out/uname ]] && break
+        cp "$out/vng.log" "$out/vng-boot$try.log"
+    done
+    echo $((SECONDS - start)) >"$out/wall_seconds"
+    return "$rc"
+}
+
+# Downloads first (one apt at a time), then the boots, KMATRIX_JOBS at a
+# time (default 1: on a 2-core machine parallel guests only share it).
+outs=()
 for k in "${kernels[@]}"; do
     read -r pkg ver < <(resolve_kernel "$k") || die "the archive offers no kernel $k"
-    echo
-    echo "== $k: $pkg $ver"
+    echo "$k: $pkg $ver"
     kdir=$(fetch_kernel "$pkg" "$ver")
     # boot/vmlinuz-<release>, or lib/modules/<release>/vmlinuz in the
     # split packages.
@@ -217,23 +251,29 @@ for k in "${kernels[@]}"; do
     mkdir -p "$out"
     printf '%s\t%s\t%s\n' "$pkg" "$ver" "$accel" >"$out/package"
     cp "$cache/tests.tsv" "$out/tests.tsv"
-    # The guest's environment: the host's tools, rustc itself (not rustup's
-    # proxy, which wants a writable home).
-    {
-        printf 'export PATH=%q\n' "$PATH"
-        printf 'export RUSTC=%q\n' "$(rustc --print sysroot)/bin/rustc"
-    } >"$out/guest.env"
-    start=$SECONDS
-    # The guest writes only into $out (and its own tmpfs mounts).
-    vng_rc=0
-    timeout "${KMATRIX_BOOT_TIMEOUT:-2400}" \
-        vng --run "$vmlinuz" "${accel_opts[@]}" --cpus 2 --memory 4G \
-        --rwdir="$out" --cwd "$repo" ${KMATRIX_QEMU_OPTS:+--qemu-opts="$KMATRIX_QEMU_OPTS"} \
-        --exec "$here/guest.sh $out $repo $rseq_info ${KMATRIX_TEST_TIMEOUT:-1500}" \
-        </dev/null >"$out/vng.log" 2>&1 || vng_rc=$?
-    echo $((SECONDS - start)) >"$out/wall_seconds"
+    echo "$vmlinuz" >"$out/vmlinuz"
+    outs+=("$out")
+done
+
+jobs_max=${KMATRIX_JOBS:-1}
+running=0
+for out in "${outs[@]}"; do
+    if ((running >= jobs_max)); then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    echo "booting $(basename "$out") ($accel)"
+    boot "$out" "$(cat "$out/vmlinuz")" &
+    running=$((running + 1))
+done
+wait || true
+
+status=0
+ran=()
+for out in "${outs[@]}"; do
+    echo
     if [[ ! -f $out/done ]]; then
-        echo "the guest did not finish (vng exit status $vng_rc); last lines of $out/vng.log:"
+        echo "$(basename "$out"): the guest did not finish; last lines of $out/vng.log:"
         tail -n 30 "$out/vng.log"
         status=2
         continue
@@ -244,5 +284,7 @@ done
 
 echo
 echo "== kernel matrix ($accel)"
-((${#ran[@]})) && python3 "$here/report.py" table "${ran[@]}"
+if ((${#ran[@]})); then
+    python3 "$here/report.py" table "${ran[@]}"
+fi
 exit "$status"
