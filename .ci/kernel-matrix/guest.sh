@@ -4,7 +4,8 @@
 # output goes to OUT, the read-write share; `done` there marks the end.
 #
 # Usage: guest.sh OUT REPO RSEQ_INFO TIMEOUT
-#   OUT/tests.tsv lists the executables: NAME<TAB>PATH per line.
+#   OUT/tests.tsv lists the executables: NAME<TAB>PATH per line; OUT/modes
+#   the modes (libc, library) to run them in.
 #   OUT/guest.env (optional) is sourced first: PATH, RUSTC and the like.
 set -u
 
@@ -48,7 +49,8 @@ mode_env() {
     esac
 }
 
-for mode in libc library; do
+modes=$(cat "$out/modes" 2>/dev/null || echo libc library)
+for mode in $modes; do
     read -r -a envs <<<"$(mode_env "$mode")"
     env "${envs[@]}" "$rseq_info" >"$out/info-$mode.txt" 2>&1
     echo "rseq_info ($mode): exit $?"

@@ -78,71 +78,82 @@ def number(value):
 
 
 class Kernel:
-    """One kernel's results directory."""
+    """One kernel's results: one directory, or several runs of the same
+    kernel (each with some executables or modes) read as one."""
 
-    def __init__(self, path):
-        self.path = path
+    def __init__(self, paths):
+        self.paths = paths
+        path = paths[0]
         self.spec = os.path.basename(os.path.normpath(path))
         package = read(os.path.join(path, "package")).split("\t")
         self.package = package[0] if package else ""
         self.version = package[1] if len(package) > 1 else ""
         self.accel = package[2].strip() if len(package) > 2 else ""
         self.release = read(os.path.join(path, "uname"), "?").strip()
-        self.wall = number(read(os.path.join(path, "wall_seconds")))
+        self.wall = sum(number(read(os.path.join(p, "wall_seconds"))) or 0 for p in paths)
         self.libc = read(os.path.join(path, "libc"), "?").strip()
         auxv = dict(
             line.split() for line in read(os.path.join(path, "auxv")).splitlines()
         )
         self.feature_size = int(auxv.get("AT_RSEQ_FEATURE_SIZE", -1))
         self.align = int(auxv.get("AT_RSEQ_ALIGN", -1))
-        self.info = {m: info(read(os.path.join(path, f"info-{m}.txt"))) for m in MODES}
-        self.modes = {m: self._mode(m) for m in MODES}
+        self.info = {}
+        self.modes = {}
+        for mode in MODES:
+            ran = [p for p in paths
+                   if mode in read(os.path.join(p, "modes"), " ".join(MODES)).split()]
+            if ran:
+                self.info[mode] = info(read(os.path.join(ran[-1], f"info-{mode}.txt")))
+                self.modes[mode] = self._mode(mode, ran)
 
-    def _mode(self, mode):
-        """Counts of one mode: passed, failed, ignored, the failures."""
+    @staticmethod
+    def _mode(mode, paths):
+        """Counts of one mode over its runs: passed, failed, ignored, the
+        failures. A later run of an executable replaces an earlier one."""
         counts = {"passed": 0, "failed": 0, "ignored": 0, "failures": []}
-        status = read(os.path.join(self.path, f"status-{mode}.tsv"))
-        expected = [
-            line.split("\t")[0]
-            for line in read(os.path.join(self.path, "tests.tsv")).splitlines()
-            if line
-        ]
-        seen = set()
-        for line in status.splitlines():
-            name, rc, _seconds = line.split("\t")
-            seen.add(name)
-            text = read(os.path.join(self.path, f"test-{mode}-{name}.txt"))
-            results = [RESULT.match(l) for l in text.splitlines()]
-            results = [r for r in results if r]
+        runs, expected = {}, []
+        for path in paths:
+            for line in read(os.path.join(path, "tests.tsv")).splitlines():
+                if line and line.split("\t")[0] not in expected:
+                    expected.append(line.split("\t")[0])
+            for line in read(os.path.join(path, f"status-{mode}.tsv")).splitlines():
+                name, rc, _seconds = line.split("\t")
+                runs[name] = (rc, read(os.path.join(path, f"test-{mode}-{name}.txt")))
+        for name in expected:
+            if name not in runs:
+                counts["failed"] += 1
+                counts["failures"].append(f"{name}: never ran")
+                continue
+            rc, text = runs[name]
+            results = [r for r in map(RESULT.match, text.splitlines()) if r]
             for r in results:
                 counts["passed"] += int(r.group(1))
                 counts["failed"] += int(r.group(2))
                 counts["ignored"] += int(r.group(3))
-            for l in text.splitlines():
-                m = FAILED_TEST.match(l)
-                if m:
-                    counts["failures"].append(f"{name}: {m.group(1)}")
-            if rc != "0" or not results:
+            failed = [m.group(1) for m in map(FAILED_TEST.match, text.splitlines()) if m]
+            counts["failures"] += [f"{name}: {t}" for t in failed]
+            if (rc != "0" or not results) and not failed:
                 # A crash, a timeout (124) or an executable that printed no
                 # result: the executable itself counts as one failure.
-                if not any(f.startswith(name + ":") for f in counts["failures"]):
-                    counts["failed"] += 1
-                    why = "timed out" if rc == "124" else f"exit status {rc}"
-                    counts["failures"].append(f"{name}: {why}")
-        for name in expected:
-            if name not in seen:
                 counts["failed"] += 1
-                counts["failures"].append(f"{name}: never ran")
+                why = "timed out" if rc == "124" else f"exit status {rc}"
+                counts["failures"].append(f"{name}: {why}")
         return counts
 
     def ok(self):
-        return all(self.modes[m]["failed"] == 0 for m in MODES)
+        return all(c["failed"] == 0 for c in self.modes.values())
+
+    def cell(self, mode):
+        c = self.modes.get(mode)
+        if c is None:
+            return "not run"
+        return f"{c['passed']} passed, {c['failed']} failed"
 
     def owner(self, mode):
-        return self.info[mode].get("owner", "?").split(" ")[0]
+        return self.info.get(mode, {}).get("owner", "?").split(" ")[0]
 
     def fact(self, mode, key):
-        return self.info[mode].get(key, "")
+        return self.info.get(mode, {}).get(key, "")
 
     def sort_key(self):
         return [int(x) for x in re.findall(r"\d+", self.spec)]
@@ -151,8 +162,7 @@ class Kernel:
 def print_kernel(k):
     print(f"kernel {k.release} ({k.package} {k.version}, {k.accel}), {k.wall} s")
     print(f"  AT_RSEQ_FEATURE_SIZE {k.feature_size}, AT_RSEQ_ALIGN {k.align}")
-    for mode in MODES:
-        c = k.modes[mode]
+    for mode, c in k.modes.items():
         print(
             f"  {MODE_TITLE[mode]:14}: owner {k.owner(mode)}, "
             f"{c['passed']} passed, {c['failed']} failed, {c['ignored']} ignored"
@@ -170,8 +180,8 @@ def text_table(kernels):
         rows.append([
             k.spec,
             k.release,
-            "{passed} passed, {failed} failed".format(**k.modes["libc"]),
-            "{passed} passed, {failed} failed".format(**k.modes["library"]),
+            k.cell("libc"),
+            k.cell("library"),
             str(k.feature_size),
             str(k.align),
             k.owner("libc"),
@@ -181,8 +191,8 @@ def text_table(kernels):
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    total_pass = sum(k.modes[m]["passed"] for k in kernels for m in MODES)
-    total_fail = sum(k.modes[m]["failed"] for k in kernels for m in MODES)
+    total_pass = sum(c["passed"] for k in kernels for c in k.modes.values())
+    total_fail = sum(c["failed"] for k in kernels for c in k.modes.values())
     print(f"kernel-matrix: {total_pass} passed, {total_fail} failed")
 
 
@@ -194,12 +204,15 @@ def features(k):
     """What works on kernel k, each as (row title, cell, works)."""
     rows = []
     for mode in MODES:
-        c = k.modes[mode]
-        rows.append((
-            f"test suite, {MODE_TITLE[mode]} mode",
-            f"{c['passed']} passed" if c["failed"] == 0 else f"{c['failed']} failed",
-            c["failed"] == 0,
-        ))
+        c = k.modes.get(mode)
+        if c is None:
+            cell = "not run"
+        elif c["failed"] == 0:
+            cell = f"{c['passed']} passed"
+        else:
+            cell = f"{c['passed']} passed, {c['failed']} failed"
+        rows.append((f"test suite, {MODE_TITLE[mode]} mode", cell,
+                     c is not None and c["failed"] == 0))
     in_use = all(k.fact(m, "rseq in use here") == "true" for m in MODES)
     rows.append(("rseq CPU read and critical sections", yes_no(in_use), in_use))
     owners = f"{k.owner('libc')} / {k.owner('library')}"
@@ -262,6 +275,15 @@ def update_readme(readme, kernels):
         f.write(new)
 
 
+def load(dirs):
+    """The kernels of the results directories DIRS, those of one kernel
+    (the same last path component) read as one, in the order given."""
+    groups = {}
+    for d in dirs:
+        groups.setdefault(os.path.basename(os.path.normpath(d)), []).append(d)
+    return [Kernel(paths) for paths in groups.values()]
+
+
 def main(argv):
     if len(argv) < 3:
         sys.exit(__doc__)
@@ -270,15 +292,15 @@ def main(argv):
         executables(args[0])
         return 0
     if cmd == "kernel":
-        return print_kernel(Kernel(args[0]))
+        return max(print_kernel(k) for k in load(args))
     if cmd == "table":
-        text_table([Kernel(d) for d in args])
+        text_table(load(args))
         return 0
     if cmd == "readme":
-        sys.stdout.write(markdown([Kernel(d) for d in args]))
+        sys.stdout.write(markdown(load(args)))
         return 0
     if cmd == "update-readme":
-        update_readme(args[0], [Kernel(d) for d in args[1:]])
+        update_readme(args[0], load(args[1:]))
         return 0
     sys.exit(__doc__)
 

@@ -23,6 +23,9 @@
 #   KMATRIX_QEMU_OPTS     extra QEMU options
 #   KMATRIX_MEMORY        guest memory (default 2G)
 #   KMATRIX_JOBS          guests booted at once (default 1)
+#   KMATRIX_TESTS         test executables to run (default all), e.g. "cpu cs"
+#   KMATRIX_MODES         "libc library" (default), or one of them
+#   KMATRIX_RESULTS       where results go (default $KMATRIX_CACHE/results)
 #
 # Exit status: 0 when every test passed on every kernel, 1 when a test
 # failed, 2 when setup, a download or a boot failed.
@@ -201,8 +204,22 @@ esac
 echo "accelerator: $accel"
 
 # --- one boot per kernel ----------------------------------------------------
-results=$cache/results
+results=${KMATRIX_RESULTS:-$cache/results}
 mkdir -p "$results"
+results=$(cd "$results" && pwd)
+modes=${KMATRIX_MODES:-libc library}
+for m in $modes; do
+    [[ $m == libc || $m == library ]] || die "KMATRIX_MODES: '$m' is neither libc nor library"
+done
+tests=$cache/tests.tsv
+if [[ -n ${KMATRIX_TESTS:-} ]]; then
+    tests=$cache/tests-chosen.tsv
+    : >"$tests"
+    for t in $KMATRIX_TESTS; do
+        grep -P "^\Q$t\E\t" "$cache/tests.tsv" >>"$tests" ||
+            die "KMATRIX_TESTS: no test executable '$t' (there are: $(cut -f1 "$cache/tests.tsv" | tr '\n' ' '))"
+    done
+fi
 rustc_path=$(rustc --print sysroot)/bin/rustc
 
 # Boots the kernel at $2 with its results in $1; returns vng's status.
@@ -250,7 +267,8 @@ for k in "${kernels[@]}"; do
     rm -rf "$out"
     mkdir -p "$out"
     printf '%s\t%s\t%s\n' "$pkg" "$ver" "$accel" >"$out/package"
-    cp "$cache/tests.tsv" "$out/tests.tsv"
+    cp "$tests" "$out/tests.tsv"
+    echo "$modes" >"$out/modes"
     echo "$vmlinuz" >"$out/vmlinuz"
     outs+=("$out")
 done
