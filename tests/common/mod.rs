@@ -274,19 +274,26 @@ pub fn output_within(
     }
 }
 
-/// How long a test's child process may run: 300 s, or
-/// `RESTARTABLE_TEST_CHILD_LIMIT` seconds where that is set (the kernel
-/// matrix sets it: an emulated CPU on a busy host runs valgrind and the
-/// compilers many times slower). A bad value is an error, not a default.
+/// How long a test's child process may run: 300 s, or what
+/// [`child_limit_or`] says.
 pub fn child_limit() -> std::time::Duration {
+    child_limit_or(std::time::Duration::from_secs(300))
+}
+
+/// A bound on a child process that catches a hang: `default`, or
+/// `RESTARTABLE_TEST_CHILD_LIMIT` seconds where that is set (the kernel
+/// matrix sets it: an emulated CPU on a busy host runs valgrind, the
+/// compilers and signal storms many times slower). A bad value is an
+/// error, not a default.
+pub fn child_limit_or(default: std::time::Duration) -> std::time::Duration {
     const VAR: &str = "RESTARTABLE_TEST_CHILD_LIMIT";
-    let secs = match std::env::var(VAR) {
+    match std::env::var(VAR) {
         Ok(v) => v
             .parse::<u64>()
             .ok()
             .filter(|&s| s > 0)
+            .map(std::time::Duration::from_secs)
             .unwrap_or_else(|| panic!("{VAR}={v}: want a number of seconds above 0")),
-        Err(_) => 300,
-    };
-    std::time::Duration::from_secs(secs)
+        Err(_) => default,
+    }
 }
