@@ -132,7 +132,7 @@ class Kernel:
                 counts["ignored"] += int(r.group(3))
             failed = [m.group(1) for m in map(FAILED_TEST.match, text.splitlines()) if m]
             counts["failures"] += [f"{name}: {t}" for t in failed]
-            if (rc != "0" or not results) and not failed:
+            if (rc != "0" or not results) and (not results or not failed):
                 # A crash, a timeout (124) or an executable that printed no
                 # result: the executable itself counts as one failure.
                 counts["failed"] += 1
@@ -252,6 +252,17 @@ def markdown(kernels):
                     since = kernels[j].spec
                     break
         lines.append("| " + " | ".join([title, since] + cells) + " |")
+    failures = [
+        f"{k.spec} {MODE_TITLE[mode]}: " + "; ".join(c["failures"])
+        for k in kernels
+        for mode, c in k.modes.items()
+        if c["failures"]
+    ]
+    if failures:
+        lines.append("")
+        lines.append("Failures and executables that did not finish:")
+        lines.append("")
+        lines += [f"- {f}" for f in failures]
     accel = "/".join(sorted({k.accel for k in kernels}))
     packages = ", ".join(f"`{k.package}` {k.version}" for k in kernels)
     lines.append("")
