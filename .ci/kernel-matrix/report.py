@@ -122,7 +122,7 @@ class Kernel:
         for name in expected:
             if name not in runs:
                 counts["failed"] += 1
-                counts["failures"].append(f"{name}: never ran")
+                counts["failures"].append(f"{name}: not finished")
                 continue
             rc, text = runs[name]
             results = [r for r in map(RESULT.match, text.splitlines()) if r]
