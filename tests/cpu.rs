@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{allowed_cpus, check_owner, on_fresh_thread, pin_to, sched_getcpu, sysfs_node_of};
+use common::{
+    allowed_cpus, check_owner, kernel, on_fresh_thread, pin_to, sched_getcpu, sysfs_node_of,
+};
 use restartable::{
     cpu_id_start, current_cpu, current_cpu_raw, fallback_cpu, feature_size, is_available, mm_cid,
     node_id, possible_cpus, Owner,
@@ -39,11 +41,38 @@ fn owner_is_the_expected_one() {
     }
 }
 
+/// The library reads the kernel's feature size and alignment as the
+/// auxiliary vector gives them, on every kernel and in every mode.
+#[test]
+fn kernel_facts_agree_with_the_auxiliary_vector() {
+    check_owner();
+    assert_eq!(restartable::kernel_feature_size(), kernel::feature_size());
+    assert_eq!(restartable::kernel_area_align(), kernel::align() as usize);
+    kernel::say(
+        "kernel_facts_agree_with_the_auxiliary_vector",
+        &format!(
+            "kernel_feature_size() {} and kernel_area_align() {}",
+            kernel::feature_size(),
+            kernel::align()
+        ),
+    );
+}
+
 #[test]
 fn pinned_to_each_cpu_reads_agree_with_sched_getcpu() {
     let owner = check_owner();
     let cpus = allowed_cpus();
     assert!(!cpus.is_empty());
+    kernel::say(
+        "pinned_to_each_cpu_reads_agree_with_sched_getcpu",
+        match owner {
+            Owner::Unavailable => "no rseq: node_id() and mm_cid() are None",
+            _ if kernel::has_node_id_and_mm_cid() => {
+                "node_id() matches sysfs and mm_cid() is below the CPU count"
+            }
+            _ => "node_id() and mm_cid() are None (feature size below 28)",
+        },
+    );
     on_fresh_thread(move || {
         for &cpu in &cpus {
             pin_to(cpu);
@@ -57,11 +86,17 @@ fn pinned_to_each_cpu_reads_agree_with_sched_getcpu() {
                     assert!(is_available());
                     assert_eq!(current_cpu_raw(), cpu as i32);
                     assert_eq!(cpu_id_start() as usize, cpu);
-                    let cid = mm_cid().expect("the kernel provides mm_cid (feature size 28)");
-                    assert!((cid as usize) < possible_cpus());
-                    let node = node_id().expect("the kernel provides node_id");
-                    if let Some(expected) = sysfs_node_of(cpu) {
-                        assert_eq!(node, expected, "node_id of cpu {cpu}");
+                    if kernel::has_node_id_and_mm_cid() {
+                        let cid = mm_cid().expect("the kernel provides mm_cid (feature size 28)");
+                        assert!((cid as usize) < possible_cpus());
+                        let node = node_id().expect("the kernel provides node_id");
+                        if let Some(expected) = sysfs_node_of(cpu) {
+                            assert_eq!(node, expected, "node_id of cpu {cpu}");
+                        }
+                    } else {
+                        // Before Linux 6.3 the kernel fills neither field.
+                        assert_eq!(mm_cid(), None, "mm_cid on a kernel without it");
+                        assert_eq!(node_id(), None, "node_id on a kernel without it");
                     }
                 }
                 Owner::Unavailable => {

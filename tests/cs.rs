@@ -19,10 +19,24 @@ fn pinned(f: impl FnOnce(u32) + Send + 'static) {
     });
 }
 
+/// The indexes to test: the CPU, and `mm_cid` where rseq is in use and the
+/// kernel fills it (Linux 6.3 and later).
 fn indexes() -> Vec<Index> {
     let mut v = vec![Index::Cpu];
-    if restartable::mm_cid().is_some() {
+    let rseq = common::expected_owner() != restartable::Owner::Unavailable;
+    if rseq && common::kernel::has_node_id_and_mm_cid() {
+        assert!(
+            restartable::mm_cid().is_some(),
+            "the kernel provides mm_cid"
+        );
         v.push(Index::MmCid);
+        common::kernel::say("cs", "sections indexed by CPU and by mm_cid");
+    } else {
+        assert_eq!(restartable::mm_cid(), None);
+        common::kernel::say(
+            "cs",
+            "mm_cid() is None (no rseq, or a kernel before 6.3): sections indexed by CPU only",
+        );
     }
     v
 }

@@ -21,7 +21,9 @@ use restartable::cs::{self, Index, Outcome};
 use restartable::{PerCpuCounter, PerCpuLock, PerCpuStack};
 
 /// How long a forked child may take to use every API.
-const CHILD_LIMIT: Duration = Duration::from_secs(20);
+fn child_limit() -> Duration {
+    common::child_limit_or(Duration::from_secs(20))
+}
 
 /// Retries a critical section on the current CPU until it commits or its
 /// compare fails.
@@ -159,7 +161,7 @@ fn fork_while_counting_cpus(fifo: &Path) {
         use_every_api();
     };
     let mut writer = Some(writer);
-    let result = fork_within(CHILD_LIMIT, child, || {
+    let result = fork_within(child_limit(), child, || {
         // Feed the parent's reader once, then every later reader (the
         // child's own count, and the `sysconf` fallback of either).
         if let Some(fd) = writer.take() {
@@ -211,7 +213,7 @@ fn fork_during_the_first_cpu_count_leaves_a_working_child() {
         std::process::Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
             .env(FIFO_CHILD, &fifo),
-        Duration::from_secs(60),
+        common::child_limit_or(Duration::from_secs(60)),
     );
     std::fs::remove_file(&fifo).unwrap();
     let (stdout, stderr) = (
@@ -282,7 +284,7 @@ fn fork_while_a_fallback_copy_holds_its_stripe() {
     page.wait_for_fault().unwrap();
     // The holder is stopped in the copy, its stripe held.
     let result = fork_within(
-        CHILD_LIMIT,
+        child_limit(),
         || {
             let (v, other) = (STRIPE_WORDS[0].as_ptr(), STRIPE_WORDS[64].as_ptr());
             let src = [3u8; 16];
@@ -375,7 +377,14 @@ fn fork_while_fence_holders_wait_in_membarrier() {
         print!("{}", String::from_utf8_lossy(&out.stdout));
         return;
     }
-    if !restartable::is_available() || !restartable::lock_sections_enabled() {
+    let fencing = restartable::is_available() && restartable::lock_sections_enabled();
+    assert_eq!(
+        fencing,
+        common::expected_owner() != restartable::Owner::Unavailable
+            && common::kernel::has_rseq_membarrier(),
+        "the lock and stack fence where rseq and its membarrier (Linux 5.10) exist"
+    );
+    if !fencing {
         println!(
             "skipped: without rseq and its membarrier a fence is taken with no system call \
              to stop its holder in"
@@ -398,7 +407,7 @@ fn fork_while_fence_holders_wait_in_membarrier() {
     let lock_call = wait_for_fence(&lock_listener);
     // Both holders are stopped with the fence of slot 0 taken.
     let result = fork_within(
-        CHILD_LIMIT,
+        child_limit(),
         || {
             stack.push_to(0, 7);
             stack.push(8);

@@ -88,6 +88,20 @@ fn counter_reset_loses_no_concurrent_add() {
 fn counter_by_mm_cid_is_exact() {
     const OPS: i64 = 100_000;
     let counter = Arc::new(PerCpuCounter::with_index(restartable::cs::Index::MmCid));
+    // Slots by mm_cid where rseq is in use and the kernel fills it (Linux
+    // 6.3); by CPU number otherwise.
+    let by_cid =
+        common::expected_owner() != Owner::Unavailable && common::kernel::has_node_id_and_mm_cid();
+    let expected = if by_cid {
+        restartable::cs::Index::MmCid
+    } else {
+        restartable::cs::Index::Cpu
+    };
+    assert_eq!(counter.index(), expected);
+    common::kernel::say(
+        "counter_by_mm_cid_is_exact",
+        &format!("slots indexed by {expected:?}, sum exact"),
+    );
     let c = Arc::clone(&counter);
     on_threads(move |_| (0..OPS).for_each(|_| c.add(1)));
     assert_eq!(counter.sum(), OPS * THREADS as i64);
@@ -344,14 +358,7 @@ fn sections_and_fence_holders_mix_exactly() {
 /// Set in the environment of the child of [`lock_and_stack_without_rseq_membarrier`].
 const NO_MEMBARRIER_CHILD: &str = "RESTARTABLE_TEST_NO_MEMBARRIER_CHILD";
 
-/// Whether this kernel offers `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`.
-fn kernel_has_rseq_membarrier() -> bool {
-    const QUERY: libc::c_long = 0;
-    const PRIVATE_EXPEDITED_RSEQ: libc::c_long = 1 << 7;
-    // SAFETY: the query takes integers only.
-    let mask = unsafe { libc::syscall(libc::SYS_membarrier, QUERY, 0, 0) };
-    mask > 0 && mask & PRIVATE_EXPEDITED_RSEQ != 0
-}
+use common::kernel::has_rseq_membarrier as kernel_has_rseq_membarrier;
 
 /// Without the rseq membarrier (before Linux 5.10, here simulated by a
 /// seccomp filter that makes `membarrier` answer `ENOSYS`), the lock and
@@ -369,6 +376,14 @@ fn lock_and_stack_without_rseq_membarrier() {
     assert_eq!(
         restartable::lock_sections_enabled(),
         kernel_has_rseq_membarrier()
+    );
+    common::kernel::say(
+        "lock_and_stack_without_rseq_membarrier",
+        if kernel_has_rseq_membarrier() {
+            "lock and stack sections enabled (rseq membarrier), then off under a filter"
+        } else {
+            "lock and stack sections off: no rseq membarrier"
+        },
     );
     if !cfg!(target_arch = "x86_64") {
         return; // the filter knows x86_64's system call numbers only
@@ -522,7 +537,7 @@ fn cpus_beyond_the_slots_fall_back() {
         std::process::Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
             .env(FEW_CPUS_CHILD, "1"),
-        std::time::Duration::from_secs(60),
+        common::child_limit_or(std::time::Duration::from_secs(60)),
     );
     std::fs::remove_file(&possible).unwrap();
     let (status, stdout, stderr) = (

@@ -173,6 +173,19 @@ fn membarrier_denied_later_neither_aborts_nor_loses_updates() {
     }
     let fencing =
         restartable::lock_sections_enabled() && (restartable::owner() != Owner::Unavailable);
+    assert_eq!(
+        fencing,
+        common::expected_owner() != Owner::Unavailable && common::kernel::has_rseq_membarrier(),
+        "the lock and stack fence where rseq and its membarrier (Linux 5.10) exist"
+    );
+    common::kernel::say(
+        "membarrier_denied_later_neither_aborts_nor_loses_updates",
+        if fencing {
+            "sections fence with membarrier, then turn off when it is refused"
+        } else {
+            "no fencing sections to turn off (no rseq or no rseq membarrier)"
+        },
+    );
     // Round 1: membarrier works, then answers EPERM to every thread.
     round(
         Arc::new(Objects::new()),

@@ -542,7 +542,7 @@ fn run_storm_child(disable: bool) {
         cmd.env("RESTARTABLE_DISABLE", "1");
     }
     // A deadlock shows as a child that runs past the limit.
-    let out = common::output_within(&mut cmd, Duration::from_secs(60));
+    let out = common::output_within(&mut cmd, common::child_limit_or(Duration::from_secs(60)));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("all checks passed"),

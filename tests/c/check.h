@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #define CHECK(cond)                                                                              \
     do {                                                                                         \
@@ -42,6 +43,16 @@ static inline int expected_owner(void)
         return 3;
     fprintf(stderr, "RESTARTABLE_TEST_EXPECT=%s: want libc, library or none\n", e);
     exit(2);
+}
+
+/* The kernel's rseq feature size, read from the auxiliary vector
+   (AT_RSEQ_FEATURE_SIZE, 27) without the library: 20 where the kernel
+   predates that entry (before Linux 6.3), 28 and more with node_id and
+   mm_cid. */
+static inline unsigned long kernel_rseq_feature_size(void)
+{
+    unsigned long size = getauxval(27);
+    return size != 0 ? size : 20;
 }
 
 /* Pins the calling thread to `cpu`; the kernel migrates it before returning. */

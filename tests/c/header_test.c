@@ -65,7 +65,11 @@ static void check_cpu_reads(void)
     int n = allowed_cpus(cpus, MAX_CPUS);
     int i;
     int rseq = owner_expected != RESTARTABLE_OWNER_NONE;
+    /* node_id and mm_cid: where rseq is in use and the kernel fills them. */
+    int ids = rseq && kernel_rseq_feature_size() >= 28;
     CHECK(n > 0);
+    if (rseq)
+        CHECK_EQ(restartable_feature_size() >= 28, ids);
     for (i = 0; i < n; i++) {
         pin_to(cpus[i]);
         CHECK_EQ(restartable_cpu(), cpus[i]);
@@ -78,10 +82,10 @@ static void check_cpu_reads(void)
         } else {
             CHECK(restartable_cpu_raw() < 0);
         }
-        if (rseq && restartable_feature_size() >= 28) {
+        if (ids) {
             CHECK(restartable_node_id() >= 0);
             CHECK(restartable_mm_cid() >= 0 && restartable_mm_cid() < ncpus);
-        } else if (!rseq) {
+        } else {
             CHECK_EQ(restartable_node_id(), -1);
             CHECK_EQ(restartable_mm_cid(), -1);
         }
@@ -396,8 +400,12 @@ int main(void)
                restartable_slice_reason(status), restartable_registration_len());
         CHECK(restartable_registration_len() == 0 || restartable_registration_len() >= 32);
     }
-    printf("header_test: all checks passed (owner %d, feature size %u, aborts %llu)\n",
-           restartable_owner(), restartable_feature_size(),
+    printf("header_test: all checks passed (owner %d, feature size %u, kernel feature size "
+           "%lu: node_id and mm_cid %s, aborts %llu)\n",
+           restartable_owner(), restartable_feature_size(), kernel_rseq_feature_size(),
+           owner_expected != RESTARTABLE_OWNER_NONE && kernel_rseq_feature_size() >= 28
+               ? "read"
+               : "absent (-1)",
            (unsigned long long)restartable_abort_count());
     return 0;
 }

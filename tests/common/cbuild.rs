@@ -389,7 +389,7 @@ fn set_mode(cmd: &mut Command, mode: Mode) {
 /// Runs `cmd` within the children's time limit; panics with its output
 /// unless it exits 0.
 pub fn run_ok(mut cmd: Command, what: &str) -> Output {
-    let out = super::output_within(&mut cmd, super::CHILD_LIMIT);
+    let out = super::output_within(&mut cmd, super::child_limit());
     assert!(
         out.status.success(),
         "{what} failed ({}):\n{}\n{}",

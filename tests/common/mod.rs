@@ -7,6 +7,7 @@
 pub mod cbuild;
 pub mod elf;
 pub mod forked;
+pub mod kernel;
 pub mod sandbox;
 pub mod seccomp;
 pub mod uffd;
@@ -207,7 +208,7 @@ pub fn run_test_in_child(
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.args(["--exact", name, "--nocapture"]);
     configure(&mut cmd);
-    let out = output_within(&mut cmd, CHILD_LIMIT);
+    let out = output_within(&mut cmd, child_limit());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
@@ -286,6 +287,26 @@ pub fn output_within(
     }
 }
 
-/// How long a test's child process may run.
-#[allow(dead_code)] // not every test binary runs children
-pub const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long a test's child process may run: 300 s, or what
+/// [`child_limit_or`] says.
+pub fn child_limit() -> std::time::Duration {
+    child_limit_or(std::time::Duration::from_secs(300))
+}
+
+/// A bound on a child process that catches a hang: `default`, or
+/// `RESTARTABLE_TEST_CHILD_LIMIT` seconds where that is set (the kernel
+/// matrix sets it: an emulated CPU on a busy host runs valgrind, the
+/// compilers and signal storms many times slower). A bad value is an
+/// error, not a default.
+pub fn child_limit_or(default: std::time::Duration) -> std::time::Duration {
+    const VAR: &str = "RESTARTABLE_TEST_CHILD_LIMIT";
+    match std::env::var(VAR) {
+        Ok(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|&s| s > 0)
+            .map(std::time::Duration::from_secs)
+            .unwrap_or_else(|| panic!("{VAR}={v}: want a number of seconds above 0")),
+        Err(_) => default,
+    }
+}
