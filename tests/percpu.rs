@@ -370,8 +370,8 @@ fn lock_and_stack_without_rseq_membarrier() {
         restartable::lock_sections_enabled(),
         kernel_has_rseq_membarrier()
     );
-    if !cfg!(target_arch = "x86_64") {
-        return; // the filter knows x86_64's system call numbers only
+    if !common::seccomp::KNOWN_ARCH {
+        return; // the filter knows x86_64's and aarch64's system call numbers only
     }
     let out = common::run_test_in_child("lock_and_stack_without_rseq_membarrier", |cmd| {
         cmd.env(NO_MEMBARRIER_CHILD, "1");

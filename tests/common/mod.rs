@@ -13,7 +13,7 @@ pub mod uffd;
 
 use restartable::Owner;
 
-/// `RSEQ_SIG` on x86_64, as every registrant of `__rseq_abi` uses it.
+/// `RSEQ_SIG` of the target, as every registrant of `__rseq_abi` uses it.
 pub const SIG: u32 = restartable::abi::RSEQ_SIG;
 /// The length every registrant of a 32-byte area passes.
 pub const LEN: u32 = 32;
@@ -61,10 +61,31 @@ pub fn glibc_area() -> *mut u8 {
     assert!(!offset.is_null(), "glibc exports __rseq_offset");
     // SAFETY: glibc defines it as `const ptrdiff_t`.
     let offset = unsafe { *(offset as *const isize) };
+    thread_pointer().wrapping_add_signed(offset) as *mut u8
+}
+
+/// The thread pointer `__rseq_offset` is relative to (`%fs` base).
+#[cfg(target_arch = "x86_64")]
+pub fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: on x86_64 `%fs:0` holds the thread pointer.
     unsafe { std::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp, options(nostack, readonly)) };
-    tp.wrapping_add_signed(offset) as *mut u8
+    tp
+}
+
+/// The thread pointer `__rseq_offset` is relative to (`tpidr_el0`).
+#[cfg(target_arch = "aarch64")]
+pub fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: reading `tpidr_el0` has no effect but the read.
+    unsafe { std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack)) };
+    tp
+}
+
+/// The tests read the thread pointer on x86_64 and aarch64 only.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub fn thread_pointer() -> usize {
+    panic!("the tests read the thread pointer on x86_64 and aarch64 only")
 }
 
 /// Whether the kernel (or a filter) answers `rseq` with ENOSYS.
