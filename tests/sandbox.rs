@@ -178,11 +178,8 @@ fn membarrier_denied_later_neither_aborts_nor_loses_updates() {
         Arc::new(Objects::new()),
         Duration::from_millis(100),
         || {
-            common::sandbox::deny_on_every_thread(
-                &[common::seccomp::NR_MEMBARRIER_X86_64],
-                libc::EPERM,
-            )
-            .expect("install the membarrier filter")
+            common::sandbox::deny_on_every_thread(&[common::seccomp::NR_MEMBARRIER], libc::EPERM)
+                .expect("install the membarrier filter")
         },
         Duration::from_millis(200),
     );

@@ -323,8 +323,18 @@ pub unsafe fn load_cbne_store_store_release(
     if uses_rseq(index) {
         // SAFETY: as in the other operations: the thread is registered;
         // the rest is the caller's.
-        let outcome =
-            unsafe { section!(load_cbne_store_store_release, index, v, expect, v2, newv2, newv, cpu) };
+        let outcome = unsafe {
+            section!(
+                load_cbne_store_store_release,
+                index,
+                v,
+                expect,
+                v2,
+                newv2,
+                newv,
+                cpu
+            )
+        };
         if outcome == Outcome::Aborted {
             note_abort();
         }

@@ -13,7 +13,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::seccomp::{program, SockFilter, SockFprog};
 
-pub use super::seccomp::NR_SCHED_SETAFFINITY;
+/// `__NR_sched_setaffinity` of the target.
+pub const NR_SCHED_SETAFFINITY: u32 = super::seccomp::NR_SCHED_SETAFFINITY;
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)` after
 /// `PR_SET_NO_NEW_PRIVS`; returns the call's result.
