@@ -23,9 +23,11 @@ echo "=== kernel $(uname -r), $(nproc) CPUs, owner expected: ${RESTARTABLE_EXPEC
 failed=0
 ran=0
 
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+
 result() { # NAME STATUS
     ran=$((ran + 1))
-    echo "=== $1 exit $2"
+    echo "=== $1 exit $2 (at ${uptime}s-$(uptime_s)s of uptime)"
     [ "$2" = 0 ] || failed=$((failed + 1))
 }
 
@@ -33,6 +35,7 @@ for t in /tests/*; do
     [ -x "$t" ] || continue
     name=${t##*/}
     echo "=== run $name"
+    uptime=$(uptime_s)
     # shellcheck disable=SC2086 # TEST_ARGS is a word list
     timeout "$limit" "$t" $args
     result "$name" $?
@@ -42,7 +45,7 @@ done
 # header's inline paths and calls, in this boot's mode and with the
 # library switched off.
 for c in /c/*; do
-    [ -x "$c" ] || continue
+    [ -f "$c" ] && [ -x "$c" ] || continue
     name=${c##*/}
     for disable in 0 1; do
         if [ "$disable" = 1 ]; then
@@ -51,6 +54,7 @@ for c in /c/*; do
             expect=${RESTARTABLE_EXPECT_OWNER:-library}
         fi
         echo "=== run $name (RESTARTABLE_DISABLE=$disable)"
+        uptime=$(uptime_s)
         out=$(RESTARTABLE_DISABLE=$disable RESTARTABLE_TEST_EXPECT=$expect \
             LD_LIBRARY_PATH=/c/lib timeout "$limit" "$c" 2>&1)
         status=$?

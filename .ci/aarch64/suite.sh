@@ -30,6 +30,9 @@
 #                               are (default: beside the test executables)
 #   RESTARTABLE_AARCH64_KERNELS a glob of kernel names to boot (default *)
 #   RESTARTABLE_AARCH64_LIMIT   seconds per boot (default 1500)
+#   RESTARTABLE_AARCH64_TEST_ARGS  arguments for every test executable
+#                               instead of --test-threads=2 (one line, no
+#                               double quotes), e.g. to run one test alone
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -119,20 +122,29 @@ done
 echo "built in $((SECONDS - start))s"
 
 failed=0
+cpu_total=0
 report=()
 for kernel in "$cache"/kernels/vmlinuz-${RESTARTABLE_AARCH64_KERNELS:-*}; do
     version=${kernel##*/vmlinuz-}
     for mode in libc library; do
         words=(RESTARTABLE_EXPECT_OWNER=$mode)
         [[ $mode == library ]] && words+=(GLIBC_TUNABLES=glibc.pthread.rseq=0)
+        [[ -n ${RESTARTABLE_AARCH64_TEST_ARGS:-} ]] &&
+            words+=("TEST_ARGS=\"$RESTARTABLE_AARCH64_TEST_ARGS\"")
         log=$work/$version-$mode.log
-        boot_start=$SECONDS
         status=0
-        .ci/aarch64/boot.sh "$kernel" "$work/initrd.gz" "$limit" "${words[@]}" \
-            </dev/null >"$log" 2>&1 || status=$?
+        # Wall-clock and CPU seconds of the boot (qemu's user + system
+        # time: on a busy machine the wall clock says more about the
+        # neighbours than about the suite).
+        TIMEFORMAT='%R %U %S'
+        { time .ci/aarch64/boot.sh "$kernel" "$work/initrd.gz" "$limit" "${words[@]}" \
+            </dev/null >"$log" 2>&1 || status=$?; } 2>"$work/boot-time.txt"
+        read -r wall user sys <"$work/boot-time.txt"
+        cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.0f", u + s }')
+        cpu_total=$((cpu_total + cpu))
         summary=$(sed -n 's/\r$//; s/^=== summary: //p' "$log")
-        bad=$(sed -n 's/\r$//; s/^=== \(.*\) exit \([1-9][0-9]*\)$/\1 (\2)/p' "$log" | tr '\n' ' ')
-        line="$version $mode: ${summary:-no summary (qemu status $status)}${bad:+, failed: $bad} ($((SECONDS - boot_start))s)"
+        bad=$(sed -n 's/\r$//; s/^=== \(.*\) exit \([1-9][0-9]*\) .*/\1 (\2)/p' "$log" | tr '\n' ' ')
+        line="$version $mode: ${summary:-no summary (qemu status $status)}${bad:+, failed: $bad} (${wall%.*}s wall, ${cpu}s CPU)"
         if [[ -z $summary || -n $bad || $summary != *", 0 failed" ]]; then
             failed=$((failed + 1))
             echo "---- $log (tail)"
@@ -145,7 +157,7 @@ done
 
 printf '\n==== aarch64 (TCG) results\n'
 printf '%s\n' "${report[@]}"
-echo "total $((SECONDS - start))s"
+echo "total $((SECONDS - start))s wall; the boots took ${cpu_total}s of CPU"
 if ((failed)); then
     echo "$failed boot(s) with failures"
     exit 1
