@@ -42,6 +42,15 @@ fn pinned_to_each_cpu_reads_agree_with_sched_getcpu() {
                     assert!(is_available());
                     assert_eq!(current_cpu_raw(), cpu as i32);
                     assert_eq!(cpu_id_start() as usize, cpu);
+                    if restartable::feature_size() < restartable::abi::MM_CID_END {
+                        // Before Linux 6.3: neither field exists.
+                        println!(
+                            "feature size {}: no node_id or mm_cid on this kernel",
+                            restartable::feature_size()
+                        );
+                        assert_eq!((node_id(), mm_cid()), (None, None));
+                        continue;
+                    }
                     let cid = mm_cid().expect("the kernel provides mm_cid (feature size 28)");
                     assert!((cid as usize) < possible_cpus());
                     let node = node_id().expect("the kernel provides node_id");

@@ -522,7 +522,7 @@ fn cpus_beyond_the_slots_fall_back() {
         std::process::Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c", &script])
             .env(FEW_CPUS_CHILD, "1"),
-        std::time::Duration::from_secs(60),
+        common::CHILD_LIMIT,
     );
     std::fs::remove_file(&possible).unwrap();
     let (status, stdout, stderr) = (
