@@ -131,7 +131,10 @@ for kernel in "$cache"/kernels/vmlinuz-${RESTARTABLE_AARCH64_KERNELS:-*}; do
         # 100 operations per thread instead of 20000: under TCG each fence
         # holder's membarrier waits for the other emulated CPU, and the
         # full run takes hours there (the x86_64 runs keep the full count).
-        words=(RESTARTABLE_EXPECT_OWNER=$mode RESTARTABLE_TEST_MIX_OPS=${RESTARTABLE_TEST_MIX_OPS:-100})
+        # The tests' limits on their child processes (hang guards) are
+        # multiplied by 4 for the same reason.
+        words=(RESTARTABLE_EXPECT_OWNER=$mode RESTARTABLE_TEST_MIX_OPS=${RESTARTABLE_TEST_MIX_OPS:-100}
+            RESTARTABLE_TEST_TIME_SCALE=${RESTARTABLE_TEST_TIME_SCALE:-4})
         [[ $mode == library ]] && words+=(GLIBC_TUNABLES=glibc.pthread.rseq=0)
         [[ -n ${RESTARTABLE_AARCH64_TEST_ARGS:-} ]] &&
             words+=("TEST_ARGS=\"$RESTARTABLE_AARCH64_TEST_ARGS\"")

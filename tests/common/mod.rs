@@ -244,6 +244,9 @@ pub fn in_child_alone(name: &str) -> bool {
 /// Runs `cmd` to completion like `Command::output`, but kills it and
 /// panics, with what it printed, if it runs past `limit`: a regression that
 /// makes a child spin fails the test instead of hanging the suite.
+///
+/// On an emulated machine (the arm64 suite under qemu's TCG) the limit is
+/// multiplied by `RESTARTABLE_TEST_TIME_SCALE`, a whole number (default 1).
 #[allow(dead_code)] // not every test binary runs children
 pub fn output_within(
     cmd: &mut std::process::Command,
@@ -251,6 +254,13 @@ pub fn output_within(
 ) -> std::process::Output {
     use std::io::Read;
     use std::process::Stdio;
+    let scale: u32 = match std::env::var("RESTARTABLE_TEST_TIME_SCALE") {
+        Ok(v) => v
+            .parse()
+            .expect("RESTARTABLE_TEST_TIME_SCALE is a whole number"),
+        Err(_) => 1,
+    };
+    let limit = limit * scale;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
