@@ -17,10 +17,11 @@
  * function takes its fallback (RESTARTABLE_OWNER_NONE) and results stay exact.
  * Threads register lazily on first use and release at thread exit.
  *
- * On x86_64 with a GNU C compiler (gcc, clang) restartable_cpu(), the two
- * basic operations and the counter's add are static inline functions: no
- * call on the fast path. Elsewhere they are calls into the library. Define
- * RESTARTABLE_NO_INLINE before including this header to always call.
+ * On x86_64 and aarch64 with a GNU C compiler (gcc, clang) restartable_cpu(),
+ * the two basic operations and the counter's add are static inline
+ * functions: no call on the fast path. Elsewhere they are calls into the
+ * library. Define RESTARTABLE_NO_INLINE before including this header to
+ * always call.
  *
  * Compiles warning-free as C99/C11 and C++11 and later, with -pedantic.
  */
@@ -62,8 +63,12 @@ extern "C" {
 #define RESTARTABLE_CPU_ID_REGISTRATION_FAILED (-2)
 
 /* The 4 bytes before every abort handler (x86: the immediate of
-   `ud1 0x53053053(%rip), %edi`). */
+   `ud1 0x53053053(%rip), %edi`; aarch64: the instruction word itself). */
+#if defined(__aarch64__)
+#define RESTARTABLE_SIG 0xd428bc00
+#else
 #define RESTARTABLE_SIG 0x53053053
+#endif
 
 /* Byte offsets of the fields of struct rseq_area (kernel ABI). */
 #define RESTARTABLE_CPU_ID_START_OFFSET 0
@@ -527,6 +532,7 @@ struct restartable_percpu_counter_fast {
 #define RESTARTABLE_CPU_ID_FIELD RESTARTABLE_STR(RESTARTABLE_CPU_ID_OFFSET)
 #define RESTARTABLE_MM_CID_FIELD RESTARTABLE_STR(RESTARTABLE_MM_CID_OFFSET)
 
+#if !defined(__aarch64__)
 #define RESTARTABLE_CS_DESCRIPTOR(desc, start, post_commit, abort)                                \
     ".pushsection __rseq_cs, \"aw?\", @progbits\n\t"                                            \
     ".balign 32\n\t" desc ":\n\t"                                                               \
@@ -572,6 +578,74 @@ struct restartable_percpu_counter_fast {
     ".long " RESTARTABLE_STR(RESTARTABLE_SIG) "\n\t" abort ":\n\t"                              \
     "jmp " target "\n\t"                                                                        \
     ".popsection\n\t"
+
+#else /* aarch64 */
+/*
+ * The same pieces in A64 assembly, with two differences:
+ *   - [rseq_area] is the area's *address*: pass "r"(restartable_area());
+ *   - RESTARTABLE_CS_CPU_CHECK and RESTARTABLE_CS_REGISTERED_CHECK load the
+ *     field into RESTARTABLE_CS_SCRATCH ("x17"): clobber it.
+ * Loads and stores in your part are as weakly ordered as the instructions
+ * you write: end with `stlr` where another CPU must see earlier stores
+ * before the commit. The worked example, for aarch64:
+ *
+ *             RESTARTABLE_CS_ARM("3", "x17")
+ *             RESTARTABLE_CS_START("1")
+ *             RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[aborted]")
+ *             "ldr x17, [%[slot]]\n\t"
+ *             "cmp x17, %[value]\n\t"
+ *             "b.ge %l[not_larger]\n\t"
+ *             "str %[value], [%[slot]]\n\t"          the commit
+ *             ...
+ *             : [rseq_area] "r"(restartable_area()), [rseq_cpu] "r"(cpu), ...
+ *             : "memory", "cc", "x17"
+ */
+#define RESTARTABLE_CS_SCRATCH "x17"
+
+#define RESTARTABLE_CS_DESCRIPTOR(desc, start, post_commit, abort)                                \
+    ".pushsection __rseq_cs, \"aw?\", %%progbits\n\t"                                           \
+    ".balign 32\n\t" desc ":\n\t"                                                               \
+    ".long 0, 0\n\t"                                                                            \
+    ".quad " start "f, (" post_commit "f - " start "f), " abort "f\n\t"                         \
+    ".popsection\n\t"                                                                           \
+    ".pushsection __rseq_cs_ptr_array, \"awR?\", %%progbits\n\t"                               \
+    ".quad " desc "b\n\t"                                                                       \
+    ".popsection\n\t"
+
+#define RESTARTABLE_CS_EXIT_POINT(start, exit)                                                   \
+    ".pushsection __rseq_exit_point_array, \"awR?\", %%progbits\n\t"                           \
+    ".quad " start "f, " exit "\n\t"                                                            \
+    ".popsection\n\t"
+
+#define RESTARTABLE_CS_ARM(desc, reg)                                                            \
+    "adrp " reg ", " desc "b\n\t"                                                               \
+    "add " reg ", " reg ", :lo12:" desc "b\n\t"                                                 \
+    "str " reg ", [%[rseq_area], #" RESTARTABLE_STR(RESTARTABLE_RSEQ_CS_OFFSET) "]\n\t"
+
+#define RESTARTABLE_CS_START(start) start ":\n\t"
+
+#define RESTARTABLE_CS_CPU_CHECK(field, exit)                                                    \
+    RESTARTABLE_CS_REGISTERED_CHECK(field, exit)                                                 \
+    "ldr w17, [%[rseq_area], #" field "]\n\t"                                                   \
+    "cmp w17, %w[rseq_cpu]\n\t"                                                                 \
+    "b.ne " exit "\n\t"
+
+/* As on x86_64: for mm_cid, also require cpu_id >= 0. */
+#define RESTARTABLE_CS_REGISTERED_CHECK(field, exit)                                             \
+    ".if " field " == " RESTARTABLE_MM_CID_FIELD "\n\t"                                         \
+    "ldr w17, [%[rseq_area], #" RESTARTABLE_CPU_ID_FIELD "]\n\t"                                \
+    "cmp w17, #0\n\t"                                                                           \
+    "b.lt " exit "\n\t"                                                                         \
+    ".endif\n\t"
+
+#define RESTARTABLE_CS_POST_COMMIT(post_commit) post_commit ":\n\t"
+
+#define RESTARTABLE_CS_ABORT(abort, target)                                                      \
+    ".pushsection __rseq_failure, \"ax?\", %%progbits\n\t"                                      \
+    ".inst " RESTARTABLE_STR(RESTARTABLE_SIG) "\n\t" abort ":\n\t"                              \
+    "b " target "\n\t"                                                                          \
+    ".popsection\n\t"
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* Inline fast paths                                                         */
@@ -693,6 +767,134 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      : [rseq_area] "r"(restartable_area_offset), [slots] "r"(f->slots),
                        [stride] "r"(f->stride), [base] "r"(f->base), [delta] "r"(delta)
                      : "memory", "cc", "rax"
+                     : cold, aborted);
+        return;
+    aborted:
+        continue;
+    cold:
+        restartable_percpu_counter_add_slow(c, delta);
+        return;
+    }
+}
+
+#elif defined(__aarch64__) && defined(__GNUC__) && !defined(RESTARTABLE_NO_INLINE)
+#define RESTARTABLE_INLINE_AARCH64 1
+
+#define RESTARTABLE_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RESTARTABLE_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* The calling thread's active area: the thread pointer (tpidr_el0) plus
+   the process-wide offset. */
+static inline char *restartable_area(void)
+{
+    return (char *)__builtin_thread_pointer() + restartable_area_offset;
+}
+
+/* Reads one 32-bit field of the calling thread's area (volatile: the kernel
+   rewrites it whenever the thread is preempted). */
+#define RESTARTABLE_AREA_LOAD_U32(offset) (*(volatile uint32_t *)(void *)(restartable_area() + (offset)))
+
+/* The CPU the calling thread runs on; never fails. The area offset, the
+   thread pointer, then cpu_id; registers lazily or falls back to
+   sched_getcpu() when cpu_id is negative. */
+static inline int32_t restartable_cpu(void)
+{
+    int32_t cpu = (int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET);
+    if (RESTARTABLE_LIKELY(cpu >= 0))
+        return cpu;
+    return restartable_cpu_slow();
+}
+
+/* *v += count on CPU `cpu`; see "Critical-section operations". */
+static inline int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu)
+{
+    /* A negative `cpu` is refused out of line (see the x86_64 form). */
+    if (RESTARTABLE_UNLIKELY(cpu < 0))
+        return restartable_load_add_store_slow(v, count, cpu);
+    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+                 RESTARTABLE_CS_EXIT_POINT("1", "%l[mismatch]")
+                 RESTARTABLE_CS_ARM("3", "x17")
+                 RESTARTABLE_CS_START("1")
+                 RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[mismatch]")
+                 "ldr x17, [%[v]]\n\t"
+                 "add x17, x17, %[count]\n\t"
+                 "str x17, [%[v]]\n\t" /* the commit */
+                 RESTARTABLE_CS_POST_COMMIT("2")
+                 RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+                 :
+                 : [rseq_area] "r"(restartable_area()), [rseq_cpu] "r"(cpu),
+                   [v] "r"(v), [count] "r"(count)
+                 : "memory", "cc", "x17"
+                 : mismatch, aborted);
+    return RESTARTABLE_COMMITTED;
+mismatch:
+    /* Not registered (cpu_id < 0): register lazily or fall back. */
+    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
+        return restartable_load_add_store_slow(v, count, cpu);
+aborted:
+    return RESTARTABLE_ABORTED;
+}
+
+/* if (*v == expect) *v = newv; on CPU `cpu`. */
+static inline int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv,
+                                              int cpu)
+{
+    if (RESTARTABLE_UNLIKELY(cpu < 0)) /* as in restartable_load_add_store() */
+        return restartable_load_cbne_store_slow(v, expect, newv, cpu);
+    __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+                 RESTARTABLE_CS_EXIT_POINT("1", "%l[mismatch]")
+                 RESTARTABLE_CS_EXIT_POINT("1", "%l[differs]")
+                 RESTARTABLE_CS_ARM("3", "x17")
+                 RESTARTABLE_CS_START("1")
+                 RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[mismatch]")
+                 "ldr x17, [%[v]]\n\t"
+                 "cmp x17, %[expect]\n\t"
+                 "b.ne %l[differs]\n\t"
+                 "str %[newv], [%[v]]\n\t" /* the commit */
+                 RESTARTABLE_CS_POST_COMMIT("2")
+                 RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+                 :
+                 : [rseq_area] "r"(restartable_area()), [rseq_cpu] "r"(cpu),
+                   [v] "r"(v), [expect] "r"(expect), [newv] "r"(newv)
+                 : "memory", "cc", "x17"
+                 : mismatch, differs, aborted);
+    return RESTARTABLE_COMMITTED;
+differs:
+    return RESTARTABLE_COMPARE_FAILED;
+mismatch:
+    if ((int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0)
+        return restartable_load_cbne_store_slow(v, expect, newv, cpu);
+aborted:
+    return RESTARTABLE_ABORTED;
+}
+
+/* Adds `delta` (wrapping) to the current CPU's slot, reading cpu_id inside
+   the section as on x86_64. */
+static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta)
+{
+    const struct restartable_percpu_counter_fast *f =
+        (const struct restartable_percpu_counter_fast *)(const void *)c;
+    if (c == NULL)
+        return;
+    for (;;) {
+        __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")
+                     RESTARTABLE_CS_ARM("3", "x17")
+                     RESTARTABLE_CS_START("1")
+                     RESTARTABLE_CS_REGISTERED_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[cold]")
+                     "ldr w17, [%[rseq_area], #" RESTARTABLE_CPU_ID_FIELD "]\n\t"
+                     "cmp w17, %w[slots]\n\t" /* also rejects -1, -2: not registered */
+                     "b.hs %l[cold]\n\t"
+                     "mul x17, x17, %[stride]\n\t"
+                     "ldr x16, [%[base], x17]\n\t"
+                     "add x16, x16, %[delta]\n\t"
+                     "str x16, [%[base], x17]\n\t" /* the commit */
+                     RESTARTABLE_CS_POST_COMMIT("2")
+                     RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+                     :
+                     : [rseq_area] "r"(restartable_area()), [slots] "r"(f->slots),
+                       [stride] "r"(f->stride), [base] "r"(f->base), [delta] "r"(delta)
+                     : "memory", "cc", "x16", "x17"
                      : cold, aborted);
         return;
     aborted:

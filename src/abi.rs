@@ -208,16 +208,22 @@ pub const AT_RSEQ_FEATURE_SIZE: libc::c_ulong = 27;
 /// ```
 pub const AT_RSEQ_ALIGN: libc::c_ulong = 28;
 
-/// `RSEQ_SIG` for x86: the immediate of `ud1 0x53053053(%rip), %edi`, the
-/// instruction placed before every abort handler. The kernel checks these 4
-/// bytes before jumping to an abort handler and kills the thread otherwise.
+/// `RSEQ_SIG`: the 4 bytes placed before every abort handler. The kernel
+/// checks them before jumping to an abort handler and kills the thread
+/// otherwise. On x86 the immediate of `ud1 0x53053053(%rip), %edi`; on
+/// aarch64 the instruction word `0xd428bc00` itself (other targets run no
+/// sections and use the x86 value).
 ///
 /// # Examples
 /// ```
 /// // A component that registers `__rseq_abi` itself must pass this signature.
 /// println!("signature {:#x}", restartable::abi::RSEQ_SIG);
 /// ```
-pub const RSEQ_SIG: u32 = 0x5305_3053;
+pub const RSEQ_SIG: u32 = if cfg!(target_arch = "aarch64") {
+    0xd428_bc00
+} else {
+    0x5305_3053
+};
 
 /// Byte offset of `cpu_id_start` in [`Rseq`].
 ///

@@ -225,7 +225,8 @@
 //!
 //! # Limitations
 //!
-//! - rseq code exists for x86_64 only; aarch64 is the next architecture.
+//! - rseq code exists for x86_64 and aarch64 Linux; every other target runs
+//!   on the fallbacks.
 //! - On musl (no IFUNC support) the area offset names the inert area only
 //!   once the constructor ran: code in an earlier constructor of the same
 //!   object must not call this crate there.

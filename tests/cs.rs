@@ -298,6 +298,56 @@ fn load_add_load_load_add_store() {
     }
 }
 
+/// `if *max < value { *max = value }` on CPU `cpu`, written with the macro
+/// in the target's assembly.
+///
+/// # Safety
+/// The thread is registered.
+#[cfg(target_arch = "x86_64")]
+unsafe fn store_max_section(max: &mut i64, value: i64, cpu: u32) -> i32 {
+    // SAFETY: `max` is live; the last instruction is the single commit.
+    unsafe {
+        rseq_asm!(
+            area = restartable::area_offset(),
+            field = abi::CPU_ID_OFFSET,
+            cpu = cpu,
+            body = [
+                "cmp qword ptr [{p}], {v}",
+                "jge 93f",
+                "mov qword ptr [{p}], {v}",
+            ],
+            p = in(reg) max as *mut i64,
+            v = in(reg) value,
+        )
+    }
+}
+
+/// `if *max < value { *max = value }` on CPU `cpu`, written with the macro
+/// in the target's assembly.
+///
+/// # Safety
+/// The thread is registered.
+#[cfg(target_arch = "aarch64")]
+unsafe fn store_max_section(max: &mut i64, value: i64, cpu: u32) -> i32 {
+    // SAFETY: `max` is live; the last instruction is the single commit.
+    unsafe {
+        rseq_asm!(
+            area = restartable::area_offset(),
+            field = abi::CPU_ID_OFFSET,
+            cpu = cpu,
+            body = [
+                "ldr {t}, [{p}]",
+                "cmp {t}, {v}",
+                "b.ge 93f",
+                "str {v}, [{p}]",
+            ],
+            p = in(reg) max as *mut i64,
+            v = in(reg) value,
+            t = out(reg) _,
+        )
+    }
+}
+
 #[test]
 fn a_section_written_with_the_macro() {
     pinned(|other| {
@@ -310,20 +360,7 @@ fn a_section_written_with_the_macro() {
         let store_max = |value: i64, cpu: u32, max: &mut i64| -> i32 {
             // SAFETY: the thread is registered; `max` is live; the last
             // instruction is the single commit store.
-            unsafe {
-                rseq_asm!(
-                    area = restartable::area_offset(),
-                    field = abi::CPU_ID_OFFSET,
-                    cpu = cpu,
-                    body = [
-                        "cmp qword ptr [{p}], {v}",
-                        "jge 93f",
-                        "mov qword ptr [{p}], {v}",
-                    ],
-                    p = in(reg) max as *mut i64,
-                    v = in(reg) value,
-                )
-            }
+            unsafe { store_max_section(max, value, cpu) }
         };
         let mut outcome = -1;
         while outcome == -1 {

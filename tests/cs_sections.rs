@@ -6,7 +6,11 @@
 //! Descriptors hold absolute addresses, which a position-independent
 //! executable gets relocated at load time: the sections are read from the
 //! running process's memory, at their link-time address plus the load bias.
-#![cfg(all(target_arch = "x86_64", target_os = "linux", not(restartable_loom)))]
+#![cfg(all(
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    target_os = "linux",
+    not(restartable_loom)
+))]
 
 use std::collections::BTreeSet;
 
@@ -14,6 +18,14 @@ mod common;
 
 use common::elf::Elf;
 use restartable::cs::{self, Index, Outcome};
+
+/// The instruction bytes in front of the signature before every abort
+/// handler: the opcode of `ud1 sig(%rip), %edi` on x86_64; nothing on
+/// aarch64, where the signature is the instruction word itself.
+#[cfg(target_arch = "x86_64")]
+const SIG_PREFIX: &[u8] = &[0x0f, 0xb9, 0x3d];
+#[cfg(target_arch = "aarch64")]
+const SIG_PREFIX: &[u8] = &[];
 
 /// A section's link-time address and size.
 struct Section {
@@ -74,12 +86,25 @@ fn instantiate_everything() {
             if restartable::feature_size() >= restartable::abi::MM_CID_END || index == Index::Cpu {
                 let _ = cs::add_at_current_unchecked(index, slots.as_mut_ptr().cast(), 8, 4096, 1);
             }
+            // Checked, so it runs the section where rseq is in use (and the
+            // fallback, on these live locals, where it is not).
+            let _ = cs::load_cbne_store_store_release(index, pv, 1, pv2, 1, 1, cpu);
+            #[cfg(target_arch = "x86_64")]
             let _ = restartable::rseq_asm!(
                 area = restartable::area_offset(),
                 field = restartable::abi::CPU_ID_OFFSET,
                 cpu = cpu,
                 body = ["mov qword ptr [{v}], 1"],
                 v = in(reg) pv,
+            );
+            #[cfg(target_arch = "aarch64")]
+            let _ = restartable::rseq_asm!(
+                area = restartable::area_offset(),
+                field = restartable::abi::CPU_ID_OFFSET,
+                cpu = cpu,
+                body = ["mov {t}, #1", "str {t}, [{v}]"],
+                v = in(reg) pv,
+                t = out(reg) _,
             );
         }
     }
@@ -141,14 +166,11 @@ fn every_descriptor_is_well_formed() {
             in_failure(abort),
             "descriptor {i}: abort_ip not in __rseq_failure"
         );
-        let before = mem(abort - 7, 7);
+        let p = SIG_PREFIX.len();
+        let before = mem(abort - 4 - p as u64, 4 + p);
+        assert_eq!(&before[..p], SIG_PREFIX, "descriptor {i}: not `ud1`");
         assert_eq!(
-            &before[..3],
-            &[0x0f, 0xb9, 0x3d],
-            "descriptor {i}: not `ud1`"
-        );
-        assert_eq!(
-            Elf(&before).u32(3),
+            Elf(&before).u32(p),
             restartable::abi::RSEQ_SIG,
             "descriptor {i}: signature"
         );

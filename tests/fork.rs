@@ -335,7 +335,7 @@ fn stopped_holder(
 ) -> Result<(std::thread::JoinHandle<()>, common::sandbox::Listener), std::io::Error> {
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::spawn(move || {
-        let listener = common::sandbox::stop_on_this_thread(common::seccomp::NR_MEMBARRIER_X86_64);
+        let listener = common::sandbox::stop_on_this_thread(common::seccomp::NR_MEMBARRIER);
         let ok = listener.is_ok();
         tx.send(listener).unwrap();
         if ok {

@@ -302,7 +302,14 @@ fn per_cpu_slots_cover_every_cpu() {
 /// the same slots: the lock keeps a plain two-word payload in step, and the
 /// stack loses and duplicates no value, in every mode.
 fn sections_and_fence_holders_mix() {
-    const OPS: usize = 20_000;
+    // Operations per thread: 20000, or RESTARTABLE_TEST_MIX_OPS where the
+    // machine is emulated (the arm64 suite under qemu's TCG, where each of
+    // the fence holders' membarriers waits for the other virtual CPU).
+    let ops: usize = match std::env::var("RESTARTABLE_TEST_MIX_OPS") {
+        Ok(v) => v.parse().expect("RESTARTABLE_TEST_MIX_OPS is a number"),
+        Err(_) => 20_000,
+    };
+    println!("{ops} operations per thread");
     let lock = Arc::new(PerCpuLock::new(|_| (0u64, 0u64)));
     let stack = Arc::new(PerCpuStack::new());
     let popped = Arc::new(Mutex::new(Vec::new()));
@@ -310,8 +317,8 @@ fn sections_and_fence_holders_mix() {
     on_threads(move |i| {
         let mut mine = Vec::new();
         let slots = l.len();
-        for n in 0..OPS {
-            let value = i * OPS + n;
+        for n in 0..ops {
+            let value = i * ops + n;
             let mut g = if i % 2 == 0 {
                 l.lock()
             } else {
@@ -340,12 +347,12 @@ fn sections_and_fence_holders_mix() {
             a
         })
         .sum();
-    assert_eq!(total, (OPS * THREADS) as u64);
+    assert_eq!(total, (ops * THREADS) as u64);
     let mut all = Arc::try_unwrap(popped).unwrap().into_inner().unwrap();
     while let Some(v) = stack.pop_any() {
         all.push(v);
     }
-    assert_eq!(all.len(), OPS * THREADS, "lost or duplicated values");
+    assert_eq!(all.len(), ops * THREADS, "lost or duplicated values");
     let unique: HashSet<_> = all.iter().copied().collect();
     assert_eq!(unique.len(), all.len(), "duplicated values");
 }
@@ -385,8 +392,8 @@ fn lock_and_stack_without_rseq_membarrier() {
             "lock and stack sections off: no rseq membarrier"
         },
     );
-    if !cfg!(target_arch = "x86_64") {
-        return; // the filter knows x86_64's system call numbers only
+    if !common::seccomp::KNOWN_ARCH {
+        return; // the filter knows x86_64's and aarch64's system call numbers only
     }
     let out = common::run_test_in_child("lock_and_stack_without_rseq_membarrier", |cmd| {
         cmd.env(NO_MEMBARRIER_CHILD, "1");

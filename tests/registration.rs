@@ -412,19 +412,35 @@ static TRAPPED: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU3
 /// Counts a trapped call and makes it return 0, as if it had done nothing.
 extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // `siginfo_t._sifields._sigsys._syscall`: the int after `_call_addr`,
-    // at byte 24 on x86_64 (`include/uapi/asm-generic/siginfo.h`).
+    // at byte 24 on 64-bit targets (`include/uapi/asm-generic/siginfo.h`).
     // SAFETY: the kernel passes a full siginfo for SIGSYS.
     let nr = unsafe { *(info as *const u8).add(24).cast::<i32>() } as u32;
     let slot = match nr {
-        common::seccomp::NR_RSEQ_X86_64 => 0,
-        common::seccomp::NR_RT_SIGPROCMASK_X86_64 => 1,
+        common::seccomp::NR_RSEQ => 0,
+        common::seccomp::NR_RT_SIGPROCMASK => 1,
         _ => 2,
     };
     TRAPPED[slot].fetch_add(1, AtomicOrdering::Relaxed);
     // SAFETY: SA_SIGINFO handlers get the interrupted context; the result
     // register is written back when the handler returns.
-    unsafe { (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RAX as usize] = 0 };
+    unsafe { set_result_register(&mut *context.cast::<libc::ucontext_t>(), 0) };
 }
+
+/// Sets the register a system call returns its result in (`rax`).
+#[cfg(target_arch = "x86_64")]
+fn set_result_register(context: &mut libc::ucontext_t, value: u64) {
+    context.uc_mcontext.gregs[libc::REG_RAX as usize] = value as i64;
+}
+
+/// Sets the register a system call returns its result in (`x0`).
+#[cfg(target_arch = "aarch64")]
+fn set_result_register(context: &mut libc::ucontext_t, value: u64) {
+    context.uc_mcontext.regs[0] = value;
+}
+
+/// No filter is installed on other targets (see `common::seccomp`).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn set_result_register(_: &mut libc::ucontext_t, _: u64) {}
 
 /// Installs [`on_sigsys`] for `SIGSYS`.
 fn count_trapped_calls() {
@@ -444,15 +460,15 @@ fn count_trapped_calls() {
 #[test]
 fn no_syscall_outside_library_mode() {
     let owner = check_owner();
-    if owner == Owner::Library || !cfg!(target_arch = "x86_64") {
+    if owner == Owner::Library || !common::seccomp::KNOWN_ARCH {
         // Library mode registers with one `rseq` call per thread and masks
         // signals around it; the other tests count its registrations.
         return;
     }
     count_trapped_calls();
     let counts = on_fresh_thread(move || {
-        use common::seccomp::{trap_syscalls, NR_RSEQ_X86_64, NR_RT_SIGPROCMASK_X86_64};
-        trap_syscalls(&[NR_RSEQ_X86_64, NR_RT_SIGPROCMASK_X86_64]).unwrap();
+        use common::seccomp::{trap_syscalls, NR_RSEQ, NR_RT_SIGPROCMASK};
+        trap_syscalls(&[NR_RSEQ, NR_RT_SIGPROCMASK]).unwrap();
         // The filter works: a direct call is trapped, and counted.
         // SAFETY: an empty mask change, trapped before it runs.
         unsafe {
@@ -490,16 +506,16 @@ fn no_syscall_outside_library_mode() {
 #[test]
 fn library_registration_costs_one_system_call() {
     let owner = check_owner();
-    if not_library(owner) || !cfg!(target_arch = "x86_64") {
+    if not_library(owner) || !common::seccomp::KNOWN_ARCH {
         return;
     }
     // `no_syscall_outside_library_mode` does nothing in this mode, so the
     // two never trap at once.
     count_trapped_calls();
     let (trapped, registered, stats_before, stats_after) = on_fresh_thread(|| {
-        use common::seccomp::{trap_syscalls, NR_RT_SIGPROCMASK_X86_64};
+        use common::seccomp::{trap_syscalls, NR_RT_SIGPROCMASK};
         // Only the signal mask is trapped: the registration itself runs.
-        trap_syscalls(&[NR_RT_SIGPROCMASK_X86_64]).unwrap();
+        trap_syscalls(&[NR_RT_SIGPROCMASK]).unwrap();
         let before = stats();
         std::hint::black_box(current_cpu()); // the first use registers
         let registered = current_cpu_raw() >= 0;

@@ -157,8 +157,8 @@ const SANDBOX_CHILD: &str = "RESTARTABLE_TEST_SANDBOX_CHILD";
 #[test]
 fn membarrier_denied_later_neither_aborts_nor_loses_updates() {
     if std::env::var_os(SANDBOX_CHILD).is_none() {
-        if !cfg!(target_arch = "x86_64") {
-            println!("skipped: the filters know x86_64's system call numbers only");
+        if !common::seccomp::KNOWN_ARCH {
+            println!("skipped: the filters know x86_64's and aarch64's system call numbers only");
             return;
         }
         // The filters cannot be removed: a child of its own takes them.
@@ -191,11 +191,8 @@ fn membarrier_denied_later_neither_aborts_nor_loses_updates() {
         Arc::new(Objects::new()),
         Duration::from_millis(100),
         || {
-            common::sandbox::deny_on_every_thread(
-                &[common::seccomp::NR_MEMBARRIER_X86_64],
-                libc::EPERM,
-            )
-            .expect("install the membarrier filter")
+            common::sandbox::deny_on_every_thread(&[common::seccomp::NR_MEMBARRIER], libc::EPERM)
+                .expect("install the membarrier filter")
         },
         Duration::from_millis(200),
     );
@@ -211,7 +208,7 @@ fn membarrier_denied_later_neither_aborts_nor_loses_updates() {
         Duration::from_millis(30),
         || {
             common::sandbox::deny_on_every_thread(
-                &[common::sandbox::NR_SCHED_SETAFFINITY_X86_64],
+                &[common::sandbox::NR_SCHED_SETAFFINITY],
                 libc::EPERM,
             )
             .expect("install the sched_setaffinity filter")

@@ -65,7 +65,15 @@ pub(crate) mod tls {
     path = "x86_64.rs"
 )]
 #[cfg_attr(
-    not(all(target_arch = "x86_64", target_os = "linux", not(restartable_loom))),
+    all(target_arch = "aarch64", target_os = "linux", not(restartable_loom)),
+    path = "aarch64.rs"
+)]
+#[cfg_attr(
+    not(all(
+        any(target_arch = "x86_64", target_arch = "aarch64"),
+        target_os = "linux",
+        not(restartable_loom)
+    )),
     path = "unsupported.rs"
 )]
 mod imp;

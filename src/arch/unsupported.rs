@@ -1,4 +1,4 @@
-//! Every target without rseq code (and, for now, aarch64): the same function
+//! Every target without rseq code: the same function
 //! set as `x86_64.rs`, answering "not available". The crate builds and works
 //! here through its fallbacks: the area always reads `cpu_id == -1`, so every
 //! reader takes its cold path and every operation its atomic fallback.
@@ -201,6 +201,21 @@ pub(crate) unsafe fn load_cbne_load_cbne_store<const FIELD: usize>(
 /// # Safety
 /// None; kept for the common function set.
 pub(crate) unsafe fn load_cbne_store_store<const FIELD: usize>(
+    _: *mut isize,
+    _: isize,
+    _: *mut isize,
+    _: isize,
+    _: isize,
+    _: u32,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn load_cbne_store_store_release<const FIELD: usize>(
     _: *mut isize,
     _: isize,
     _: *mut isize,

@@ -577,6 +577,24 @@ pub(crate) unsafe fn load_cbne_store_store<const FIELD: usize>(
     }
 }
 
+/// The release form of [`load_cbne_store_store`]: the same code, since
+/// x86 (TSO) never lets another CPU see the commit before the first store.
+///
+/// # Safety
+/// See the section comment above.
+#[inline(always)]
+pub(crate) unsafe fn load_cbne_store_store_release<const FIELD: usize>(
+    v: *mut isize,
+    expect: isize,
+    v2: *mut isize,
+    newv2: isize,
+    newv: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_cbne_store_store::<FIELD>(v, expect, v2, newv2, newv, cpu) }
+}
+
 /// `if *v == expect { memcpy(dst, src, len); *v = newv }`.
 ///
 /// # Safety

@@ -1,4 +1,11 @@
 //! The building block of every critical section: [`rseq_asm!`](crate::rseq_asm).
+//!
+//! Written in the target's assembly: the x86_64 form here, the aarch64 one
+//! in `macros_aarch64.rs`, with the same operands, labels and outcomes.
+
+#[cfg(target_arch = "aarch64")]
+#[path = "macros_aarch64.rs"]
+mod aarch64;
 
 /// Writes one restartable critical section in x86_64 assembly.
 ///
@@ -83,6 +90,7 @@
 /// assert_eq!(outcome, 0);
 /// assert_eq!(max, 9);
 /// ```
+#[cfg(not(target_arch = "aarch64"))]
 #[macro_export]
 macro_rules! rseq_asm {
     (
@@ -178,7 +186,7 @@ macro_rules! rseq_asm {
 
 /// A delay inside every section in `abort-stress` builds (test-only), so
 /// that preemption lands inside sections and aborts them.
-#[cfg(feature = "abort-stress")]
+#[cfg(all(feature = "abort-stress", not(target_arch = "aarch64")))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __rseq_stress_delay {
@@ -188,7 +196,7 @@ macro_rules! __rseq_stress_delay {
 }
 
 /// Nothing, outside `abort-stress` builds.
-#[cfg(not(feature = "abort-stress"))]
+#[cfg(all(not(feature = "abort-stress"), not(target_arch = "aarch64")))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __rseq_stress_delay {

@@ -410,9 +410,10 @@ operation! {
 }
 
 /// [`load_cbne_store_store`] with release ordering: a thread that sees the
-/// commit sees the store to `*v2`. On x86 (TSO) plain stores are already
-/// ordered, so the code is the same. As there, after [`Outcome::Aborted`]
-/// the store to `*v2` may be done.
+/// commit (with acquire) sees the store to `*v2`. On x86 (TSO) plain stores
+/// are already ordered, so the code is the same; on aarch64 the commit is a
+/// release store (`stlr`). As there, after [`Outcome::Aborted`] the store
+/// to `*v2` may be done.
 ///
 /// # Safety
 /// As [`load_cbne_store_store`].
@@ -436,8 +437,30 @@ pub unsafe fn load_cbne_store_store_release(
     newv: isize,
     cpu: u32,
 ) -> Outcome {
-    // SAFETY: forwarded from the caller.
-    unsafe { load_cbne_store_store(index, v, expect, v2, newv2, newv, cpu) }
+    if uses_rseq(index) {
+        // SAFETY: as in the other operations: the thread is registered;
+        // the rest is the caller's.
+        let outcome = unsafe {
+            section!(
+                load_cbne_store_store_release,
+                index,
+                v,
+                expect,
+                v2,
+                newv2,
+                newv,
+                cpu
+            )
+        };
+        if outcome == Outcome::Aborted {
+            note_abort();
+        }
+        outcome
+    } else {
+        // SAFETY: forwarded from the caller; the fallback's lock orders
+        // both stores.
+        unsafe { fallback::load_cbne_store_store(v, expect, v2, newv2, newv) }
+    }
 }
 
 operation! {

@@ -142,12 +142,22 @@ fn none_commits(index: Index, i: u32) {
         // The macro takes `cpu` as given (the caller keeps it below
         // 2^31); indexed by `mm_cid` it never commits here either.
         if index == Index::MmCid {
+            #[cfg(not(target_arch = "aarch64"))]
             let raw: i32 = rseq_asm!(
                 area = crate::area::offset(),
                 field = abi::MM_CID_OFFSET,
                 cpu = i,
                 body = ["mov qword ptr [{p}], 9"],
                 p = in(reg) &mut v as *mut isize,
+            );
+            #[cfg(target_arch = "aarch64")]
+            let raw: i32 = rseq_asm!(
+                area = crate::area::offset(),
+                field = abi::MM_CID_OFFSET,
+                cpu = i,
+                body = ["mov {t}, #9", "str {t}, [{p}]"],
+                p = in(reg) &mut v as *mut isize,
+                t = out(reg) _,
             );
             refused("rseq_asm!", index, i, Outcome::from_raw(raw), v == 5);
         }
@@ -190,6 +200,7 @@ fn mm_cid_sections_never_commit_on_an_unregistered_area() {
             // The macro's form without `cpu`: the body reads the field.
             let mut w = 5isize;
             // SAFETY: `w` is a live local; the body ends with the commit.
+            #[cfg(not(target_arch = "aarch64"))]
             let raw = unsafe {
                 rseq_asm!(
                     area = crate::area::offset(),
@@ -200,6 +211,23 @@ fn mm_cid_sections_never_commit_on_an_unregistered_area() {
                         "mov qword ptr [{p}], 9",
                     ],
                     p = in(reg) &mut w as *mut isize,
+                )
+            };
+            // SAFETY: as above.
+            #[cfg(target_arch = "aarch64")]
+            let raw = unsafe {
+                rseq_asm!(
+                    area = crate::area::offset(),
+                    field = abi::MM_CID_OFFSET,
+                    body = [
+                        "ldr {t:w}, [{rseq_area}, #{rseq_field}]",
+                        "cmp {t:w}, #4",
+                        "b.hs 93f",
+                        "mov {t}, #9",
+                        "str {t}, [{p}]",
+                    ],
+                    p = in(reg) &mut w as *mut isize,
+                    t = out(reg) _,
                 )
             };
             assert_ne!(raw, 0);

@@ -104,6 +104,9 @@ static void check_area(void)
         __asm__("movq %%fs:0, %0" : "=r"(tp));
         CHECK_EQ((uintptr_t)area, tp + (uintptr_t)restartable_area_offset);
     }
+#elif defined(__aarch64__) && defined(__GNUC__)
+    CHECK_EQ((uintptr_t)area,
+             (uintptr_t)__builtin_thread_pointer() + (uintptr_t)restartable_area_offset);
 #endif
     /* Clearing rseq_cs is always allowed and leaves it 0. */
     restartable_prepare_unload();
@@ -319,7 +322,38 @@ aborted:
 not_larger:
     return RESTARTABLE_COMPARE_FAILED;
 }
+#elif defined(RESTARTABLE_INLINE_AARCH64)
+/* The worked example of the header, in its aarch64 form. */
+static int store_max(intptr_t *slot, intptr_t value, int cpu)
+{
+    if (cpu < 0)
+        return -EINVAL;
+    __asm__ goto(
+        RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")
+        RESTARTABLE_CS_EXIT_POINT("1", "%l[not_larger]")
+        RESTARTABLE_CS_ARM("3", "x17")
+        RESTARTABLE_CS_START("1")
+        RESTARTABLE_CS_CPU_CHECK(RESTARTABLE_CPU_ID_FIELD, "%l[aborted]")
+        "ldr x17, [%[slot]]\n\t"
+        "cmp x17, %[value]\n\t"
+        "b.ge %l[not_larger]\n\t"
+        "str %[value], [%[slot]]\n\t"
+        RESTARTABLE_CS_POST_COMMIT("2")
+        RESTARTABLE_CS_ABORT("4", "%l[aborted]")
+        :
+        : [rseq_area] "r"(restartable_area()), [rseq_cpu] "r"(cpu),
+          [slot] "r"(slot), [value] "r"(value)
+        : "memory", "cc", "x17"
+        : aborted, not_larger);
+    return RESTARTABLE_COMMITTED;
+aborted:
+    return RESTARTABLE_ABORTED;
+not_larger:
+    return RESTARTABLE_COMPARE_FAILED;
+}
+#endif
 
+#if defined(RESTARTABLE_INLINE_X86_64) || defined(RESTARTABLE_INLINE_AARCH64)
 static void check_own_section(void)
 {
     intptr_t *w = (intptr_t *)calloc((size_t)ncpus, sizeof(intptr_t));
@@ -375,7 +409,7 @@ int main(void)
         CHECK(n > 0);
         pin_to(cpus[0]);
         check_operations();
-#ifdef RESTARTABLE_INLINE_X86_64
+#if defined(RESTARTABLE_INLINE_X86_64) || defined(RESTARTABLE_INLINE_AARCH64)
         check_own_section();
 #endif
         restore_affinity(cpus, n);

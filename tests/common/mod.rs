@@ -14,7 +14,7 @@ pub mod uffd;
 
 use restartable::Owner;
 
-/// `RSEQ_SIG` on x86_64, as every registrant of `__rseq_abi` uses it.
+/// `RSEQ_SIG` of the target, as every registrant of `__rseq_abi` uses it.
 pub const SIG: u32 = restartable::abi::RSEQ_SIG;
 /// The length every registrant of a 32-byte area passes.
 pub const LEN: u32 = 32;
@@ -75,10 +75,31 @@ pub fn glibc_area() -> *mut u8 {
     assert!(!offset.is_null(), "glibc exports __rseq_offset");
     // SAFETY: glibc defines it as `const ptrdiff_t`.
     let offset = unsafe { *(offset as *const isize) };
+    thread_pointer().wrapping_add_signed(offset) as *mut u8
+}
+
+/// The thread pointer `__rseq_offset` is relative to (`%fs` base).
+#[cfg(target_arch = "x86_64")]
+pub fn thread_pointer() -> usize {
     let tp: usize;
     // SAFETY: on x86_64 `%fs:0` holds the thread pointer.
     unsafe { std::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp, options(nostack, readonly)) };
-    tp.wrapping_add_signed(offset) as *mut u8
+    tp
+}
+
+/// The thread pointer `__rseq_offset` is relative to (`tpidr_el0`).
+#[cfg(target_arch = "aarch64")]
+pub fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: reading `tpidr_el0` has no effect but the read.
+    unsafe { std::arch::asm!("mrs {}, tpidr_el0", out(reg) tp, options(nomem, nostack)) };
+    tp
+}
+
+/// The tests read the thread pointer on x86_64 and aarch64 only.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub fn thread_pointer() -> usize {
+    panic!("the tests read the thread pointer on x86_64 and aarch64 only")
 }
 
 /// Whether the kernel (or a filter) answers `rseq` with ENOSYS.
@@ -237,6 +258,9 @@ pub fn in_child_alone(name: &str) -> bool {
 /// Runs `cmd` to completion like `Command::output`, but kills it and
 /// panics, with what it printed, if it runs past `limit`: a regression that
 /// makes a child spin fails the test instead of hanging the suite.
+///
+/// On an emulated machine (the arm64 suite under qemu's TCG) the limit is
+/// multiplied by `RESTARTABLE_TEST_TIME_SCALE`, a whole number (default 1).
 #[allow(dead_code)] // not every test binary runs children
 pub fn output_within(
     cmd: &mut std::process::Command,
@@ -244,6 +268,13 @@ pub fn output_within(
 ) -> std::process::Output {
     use std::io::Read;
     use std::process::Stdio;
+    let scale: u32 = match std::env::var("RESTARTABLE_TEST_TIME_SCALE") {
+        Ok(v) => v
+            .parse()
+            .expect("RESTARTABLE_TEST_TIME_SCALE is a whole number"),
+        Err(_) => 1,
+    };
+    let limit = limit * scale;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1,6 +1,6 @@
 //! Seccomp filters installed while the process runs, as a sandbox that
 //! tightens after start-up does, with only `libc`:
-//! - [`deny_on_every_thread`] makes chosen x86_64 system calls answer an
+//! - [`deny_on_every_thread`] makes chosen system calls answer an
 //!   errno on every thread of the process at once (`SECCOMP_FILTER_FLAG_TSYNC`);
 //! - [`stop_on_this_thread`] makes one system call of the calling thread
 //!   wait for a supervisor (`SECCOMP_RET_USER_NOTIF`): the supervisor sees
@@ -13,16 +13,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::seccomp::{program, SockFilter, SockFprog};
 
-/// `__NR_sched_setaffinity` on x86_64.
-pub const NR_SCHED_SETAFFINITY_X86_64: u32 = 203;
+/// `__NR_sched_setaffinity` of the target.
+pub const NR_SCHED_SETAFFINITY: u32 = super::seccomp::NR_SCHED_SETAFFINITY;
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)` after
 /// `PR_SET_NO_NEW_PRIVS`; returns the call's result.
 fn install(prog: &[SockFilter], flags: libc::c_ulong) -> io::Result<libc::c_long> {
-    if !cfg!(target_arch = "x86_64") {
+    if !super::seccomp::KNOWN_ARCH {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "the filters know system call numbers on x86_64 only",
+            "the filters know system call numbers on x86_64 and aarch64 only",
         ));
     }
     let fprog = SockFprog {
@@ -48,7 +48,7 @@ fn install(prog: &[SockFilter], flags: libc::c_ulong) -> io::Result<libc::c_long
     Ok(ret)
 }
 
-/// Makes each x86_64 system call of `nrs` fail with `errno` on every thread
+/// Makes each system call of `nrs` fail with `errno` on every thread
 /// of the process, from now on (and in threads created later). Nothing can
 /// remove the filter: run it in a child process of its own.
 pub fn deny_on_every_thread(nrs: &[u32], errno: i32) -> io::Result<()> {
