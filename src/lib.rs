@@ -211,6 +211,7 @@ pub use percpu::{
     lock_sections_enabled, CachePadded, PerCpu, PerCpuCounter, PerCpuLock, PerCpuLockGuard,
     PerCpuStack,
 };
+pub use percpu::{ByCpu, ByMmCid, IndexKind};
 pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats, thread_state,
     unregister_current_thread, RegistrationGuard, Stats, ThreadState, UNCOUNTED_OWNER,

@@ -87,7 +87,7 @@ fn counter_reset_loses_no_concurrent_add() {
 #[test]
 fn counter_by_mm_cid_is_exact() {
     const OPS: i64 = 100_000;
-    let counter = Arc::new(PerCpuCounter::with_index(restartable::cs::Index::MmCid));
+    let counter = Arc::new(PerCpuCounter::new_by_mm_cid());
     let c = Arc::clone(&counter);
     on_threads(move |_| (0..OPS).for_each(|_| c.add(1)));
     assert_eq!(counter.sum(), OPS * THREADS as i64);

@@ -172,16 +172,6 @@ pub fn current_index_raw(index: Index) -> i32 {
     raw as i32
 }
 
-/// Whether the calling thread can run sections indexed by `index` (and
-/// registers it lazily if that helps).
-#[inline(always)]
-fn uses_rseq(index: Index) -> bool {
-    if index == Index::MmCid && crate::feature_size() < abi::MM_CID_END {
-        return false;
-    }
-    crate::is_available()
-}
-
 /// `cpu` as the bare sections take it. A value negative as an `i32` is
 /// what the `cpu_id` of an area that is not registered reads (-1, -2): it
 /// would pass the CPU check there and commit with no kernel to abort it, so
@@ -221,20 +211,46 @@ macro_rules! operation {
         #[inline]
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $name(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
-            if uses_rseq(index) {
-                // SAFETY: the thread is registered, so its area reads no
-                // negative `cpu_id` for `cpu` to match (the CPU-indexed
-                // fast path stays as short as it is); the rest is the
-                // caller's.
-                let outcome = unsafe { section!($name, index, $($arg,)* cpu) };
-                if outcome == Outcome::Aborted {
+            // The section first, with no availability check before it: on
+            // an area that is not registered it cannot commit (see
+            // `never_negative`), and its failed CPU check lands in the
+            // cold path below, which registers or falls back. `mm_cid` is
+            // checked first where the kernel may not provide it (the
+            // compiler drops the test for `Index::Cpu`).
+            if index == Index::MmCid && crate::feature_size() < abi::MM_CID_END {
+                // SAFETY: forwarded from the caller.
+                return unsafe { fallback::$name($($arg),*) };
+            }
+            // SAFETY: `never_negative` keeps an unregistered area from
+            // matching; the rest is the caller's.
+            let outcome = unsafe { section!($name, index, $($arg,)* never_negative(cpu)) };
+            if outcome != Outcome::Aborted {
+                return outcome;
+            }
+            #[cold]
+            #[inline(never)]
+            #[allow(clippy::too_many_arguments)] // the operation's own operands
+            unsafe fn not_committed(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
+                if current_index_raw(Index::Cpu) >= 0 {
+                    // Registered: the kernel aborted the section, or the
+                    // thread was not on `cpu`.
                     note_abort();
+                    return Outcome::Aborted;
                 }
-                outcome
-            } else {
+                if crate::is_available() {
+                    // Registered lazily just now: run the section.
+                    // SAFETY: as above.
+                    let outcome = unsafe { section!($name, index, $($arg,)* never_negative(cpu)) };
+                    if outcome == Outcome::Aborted {
+                        note_abort();
+                    }
+                    return outcome;
+                }
                 // SAFETY: forwarded from the caller.
                 unsafe { fallback::$name($($arg),*) }
             }
+            // SAFETY: forwarded from the caller.
+            unsafe { not_committed(index, $($arg,)* cpu) }
         }
 
         #[doc = concat!("[`", stringify!($name), "`] as the bare critical section.")]
@@ -332,6 +348,72 @@ operation! {
     load_cbne_memcpy_store / load_cbne_memcpy_store_unchecked(
         v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize
     )
+}
+
+/// [`load_cbne_memcpy_store`] with release ordering: a thread that sees the
+/// commit sees every byte of the copy (the buffer push of a producer whose
+/// consumer reads the bytes after the index). On x86 (TSO) plain stores
+/// are already ordered, so the code is the same; the fallback's lock
+/// orders them everywhere. As there, after [`Outcome::Aborted`] the first
+/// bytes of `dst`, any number up to `len`, may hold those of `src`.
+///
+/// # Safety
+/// As [`load_cbne_memcpy_store`].
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{self, Index, Outcome};
+/// let words: Vec<isize> = vec![0; restartable::possible_cpus()];
+/// let mut bufs = vec![[0u8; 4]; restartable::possible_cpus()];
+/// let mut words = words;
+/// loop {
+///     let cpu = restartable::current_cpu() as usize;
+///     let (v, dst) = (&mut words[cpu] as *mut isize, bufs[cpu].as_mut_ptr());
+///     // SAFETY: live, aligned words and a 4-byte buffer of this CPU's slot.
+///     match unsafe { cs::load_cbne_memcpy_store_release(Index::Cpu, v, 0, dst, b"abcd".as_ptr(), 4, 1, cpu as u32) } {
+///         Outcome::Committed => break,
+///         _ => continue,
+///     }
+/// }
+/// assert_eq!(words.iter().sum::<isize>(), 1);
+/// assert!(bufs.iter().any(|b| b == b"abcd"));
+/// ```
+#[doc(alias = "rseq_load_cbne_memcpy_store__ptr_release")]
+#[inline]
+#[allow(clippy::too_many_arguments)] // the operation's own operands
+pub unsafe fn load_cbne_memcpy_store_release(
+    index: Index,
+    v: *mut isize,
+    expect: isize,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    newv: isize,
+    cpu: u32,
+) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_cbne_memcpy_store(index, v, expect, dst, src, len, newv, cpu) }
+}
+
+/// [`load_cbne_memcpy_store_release`] as the bare critical section; see
+/// [`load_cbne_memcpy_store_unchecked`].
+///
+/// # Safety
+/// As [`load_cbne_memcpy_store_unchecked`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the operation's own operands
+pub unsafe fn load_cbne_memcpy_store_release_unchecked(
+    index: Index,
+    v: *mut isize,
+    expect: isize,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    newv: isize,
+    cpu: u32,
+) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_cbne_memcpy_store_unchecked(index, v, expect, dst, src, len, newv, cpu) }
 }
 
 operation! {

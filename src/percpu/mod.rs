@@ -66,6 +66,38 @@ use core::ops::{Deref, DerefMut};
 
 pub use crate::cs::Index;
 
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// How a per-CPU type indexes its slots, chosen at compile time: by CPU
+/// number ([`ByCpu`]) or by concurrency id ([`ByMmCid`]). The type's hot
+/// path is compiled for the one field it reads, with no branch on the kind.
+/// Sealed: these two are the only kinds.
+pub trait IndexKind: sealed::Sealed + Send + Sync + 'static {
+    /// The field the critical sections read and check.
+    const INDEX: Index;
+}
+
+/// Slots indexed by CPU number (`cpu_id`): see [`Index::Cpu`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ByCpu;
+
+/// Slots indexed by concurrency id (`mm_cid`): see [`Index::MmCid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ByMmCid;
+
+impl sealed::Sealed for ByCpu {}
+impl sealed::Sealed for ByMmCid {}
+
+impl IndexKind for ByCpu {
+    const INDEX: Index = Index::Cpu;
+}
+
+impl IndexKind for ByMmCid {
+    const INDEX: Index = Index::MmCid;
+}
+
 /// Pads and aligns a value to 128 bytes: two cache lines, because x86's
 /// adjacent-line prefetcher pulls pairs of lines.
 #[derive(Default)]
@@ -193,14 +225,6 @@ impl<T> PerCpu<T> {
     /// Every slot, mutably.
     pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = &mut T> {
         self.slots.iter_mut().map(|s| &mut s.0)
-    }
-
-    /// Base address and stride of the slot array, for critical sections.
-    pub(crate) fn raw_parts(&self) -> (*mut u8, usize) {
-        (
-            self.slots.as_ptr() as *mut u8,
-            core::mem::size_of::<CachePadded<T>>(),
-        )
     }
 }
 
