@@ -323,9 +323,9 @@ pub struct CCounter {
     stride: usize,
     /// Number of slots (possible CPUs).
     slots: u32,
-    /// Offset in `struct rseq` of the field that indexes the slots
-    /// (`cpu_id`).
-    field: u32,
+    /// `log2(stride)`: the inline add shifts the index, a power of two
+    /// apart, rather than multiplying it.
+    stride_shift: u32,
     /// The counter that owns the slots.
     counter: PerCpuCounter,
 }
@@ -337,11 +337,15 @@ pub struct CCounter {
 pub extern "C" fn restartable_percpu_counter_new() -> *mut CCounter {
     let counter = PerCpuCounter::new();
     let (base, stride, slots) = counter.raw_parts();
+    assert!(
+        stride.is_power_of_two(),
+        "counter slots are a power of two apart"
+    );
     Box::into_raw(Box::new(CCounter {
         base,
         stride,
         slots,
-        field: crate::abi::CPU_ID_OFFSET as u32,
+        stride_shift: stride.trailing_zeros(),
         counter,
     }))
 }

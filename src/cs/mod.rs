@@ -185,10 +185,17 @@ fn never_negative(cpu: u32) -> u32 {
 /// Runs `arch::$op` on the field `$index` names, as an [`Outcome`].
 macro_rules! section {
     ($op:ident, $index:expr, $($arg:expr),*) => {
-        Outcome::from_raw(match $index {
+        Outcome::from_raw(section_raw!($op, $index, $($arg),*))
+    };
+}
+
+/// Runs `arch::$op` on the field `$index` names: 0, 1 or -1.
+macro_rules! section_raw {
+    ($op:ident, $index:expr, $($arg:expr),*) => {
+        match $index {
             Index::Cpu => arch::$op::<{ abi::CPU_ID_OFFSET }>($($arg),*),
             Index::MmCid => arch::$op::<{ abi::MM_CID_OFFSET }>($($arg),*),
-        })
+        }
     };
 }
 
@@ -223,9 +230,11 @@ macro_rules! operation {
             }
             // SAFETY: `never_negative` keeps an unregistered area from
             // matching; the rest is the caller's.
-            let outcome = unsafe { section!($name, index, $($arg,)* never_negative(cpu)) };
-            if outcome != Outcome::Aborted {
-                return outcome;
+            let raw = unsafe { section_raw!($name, index, $($arg,)* never_negative(cpu)) };
+            // Tested as the sign of the raw result, so that one `test`
+            // serves this branch and the caller's test for `Committed`.
+            if raw >= 0 {
+                return if raw == 0 { Outcome::Committed } else { Outcome::CompareFailed };
             }
             #[cold]
             #[inline(never)]
