@@ -17,10 +17,12 @@
  * function takes its fallback (RESTARTABLE_OWNER_NONE) and results stay exact.
  * Threads register lazily on first use and release at thread exit.
  *
- * On x86_64 with a GNU C compiler (gcc, clang) restartable_cpu(), the two
- * basic operations and the counter's add are static inline functions: no
- * call on the fast path. Elsewhere they are calls into the library. Define
- * RESTARTABLE_NO_INLINE before including this header to always call.
+ * On x86_64 with a GNU C compiler (gcc, clang) restartable_cpu(),
+ * restartable_cpu_start(), restartable_mm_cid(), every critical-section
+ * operation (by CPU and by mm_cid) and the counter's add are static inline
+ * functions: no call on the fast path. Elsewhere they are calls into the
+ * library. Define RESTARTABLE_NO_INLINE before including this header to
+ * always call.
  *
  * Compiles warning-free as C99/C11 and C++11 and later, with -pedantic.
  */
