@@ -24,35 +24,77 @@ use restartable::cs::{self, Index, Outcome};
 use restartable::{PerCpu, PerCpuCounter, PerCpuLock, PerCpuStack};
 
 const OPS: u64 = 4_000_000;
+const CHUNKS: u64 = 20;
 const RUNS: usize = 5;
 
-/// Median over `RUNS` of the wall time of `threads` threads doing `OPS`
-/// operations each, as ns per operation per thread.
-fn measure<S: Send + Sync + 'static>(threads: usize, state: Arc<S>, op: fn(&S)) -> f64 {
-    let mut samples: Vec<f64> = (0..RUNS)
+/// One run: `threads` threads doing `OPS` operations each, as ns per
+/// operation per thread (each thread's fastest slice of `OPS / CHUNKS`). `op` is a generic parameter, so each benchmark's
+/// loop is compiled for its own operation, inlined: no call through a
+/// function pointer.
+fn sample<S, F>(threads: usize, state: &Arc<S>, op: F) -> f64
+where
+    S: Send + Sync + 'static,
+    F: Fn(&S) + Copy + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
         .map(|_| {
-            let barrier = Arc::new(Barrier::new(threads + 1));
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let (state, barrier) = (Arc::clone(&state), Arc::clone(&barrier));
-                    std::thread::spawn(move || {
-                        op(&state); // registers lazily outside the timing
-                        barrier.wait();
+            let (state, barrier) = (Arc::clone(state), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                op(&state); // registers lazily outside the timing
+                barrier.wait();
+                // The fastest of `CHUNKS` slices of the run: a slice in
+                // which another process took the CPU drops out.
+                (0..CHUNKS)
+                    .map(|_| {
                         let start = Instant::now();
-                        for _ in 0..OPS {
+                        for _ in 0..OPS / CHUNKS {
                             op(black_box(&state));
                         }
-                        start.elapsed().as_nanos() as f64 / OPS as f64
+                        start.elapsed().as_nanos() as f64 / (OPS / CHUNKS) as f64
                     })
-                })
-                .collect();
-            barrier.wait();
-            let per_thread: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-            per_thread.iter().sum::<f64>() / threads as f64
+                    .fold(f64::INFINITY, f64::min)
+            })
         })
         .collect();
+    barrier.wait();
+    let per_thread: Vec<f64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    per_thread.iter().sum::<f64>() / threads as f64
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
-    samples[RUNS / 2]
+    samples[samples.len() / 2]
+}
+
+/// Median over `RUNS` runs of [`sample`].
+fn measure<S, F>(threads: usize, state: Arc<S>, op: F) -> f64
+where
+    S: Send + Sync + 'static,
+    F: Fn(&S) + Copy + Send + 'static,
+{
+    median((0..RUNS).map(|_| sample(threads, &state, op)).collect())
+}
+
+/// Medians over `RUNS` runs of two operations measured in turn, run by
+/// run (the order alternating), so that both see the same machine.
+fn measure_pair<S, F, G>(threads: usize, state: Arc<S>, ours: F, base: G) -> (f64, f64)
+where
+    S: Send + Sync + 'static,
+    F: Fn(&S) + Copy + Send + 'static,
+    G: Fn(&S) + Copy + Send + 'static,
+{
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        if run % 2 == 0 {
+            a.push(sample(threads, &state, ours));
+            b.push(sample(threads, &state, base));
+        } else {
+            b.push(sample(threads, &state, base));
+            a.push(sample(threads, &state, ours));
+        }
+    }
+    (median(a), median(b))
 }
 
 fn percpu_add(c: &PerCpuCounter) {
@@ -252,11 +294,566 @@ fn cs_pop_push(s: &CsState) {
     });
 }
 
+/// The same operations written the way librseq's users write them: read
+/// `cpu_id_start` (one load, no check), run the section, which compares
+/// `cpu_id` with it and aborts on a mismatch, and retry until it commits.
+/// Our own code in that shape, the baseline of the comparison table; it
+/// runs only on registered threads (it has no fallback).
+mod shape {
+    use restartable::{abi, rseq_asm};
+
+    extern "C" {
+        /// The area's offset from the thread pointer, as C code reads it
+        /// (`include/restartable.h`): one plain load, as librseq reads its
+        /// copy of `__rseq_offset`.
+        static restartable_area_offset: isize;
+    }
+
+    #[inline(always)]
+    fn area() -> isize {
+        // SAFETY: an 8-byte variable the library defines; read only.
+        unsafe { core::ptr::addr_of!(restartable_area_offset).read_volatile() }
+    }
+
+    /// `cpu_id_start`: one load, no check.
+    #[inline(always)]
+    pub fn cpu() -> u32 {
+        let cpu: u32;
+        // SAFETY: `area()` names this thread's live area; a 4-byte load.
+        unsafe {
+            core::arch::asm!(
+                "mov {c:e}, dword ptr fs:[{a}]",
+                a = in(reg) area(),
+                c = lateout(reg) cpu,
+                options(nostack, readonly, preserves_flags)
+            );
+        }
+        cpu
+    }
+
+    /// `*v += count`.
+    ///
+    /// # Safety
+    /// `v` is a live, aligned word; the thread is registered.
+    #[inline(always)]
+    pub unsafe fn add(v: *mut isize, count: isize, cpu: u32) -> i32 {
+        // SAFETY: the caller's; the body ends with the commit.
+        unsafe {
+            rseq_asm!(
+                area = area(),
+                field = abi::CPU_ID_OFFSET,
+                cpu = cpu,
+                body = ["add qword ptr [{v}], {count}"],
+                v = in(reg) v,
+                count = in(reg) count,
+            )
+        }
+    }
+
+    /// `if *v == expect { *v = newv }`.
+    ///
+    /// # Safety
+    /// As [`add`].
+    #[inline(always)]
+    pub unsafe fn cbne_store(v: *mut isize, expect: isize, newv: isize, cpu: u32) -> i32 {
+        // SAFETY: the caller's; the body ends with the commit.
+        unsafe {
+            rseq_asm!(
+                area = area(),
+                field = abi::CPU_ID_OFFSET,
+                cpu = cpu,
+                body = [
+                    "cmp qword ptr [{v}], {expect}",
+                    "jne 93f",
+                    "mov qword ptr [{v}], {newv}",
+                ],
+                v = in(reg) v,
+                expect = in(reg) expect,
+                newv = in(reg) newv,
+            )
+        }
+    }
+
+    /// `if *v == expect && *v2 == expect2 { *v = newv }`.
+    ///
+    /// # Safety
+    /// As [`add`].
+    #[inline(always)]
+    pub unsafe fn cbne_cbne_store(
+        v: *mut isize,
+        expect: isize,
+        v2: *mut isize,
+        expect2: isize,
+        newv: isize,
+        cpu: u32,
+    ) -> i32 {
+        // SAFETY: the caller's; the body ends with the commit.
+        unsafe {
+            rseq_asm!(
+                area = area(),
+                field = abi::CPU_ID_OFFSET,
+                cpu = cpu,
+                body = [
+                    "cmp qword ptr [{v}], {expect}",
+                    "jne 93f",
+                    "cmp qword ptr [{v2}], {expect2}",
+                    "jne 93f",
+                    "mov qword ptr [{v}], {newv}",
+                ],
+                v = in(reg) v,
+                expect = in(reg) expect,
+                v2 = in(reg) v2,
+                expect2 = in(reg) expect2,
+                newv = in(reg) newv,
+            )
+        }
+    }
+
+    /// `if *v == expect { *v2 = newv2; *v = newv }` (release too, on x86).
+    ///
+    /// # Safety
+    /// As [`add`].
+    #[inline(always)]
+    pub unsafe fn cbne_store_store(
+        v: *mut isize,
+        expect: isize,
+        v2: *mut isize,
+        newv2: isize,
+        newv: isize,
+        cpu: u32,
+    ) -> i32 {
+        // SAFETY: the caller's; the body ends with the commit.
+        unsafe {
+            rseq_asm!(
+                area = area(),
+                field = abi::CPU_ID_OFFSET,
+                cpu = cpu,
+                body = [
+                    "cmp qword ptr [{v}], {expect}",
+                    "jne 93f",
+                    "mov qword ptr [{v2}], {newv2}",
+                    "mov qword ptr [{v}], {newv}",
+                ],
+                v = in(reg) v,
+                expect = in(reg) expect,
+                v2 = in(reg) v2,
+                newv2 = in(reg) newv2,
+                newv = in(reg) newv,
+            )
+        }
+    }
+
+    /// `if *v == expect { memcpy(dst, src, len); *v = newv }`.
+    ///
+    /// # Safety
+    /// As [`add`]; `dst` and `src` hold `len` bytes.
+    #[inline(always)]
+    pub unsafe fn cbne_memcpy_store(
+        v: *mut isize,
+        expect: isize,
+        dst: *mut u8,
+        src: *const u8,
+        len: usize,
+        newv: isize,
+        cpu: u32,
+    ) -> i32 {
+        // SAFETY: the caller's; the body ends with the commit.
+        unsafe {
+            rseq_asm!(
+                area = area(),
+                field = abi::CPU_ID_OFFSET,
+                cpu = cpu,
+                body = [
+                    "cmp qword ptr [{v}], {expect}",
+                    "jne 93f",
+                    "test {len}, {len}",
+                    "jz 21f",
+                    "20:",
+                    "mov {b}, byte ptr [{src}]",
+                    "mov byte ptr [{dst}], {b}",
+                    "inc {src}",
+                    "inc {dst}",
+                    "dec {len}",
+                    "jnz 20b",
+                    "21:",
+                    "mov qword ptr [{v}], {newv}",
+                ],
+                v = in(reg) v,
+                expect = in(reg) expect,
+                dst = inout(reg) dst => _,
+                src = inout(reg) src => _,
+                len = inout(reg) len => _,
+                b = out(reg_byte) _,
+                newv = in(reg) newv,
+            )
+        }
+    }
+
+    /// The list pop: `head = *v`; fails if `head == expectnot`; else
+    /// `*load = head; *v = *(head + voffp)`.
+    ///
+    /// # Safety
+    /// As [`add`]; every head in `*v` other than `expectnot` is a node.
+    #[inline(always)]
+    pub unsafe fn cbeq_store_add_load_store(
+        v: *mut isize,
+        expectnot: isize,
+        voffp: isize,
+        load: *mut isize,
+        cpu: u32,
+    ) -> i32 {
+        // SAFETY: the caller's; the body ends with the commit.
+        unsafe {
+            rseq_asm!(
+                area = area(),
+                field = abi::CPU_ID_OFFSET,
+                cpu = cpu,
+                body = [
+                    "mov {t}, qword ptr [{v}]",
+                    "cmp {t}, {expectnot}",
+                    "je 93f",
+                    "mov qword ptr [{load}], {t}",
+                    "mov {t}, qword ptr [{t} + {voffp}]",
+                    "mov qword ptr [{v}], {t}",
+                ],
+                v = in(reg) v,
+                expectnot = in(reg) expectnot,
+                voffp = in(reg) voffp,
+                load = in(reg) load,
+                t = out(reg) _,
+            )
+        }
+    }
+}
+
+/// Ours: `current_cpu()`, then the checked `cs` operation, retried.
+fn on_current_ours(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> Outcome) {
+    loop {
+        let cpu = restartable::current_cpu();
+        if op(s.slots.get(cpu as usize).unwrap(), cpu) == Outcome::Committed {
+            return;
+        }
+    }
+}
+
+/// The librseq shape: `cpu_id_start`, then the bare section, retried.
+#[inline(always)]
+fn on_current_shape(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> i32) {
+    loop {
+        let cpu = shape::cpu();
+        if op(s.slots.get(cpu as usize).unwrap(), cpu) == 0 {
+            return;
+        }
+    }
+}
+
+/// One operation of the comparison table: ours and the librseq shape.
+macro_rules! pair {
+    ($ours:expr, $shape:expr) => {
+        ($ours, $shape)
+    };
+}
+
+// `pair!` keeps each closure's type its own, so each loop is compiled for
+// its operation.
+fn shape_table(threads: usize) {
+    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+    let cpus = Arc::new(());
+    let (a, b) = measure_pair(
+        threads,
+        cpus,
+        |_| {
+            black_box(restartable::current_cpu());
+        },
+        |_| {
+            black_box(restartable::current_cpu_raw());
+        },
+    );
+    rows.push(("CPU read (current_cpu / cpu_id load)", a, b));
+    let (ours, base) = pair!(
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
+            // SAFETY: a live, aligned word of this CPU's slot.
+            unsafe { cs::load_add_store(Index::Cpu, slot.v.as_ptr(), 1, cpu) }
+        }),
+        |s: &CsState| on_current_shape(s, |slot, cpu| {
+            // SAFETY: as above; the thread is registered.
+            unsafe { shape::add(slot.v.as_ptr(), 1, cpu) }
+        })
+    );
+    let (a, b) = measure_pair(threads, cs_state(), ours, base);
+    rows.push(("load_add_store", a, b));
+    let (ours, base) = pair!(
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: a live, aligned word of this CPU's slot.
+            unsafe { cs::load_cbne_store(Index::Cpu, slot.v.as_ptr(), v, v + 1, cpu) }
+        }),
+        |s: &CsState| on_current_shape(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: as above; the thread is registered.
+            unsafe { shape::cbne_store(slot.v.as_ptr(), v, v + 1, cpu) }
+        })
+    );
+    let (a, b) = measure_pair(threads, cs_state(), ours, base);
+    rows.push(("load_cbne_store", a, b));
+    let (ours, base) = pair!(
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
+            let (v, v2) = (
+                slot.v.load(Ordering::Relaxed),
+                slot.v2.load(Ordering::Relaxed),
+            );
+            // SAFETY: live, aligned words of this CPU's slot.
+            unsafe {
+                cs::load_cbne_load_cbne_store(
+                    Index::Cpu,
+                    slot.v.as_ptr(),
+                    v,
+                    slot.v2.as_ptr(),
+                    v2,
+                    v + 1,
+                    cpu,
+                )
+            }
+        }),
+        |s: &CsState| on_current_shape(s, |slot, cpu| {
+            let (v, v2) = (
+                slot.v.load(Ordering::Relaxed),
+                slot.v2.load(Ordering::Relaxed),
+            );
+            // SAFETY: as above; the thread is registered.
+            unsafe { shape::cbne_cbne_store(slot.v.as_ptr(), v, slot.v2.as_ptr(), v2, v + 1, cpu) }
+        })
+    );
+    let (a, b) = measure_pair(threads, cs_state(), ours, base);
+    rows.push(("load_cbne_load_cbne_store", a, b));
+    let (ours, base) = pair!(
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: live, aligned words of this CPU's slot.
+            unsafe {
+                cs::load_cbne_store_store(
+                    Index::Cpu,
+                    slot.v.as_ptr(),
+                    v,
+                    slot.v2.as_ptr(),
+                    v,
+                    v + 1,
+                    cpu,
+                )
+            }
+        }),
+        |s: &CsState| on_current_shape(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: as above; the thread is registered.
+            unsafe { shape::cbne_store_store(slot.v.as_ptr(), v, slot.v2.as_ptr(), v, v + 1, cpu) }
+        })
+    );
+    let (a, b) = measure_pair(threads, cs_state(), ours, base);
+    rows.push(("load_cbne_store_store", a, b));
+    let (ours, base) = pair!(
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: live, aligned words of this CPU's slot.
+            unsafe {
+                cs::load_cbne_store_store_release(
+                    Index::Cpu,
+                    slot.v.as_ptr(),
+                    v,
+                    slot.v2.as_ptr(),
+                    v,
+                    v + 1,
+                    cpu,
+                )
+            }
+        }),
+        |s: &CsState| on_current_shape(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: as above; the thread is registered.
+            unsafe { shape::cbne_store_store(slot.v.as_ptr(), v, slot.v2.as_ptr(), v, v + 1, cpu) }
+        })
+    );
+    let (a, b) = measure_pair(threads, cs_state(), ours, base);
+    rows.push(("load_cbne_store_store_release", a, b));
+    let (ours, base) = pair!(
+        move |s: &CsState| on_current_ours(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: `buf` is 16 bytes of this CPU's slot, written only
+            // by these operations.
+            unsafe {
+                cs::load_cbne_memcpy_store(
+                    Index::Cpu,
+                    slot.v.as_ptr(),
+                    v,
+                    slot.buf.as_ptr() as *mut u8,
+                    SRC.as_ptr(),
+                    SRC.len(),
+                    v + 1,
+                    cpu,
+                )
+            }
+        }),
+        move |s: &CsState| on_current_shape(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: as above; the thread is registered.
+            unsafe {
+                shape::cbne_memcpy_store(
+                    slot.v.as_ptr(),
+                    v,
+                    slot.buf.as_ptr() as *mut u8,
+                    SRC.as_ptr(),
+                    SRC.len(),
+                    v + 1,
+                    cpu,
+                )
+            }
+        })
+    );
+    let (a, b) = measure_pair(threads, cs_state(), ours, base);
+    rows.push(("load_cbne_memcpy_store (16 B)", a, b));
+    let (ours, base) = pair!(
+        move |s: &CsState| on_current_ours(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: as for the plain form.
+            unsafe {
+                cs::load_cbne_memcpy_store_release(
+                    Index::Cpu,
+                    slot.v.as_ptr(),
+                    v,
+                    slot.buf.as_ptr() as *mut u8,
+                    SRC.as_ptr(),
+                    SRC.len(),
+                    v + 1,
+                    cpu,
+                )
+            }
+        }),
+        move |s: &CsState| on_current_shape(s, |slot, cpu| {
+            let v = slot.v.load(Ordering::Relaxed);
+            // SAFETY: as above; the thread is registered.
+            unsafe {
+                shape::cbne_memcpy_store(
+                    slot.v.as_ptr(),
+                    v,
+                    slot.buf.as_ptr() as *mut u8,
+                    SRC.as_ptr(),
+                    SRC.len(),
+                    v + 1,
+                    cpu,
+                )
+            }
+        })
+    );
+    let (a, b) = measure_pair(threads, cs_state(), ours, base);
+    rows.push(("load_cbne_memcpy_store_release (16 B)", a, b));
+    let (a, b) = measure_pair(threads, cs_state(), cs_pop_push, shape_pop_push);
+    rows.push(("list pop + push", a, b));
+    let (a, b) = measure_pair(
+        threads,
+        Arc::new(Counters {
+            counter: PerCpuCounter::new(),
+            slots: cs_state(),
+        }),
+        |c: &Counters| c.counter.add(1),
+        |c: &Counters| {
+            on_current_shape(&c.slots, |slot, cpu| {
+                // SAFETY: a live, aligned word; the thread is registered.
+                unsafe { shape::add(slot.v.as_ptr(), 1, cpu) }
+            })
+        },
+    );
+    rows.push(("PerCpuCounter::add / shape add", a, b));
+    let (a, b) = measure_pair(
+        threads,
+        Arc::new(Locks {
+            lock: PerCpuLock::new(|_| 0u64),
+            slots: cs_state(),
+        }),
+        |l: &Locks| *l.lock.lock() += 1,
+        shape_lock,
+    );
+    rows.push(("PerCpuLock lock + unlock", a, b));
+    for (name, ours, base) in rows {
+        println!(
+            "{threads:>7} | {name:<38} | {ours:>7.2} ns | {base:>7.2} ns | {:>5.2}x",
+            ours / base
+        );
+    }
+}
+
+fn shape_tables() {
+    if !restartable::is_available() {
+        println!("\nno rseq on this thread: the librseq shape has no fallback to compare");
+        return;
+    }
+    println!(
+        "\nours against the librseq shape (cpu_id_start, section with CPU compare, retry), owner {}, median of {} runs interleaved",
+        restartable::owner(),
+        RUNS
+    );
+    println!(
+        "threads | operation                              |    ours    |   shape    | ours / shape"
+    );
+    for threads in [1, 2] {
+        shape_table(threads);
+    }
+}
+
+static SRC: [u8; 16] = [7; 16];
+
+struct Counters {
+    counter: PerCpuCounter,
+    slots: Arc<CsState>,
+}
+
+struct Locks {
+    lock: PerCpuLock<u64>,
+    slots: Arc<CsState>,
+}
+
+/// The per-CPU lock of librseq's tests in its shape: a section sets the
+/// slot's lock word 0 -> 1, the holder updates its data, a release store
+/// clears the word. (`v2` is the data.)
+fn shape_lock(l: &Locks) {
+    let slot = loop {
+        let cpu = shape::cpu();
+        let slot = l.slots.slots.get(cpu as usize).unwrap();
+        // SAFETY: a live, aligned word; the thread is registered.
+        if unsafe { shape::cbne_store(slot.v.as_ptr(), 0, 1, cpu) } == 0 {
+            break slot;
+        }
+    };
+    slot.v2
+        .store(slot.v2.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    slot.v.store(0, Ordering::Release);
+}
+
+/// [`cs_pop_push`] in the librseq shape.
+fn shape_pop_push(s: &CsState) {
+    let mut node = 0isize;
+    on_current_shape(s, |slot, cpu| {
+        // SAFETY: the list holds nodes of `_nodes`; the thread is registered.
+        unsafe { shape::cbeq_store_add_load_store(slot.head.as_ptr(), 0, 0, &mut node, cpu) }
+    });
+    on_current_shape(s, |slot, cpu| {
+        let head = slot.head.load(Ordering::Relaxed);
+        // SAFETY: `node` is ours until the commit links it again.
+        unsafe { (*(node as *const AtomicIsize)).store(head, Ordering::Relaxed) };
+        // SAFETY: a live, aligned word; the thread is registered.
+        unsafe { shape::cbne_store(slot.head.as_ptr(), head, node, cpu) }
+    });
+}
+
 fn slots() -> Arc<Slots> {
     Arc::new(Slots(PerCpu::new(|_| AtomicU64::new(0))))
 }
 
 fn main() {
+    // `cargo bench --bench percpu -- shape`: the comparison with the
+    // librseq shape alone.
+    if std::env::args().skip(1).any(|a| a == "shape") {
+        shape_tables();
+        return;
+    }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "owner: {} | {} CPUs | {} adds per thread, median of {} runs",
@@ -333,6 +930,8 @@ fn main() {
             "{threads:>7} | {a:>7.2} ns | {b:>12.2} ns | {c:>13.2} ns | {d:>16.2} ns | {e:>7.2} ns"
         );
     }
+
+    shape_tables();
 
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("add, 1 thread");

@@ -42,10 +42,17 @@ pub fn current_cpu() -> u32 {
     if cpu >= 0 {
         cpu as u32
     } else {
-        current_cpu_cold()
+        let cpu = current_cpu_cold();
+        // SAFETY: `current_cpu_cold` returns a value below 2^31 on every
+        // path. Telling the compiler lets the sections that take this CPU
+        // drop their own guard against negative values (`never_negative`
+        // in `cs`).
+        unsafe { core::hint::assert_unchecked(cpu <= i32::MAX as u32) };
+        cpu
     }
 }
 
+/// The cold path of [`current_cpu`]; always below 2^31.
 #[cold]
 #[inline(never)]
 fn current_cpu_cold() -> u32 {
@@ -55,7 +62,7 @@ fn current_cpu_cold() -> u32 {
             return cpu as u32;
         }
     }
-    fallback_cpu()
+    fallback_cpu().min(i32::MAX as u32)
 }
 
 /// `cpu_id` as the area holds it, without registering or falling back:

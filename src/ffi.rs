@@ -197,7 +197,8 @@ pub extern "C" fn restartable_prepare_unload() {
 macro_rules! c_operation {
     (
         $(#[$doc:meta])*
-        $op:ident: $cpu_name:ident, $cid_name:ident ( $($arg:ident : $ty:ty),* )
+        $op:ident: $cpu_name:ident / $cpu_slow:ident, $cid_name:ident / $cid_slow:ident
+            ( $($arg:ident : $ty:ty),* )
     ) => {
         #[doc = concat!("`int ", stringify!($cpu_name), "(..., int cpu)`: [`cs::",
             stringify!($op), "`] on the slot of CPU `cpu`.")]
@@ -239,83 +240,88 @@ macro_rules! c_operation {
             // SAFETY: forwarded from the caller.
             unsafe { cs::$op(Index::MmCid, $($arg,)* cid) as c_int }
         }
+
+        #[doc = concat!("`int ", stringify!($cpu_slow), "(..., int cpu)`: the cold path ",
+            "of the header's inline `", stringify!($cpu_name), "`; the same as the ",
+            "out-of-line function.")]
+        ///
+        /// # Safety
+        /// As the CPU-indexed form.
+        #[no_mangle]
+        #[cold]
+        #[allow(clippy::too_many_arguments)] // the operation's own operands
+        pub unsafe extern "C" fn $cpu_slow($($arg: $ty,)* cpu: c_int) -> c_int {
+            // SAFETY: forwarded from the caller.
+            unsafe { $cpu_name($($arg,)* cpu) }
+        }
+
+        #[doc = concat!("`int ", stringify!($cid_slow), "(..., int cid)`: the cold path ",
+            "of the header's inline `", stringify!($cid_name), "`; the same as the ",
+            "out-of-line function.")]
+        ///
+        /// # Safety
+        /// As the CPU-indexed form.
+        #[no_mangle]
+        #[cold]
+        #[allow(clippy::too_many_arguments)] // the operation's own operands
+        pub unsafe extern "C" fn $cid_slow($($arg: $ty,)* cid: c_int) -> c_int {
+            // SAFETY: forwarded from the caller.
+            unsafe { $cid_name($($arg,)* cid) }
+        }
     };
 }
 
 c_operation!(load_cbne_store:
-    restartable_load_cbne_store, restartable_load_cbne_store_mm_cid(
+    restartable_load_cbne_store / restartable_load_cbne_store_slow,
+    restartable_load_cbne_store_mm_cid / restartable_load_cbne_store_mm_cid_slow(
         v: *mut isize, expect: isize, newv: isize));
 c_operation!(load_add_store:
-    restartable_load_add_store, restartable_load_add_store_mm_cid(
+    restartable_load_add_store / restartable_load_add_store_slow,
+    restartable_load_add_store_mm_cid / restartable_load_add_store_mm_cid_slow(
         v: *mut isize, count: isize));
 c_operation!(
     /// After an abort, `*load` may hold the head the section read (the
     /// store comes before the commit).
     load_cbeq_store_add_load_store:
-    restartable_load_cbeq_store_add_load_store,
-    restartable_load_cbeq_store_add_load_store_mm_cid(
+    restartable_load_cbeq_store_add_load_store / restartable_load_cbeq_store_add_load_store_slow,
+    restartable_load_cbeq_store_add_load_store_mm_cid / restartable_load_cbeq_store_add_load_store_mm_cid_slow(
         v: *mut isize, expectnot: isize, voffp: isize, load: *mut isize));
 c_operation!(load_cbne_load_cbne_store:
-    restartable_load_cbne_load_cbne_store, restartable_load_cbne_load_cbne_store_mm_cid(
+    restartable_load_cbne_load_cbne_store / restartable_load_cbne_load_cbne_store_slow,
+    restartable_load_cbne_load_cbne_store_mm_cid / restartable_load_cbne_load_cbne_store_mm_cid_slow(
         v: *mut isize, expect: isize, v2: *mut isize, expect2: isize, newv: isize));
 c_operation!(
     /// After an abort, `*v2` may hold `newv2` (the store comes before the
     /// commit).
     load_cbne_store_store:
-    restartable_load_cbne_store_store, restartable_load_cbne_store_store_mm_cid(
+    restartable_load_cbne_store_store / restartable_load_cbne_store_store_slow,
+    restartable_load_cbne_store_store_mm_cid / restartable_load_cbne_store_store_mm_cid_slow(
         v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize));
 c_operation!(
     /// After an abort, `*v2` may hold `newv2` (the store comes before the
     /// commit).
     load_cbne_store_store_release:
-    restartable_load_cbne_store_store_release,
-    restartable_load_cbne_store_store_release_mm_cid(
+    restartable_load_cbne_store_store_release / restartable_load_cbne_store_store_release_slow,
+    restartable_load_cbne_store_store_release_mm_cid / restartable_load_cbne_store_store_release_mm_cid_slow(
         v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize));
 c_operation!(
     /// After an abort, the first bytes of `dst`, any number up to `len`,
     /// may hold those of `src` (the copy comes before the commit).
     load_cbne_memcpy_store:
-    restartable_load_cbne_memcpy_store, restartable_load_cbne_memcpy_store_mm_cid(
+    restartable_load_cbne_memcpy_store / restartable_load_cbne_memcpy_store_slow,
+    restartable_load_cbne_memcpy_store_mm_cid / restartable_load_cbne_memcpy_store_mm_cid_slow(
+        v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize));
+c_operation!(
+    /// After an abort, the first bytes of `dst`, any number up to `len`,
+    /// may hold those of `src` (the copy comes before the commit).
+    load_cbne_memcpy_store_release:
+    restartable_load_cbne_memcpy_store_release / restartable_load_cbne_memcpy_store_release_slow,
+    restartable_load_cbne_memcpy_store_release_mm_cid / restartable_load_cbne_memcpy_store_release_mm_cid_slow(
         v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize));
 c_operation!(load_add_load_load_add_store:
-    restartable_load_add_load_load_add_store,
-    restartable_load_add_load_load_add_store_mm_cid(
+    restartable_load_add_load_load_add_store / restartable_load_add_load_load_add_store_slow,
+    restartable_load_add_load_load_add_store_mm_cid / restartable_load_add_load_load_add_store_mm_cid_slow(
         ptr: *mut isize, off: isize, inc: isize));
-
-/// `int restartable_load_cbne_store_slow(...)`: the cold path of the
-/// header's inline `restartable_load_cbne_store`, taken when the area reads
-/// a negative `cpu_id`; the same as the out-of-line function.
-///
-/// # Safety
-/// As [`restartable_load_cbne_store`].
-#[no_mangle]
-#[cold]
-pub unsafe extern "C" fn restartable_load_cbne_store_slow(
-    v: *mut isize,
-    expect: isize,
-    newv: isize,
-    cpu: c_int,
-) -> c_int {
-    // SAFETY: forwarded from the caller.
-    unsafe { restartable_load_cbne_store(v, expect, newv, cpu) }
-}
-
-/// `int restartable_load_add_store_slow(...)`: the cold path of the
-/// header's inline `restartable_load_add_store`; the same as the
-/// out-of-line function.
-///
-/// # Safety
-/// As [`restartable_load_add_store`].
-#[no_mangle]
-#[cold]
-pub unsafe extern "C" fn restartable_load_add_store_slow(
-    v: *mut isize,
-    count: isize,
-    cpu: c_int,
-) -> c_int {
-    // SAFETY: forwarded from the caller.
-    unsafe { restartable_load_add_store(v, count, cpu) }
-}
 
 /// `restartable_percpu_counter_t`: a [`PerCpuCounter`] behind a handle
 /// whose first fields let the header's inline add find the slots.
@@ -332,9 +338,9 @@ pub struct CCounter {
     stride: usize,
     /// Number of slots (possible CPUs).
     slots: u32,
-    /// Offset in `struct rseq` of the field that indexes the slots
-    /// (`cpu_id`).
-    field: u32,
+    /// `log2(stride)`: the inline add shifts the index, a power of two
+    /// apart, rather than multiplying it.
+    stride_shift: u32,
     /// The counter that owns the slots.
     counter: PerCpuCounter,
 }
@@ -346,11 +352,15 @@ pub struct CCounter {
 pub extern "C" fn restartable_percpu_counter_new() -> *mut CCounter {
     let counter = PerCpuCounter::new();
     let (base, stride, slots) = counter.raw_parts();
+    assert!(
+        stride.is_power_of_two(),
+        "counter slots are a power of two apart"
+    );
     Box::into_raw(Box::new(CCounter {
         base,
         stride,
         slots,
-        field: crate::abi::CPU_ID_OFFSET as u32,
+        stride_shift: stride.trailing_zeros(),
         counter,
     }))
 }

@@ -281,6 +281,7 @@ pub use percpu::{
     lock_sections_enabled, CachePadded, PerCpu, PerCpuCounter, PerCpuLock, PerCpuLockGuard,
     PerCpuStack,
 };
+pub use percpu::{ByCpu, ByMmCid, IndexKind};
 pub use percpu::{PerCpuBox, PerCpuPool, PoolError, Zeroable};
 pub use registration::{
     caller_holds, refcount_of_current_thread, register_current_thread, stats,

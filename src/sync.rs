@@ -20,9 +20,9 @@ pub(crate) use loom::sync::atomic::{
 
 #[allow(unused_imports)] // each build uses a different subset
 pub(crate) use core::sync::atomic::{
-    AtomicBool as StaticAtomicBool, AtomicIsize as StaticAtomicIsize, AtomicU32 as StaticAtomicU32,
-    AtomicU64 as StaticAtomicU64, AtomicU8 as StaticAtomicU8, AtomicUsize as StaticAtomicUsize,
-    Ordering,
+    AtomicBool as StaticAtomicBool, AtomicIsize as StaticAtomicIsize, AtomicPtr as StaticAtomicPtr,
+    AtomicU32 as StaticAtomicU32, AtomicU64 as StaticAtomicU64, AtomicU8 as StaticAtomicU8,
+    AtomicUsize as StaticAtomicUsize, Ordering,
 };
 
 /// A pause inside a retry loop. Under loom it yields, so that loom lets the

@@ -515,6 +515,28 @@ fn mm_cid_sections_never_commit_unregistered() {
 }
 
 #[test]
+fn every_inline_form_stays_exact() {
+    // Every inline operation of the header, by CPU and by mm_cid, the
+    // release forms too, from three threads on two CPUs: each count
+    // exact, each list node kept, each copy whole; in every mode (the
+    // fallbacks where rseq is not used).
+    for exe in contract_tests() {
+        for mode in ALL_MODES {
+            let out = stdout(&run(mode, exe, &["forms", "20000"]));
+            assert!(
+                out.contains("forms by cpu: 60000 each, exact"),
+                "{mode:?}:\n{out}"
+            );
+            assert!(
+                out.contains("forms by mm_cid: 60000 each, exact"),
+                "{mode:?}:\n{out}"
+            );
+            assert!(out.contains("forms: ok"), "{mode:?}:\n{out}");
+        }
+    }
+}
+
+#[test]
 fn area_offset_is_read_again_after_it_changes() {
     // Built with -O2: a `const` declaration lets the compiler fold the
     // second read into the first.

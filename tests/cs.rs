@@ -235,37 +235,125 @@ fn load_cbne_store_store_and_release() {
 }
 
 #[test]
-fn load_cbne_memcpy_store() {
+fn load_cbne_memcpy_store_and_release() {
     for index in indexes() {
-        pinned(move |other| {
-            let mut v = 3isize;
-            let p = &mut v as *mut isize;
-            let src: Vec<u8> = (0..100).collect();
-            let mut dst = vec![0u8; 100];
-            let d = dst.as_mut_ptr();
-            let s = src.as_ptr();
-            let op = move |e, len, c| {
-                // SAFETY: `src` and `dst` hold 100 bytes; `p` is live.
-                unsafe { cs::load_cbne_memcpy_store(index, p, e, d, s, len, 4, c) }
-            };
-            assert_eq!(commit(index, |cpu| op(0, 100, cpu)), Outcome::CompareFailed);
-            // SAFETY: live local.
-            assert_eq!(unsafe { *p }, 3);
-            if expect_wrong_cpu(op(3, 100, other)) {
+        for release in [false, true] {
+            pinned(move |other| {
+                let mut v = 3isize;
+                let p = &mut v as *mut isize;
+                let src: Vec<u8> = (0..100).collect();
+                let mut dst = vec![0u8; 100];
+                let d = dst.as_mut_ptr();
+                let s = src.as_ptr();
+                let op = move |e, len, c| {
+                    // SAFETY: `src` and `dst` hold 100 bytes; `p` is live.
+                    unsafe {
+                        if release {
+                            cs::load_cbne_memcpy_store_release(index, p, e, d, s, len, 4, c)
+                        } else {
+                            cs::load_cbne_memcpy_store(index, p, e, d, s, len, 4, c)
+                        }
+                    }
+                };
+                assert_eq!(commit(index, |cpu| op(0, 100, cpu)), Outcome::CompareFailed);
                 // SAFETY: live local.
                 assert_eq!(unsafe { *p }, 3);
-            } else {
+                if expect_wrong_cpu(op(3, 100, other)) {
+                    // SAFETY: live local.
+                    assert_eq!(unsafe { *p }, 3);
+                } else {
+                    // SAFETY: live local.
+                    unsafe { *p = 3 };
+                }
+                assert_eq!(commit(index, |cpu| op(3, 0, cpu)), Outcome::Committed);
                 // SAFETY: live local.
                 unsafe { *p = 3 };
-            }
-            assert_eq!(commit(index, |cpu| op(3, 0, cpu)), Outcome::Committed);
-            // SAFETY: live local.
-            unsafe { *p = 3 };
-            assert_eq!(commit(index, |cpu| op(3, 100, cpu)), Outcome::Committed);
-            // SAFETY: live local.
-            assert_eq!(unsafe { *p }, 4);
-            assert_eq!(dst, src);
-        });
+                assert_eq!(commit(index, |cpu| op(3, 100, cpu)), Outcome::Committed);
+                // SAFETY: live local.
+                assert_eq!(unsafe { *p }, 4);
+                assert_eq!(dst, src);
+            });
+        }
+    }
+}
+
+#[test]
+fn memcpy_store_release_pushes_stay_exact() {
+    // The buffer push of librseq's tests: each CPU's slot holds an index
+    // and a ring of records; a push copies its record to the slot at the
+    // index and commits the index + 1 (release). Eight threads, every push
+    // counted once, every record whole.
+    const THREADS: usize = 8;
+    const OPS: usize = 20_000;
+    const RING: usize = 64;
+    #[repr(C, align(128))]
+    struct Slot {
+        index: std::sync::atomic::AtomicIsize,
+        ring: [[std::sync::atomic::AtomicU8; 16]; RING],
+    }
+    let slots: Vec<Slot> = (0..restartable::possible_cpus())
+        .map(|_| Slot {
+            index: Default::default(),
+            ring: std::array::from_fn(|_| Default::default()),
+        })
+        .collect();
+    let slots = std::sync::Arc::new(slots);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let slots = std::sync::Arc::clone(&slots);
+            std::thread::spawn(move || {
+                let record = [t as u8; 16];
+                for _ in 0..OPS {
+                    loop {
+                        let cpu = restartable::current_cpu();
+                        let slot = &slots[cpu as usize];
+                        let at = slot.index.load(std::sync::atomic::Ordering::Relaxed);
+                        let dst = slot.ring[at as usize % RING].as_ptr() as *mut u8;
+                        // SAFETY: a live, aligned word and a 16-byte record
+                        // of this CPU's slot, written only by these pushes.
+                        let outcome = unsafe {
+                            cs::load_cbne_memcpy_store_release(
+                                Index::Cpu,
+                                slot.index.as_ptr(),
+                                at,
+                                dst,
+                                record.as_ptr(),
+                                16,
+                                at + 1,
+                                cpu,
+                            )
+                        };
+                        if outcome == Outcome::Committed {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let total: isize = slots
+        .iter()
+        .map(|s| s.index.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert_eq!(total, (THREADS * OPS) as isize);
+    // Every record a push committed is one thread's whole record (the
+    // copies of aborted pushes are overwritten or never counted).
+    for slot in slots.iter() {
+        let pushed = slot.index.load(std::sync::atomic::Ordering::Relaxed) as usize;
+        for record in slot.ring.iter().take(pushed.min(RING)) {
+            let bytes: Vec<u8> = record
+                .iter()
+                .map(|b| b.load(std::sync::atomic::Ordering::Relaxed))
+                .collect();
+            assert!(
+                bytes.iter().all(|&b| b == bytes[0]),
+                "torn record {bytes:?}"
+            );
+            assert!((bytes[0] as usize) < THREADS);
+        }
     }
 }
 

@@ -45,13 +45,15 @@ fn use_every_api() {
     assert!(held.is_ok(), "register: {held:?}");
     assert!(restartable::unregister_current_thread().is_ok());
 
-    for index in [Index::Cpu, Index::MmCid] {
-        let counter = PerCpuCounter::with_index(index);
+    fn use_counter<I: restartable::IndexKind>(counter: PerCpuCounter<I>) {
         counter.add(3);
         counter.add(-1);
         assert_eq!(counter.sum(), 2);
         assert_eq!(counter.reset(), 2);
-
+    }
+    use_counter(PerCpuCounter::new());
+    use_counter(PerCpuCounter::new_by_mm_cid());
+    for index in [Index::Cpu, Index::MmCid] {
         let lock = PerCpuLock::with_index(index, |_| 0u32);
         *lock.lock() += 1;
         for i in 0..lock.len() {

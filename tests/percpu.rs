@@ -87,7 +87,7 @@ fn counter_reset_loses_no_concurrent_add() {
 #[test]
 fn counter_by_mm_cid_is_exact() {
     const OPS: i64 = 100_000;
-    let counter = Arc::new(PerCpuCounter::with_index(restartable::cs::Index::MmCid));
+    let counter = Arc::new(PerCpuCounter::new_by_mm_cid());
     // Slots by mm_cid where rseq is in use and the kernel fills it (Linux
     // 6.3); by CPU number otherwise.
     let by_cid =
@@ -562,4 +562,50 @@ fn cpus_beyond_the_slots_fall_back() {
         status.success() && stdout.contains("all checks passed"),
         "child failed ({status}):\n{stdout}\n{stderr}"
     );
+}
+
+/// A counter in a `static`: `PerCpuCounter::new` is a `const fn` that
+/// allocates nothing; the first use allocates the slots, once, even when
+/// threads race to it.
+static HITS: PerCpuCounter = PerCpuCounter::new();
+
+#[test]
+fn static_counter_allocates_on_first_use_and_stays_exact() {
+    const THREADS: usize = 8;
+    const ADDS: i64 = 50_000;
+    let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let start = std::sync::Arc::clone(&start);
+            std::thread::spawn(move || {
+                start.wait(); // every thread's first add races to allocate
+                (0..ADDS).for_each(|_| HITS.add(1));
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(HITS.sum(), THREADS as i64 * ADDS);
+    assert_eq!(HITS.per_slot().len(), restartable::possible_cpus());
+    assert_eq!(HITS.reset(), THREADS as i64 * ADDS);
+    assert_eq!(HITS.sum(), 0);
+}
+
+#[test]
+fn a_counter_never_used_sums_to_zero() {
+    let counter = PerCpuCounter::new();
+    assert_eq!(counter.sum(), 0);
+    assert_eq!(counter.reset(), 0);
+    let by_cid = PerCpuCounter::new_by_mm_cid();
+    assert_eq!(by_cid.sum(), 0);
+    // The index a counter by concurrency id reports: mm_cid where the
+    // kernel provides it, else CPU numbers.
+    let want = if restartable::feature_size() >= 28 {
+        restartable::cs::Index::MmCid
+    } else {
+        restartable::cs::Index::Cpu
+    };
+    assert_eq!(by_cid.index(), want);
+    println!("by-cid counter indexes by {want:?}");
 }

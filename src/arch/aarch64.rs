@@ -658,6 +658,53 @@ pub(crate) unsafe fn load_cbne_memcpy_store<const FIELD: usize>(
     }
 }
 
+/// [`load_cbne_memcpy_store`] with release ordering: the commit is
+/// `stlr`, so a thread that reads `*v` with acquire and sees `newv` sees
+/// every byte of the copy (a buffer push whose consumer reads the bytes
+/// after the index).
+///
+/// # Safety
+/// As [`load_cbne_memcpy_store`].
+#[inline(always)]
+pub(crate) unsafe fn load_cbne_memcpy_store_release<const FIELD: usize>(
+    v: *mut isize,
+    expect: isize,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    newv: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            cpu = cpu,
+            body = [
+                "ldr {t}, [{v}]",
+                "cmp {t}, {expect}",
+                "b.ne 93f",
+                "cbz {len}, 21f",
+                "20:",
+                "ldrb {t:w}, [{src}], #1",
+                "strb {t:w}, [{dst}], #1",
+                "subs {len}, {len}, #1",
+                "b.ne 20b",
+                "21:",
+                "stlr {newv}, [{v}]", // commit; release: orders the copy before it
+            ],
+            v = in(reg) v,             // the word
+            expect = in(reg) expect,   // its expected value
+            dst = inout(reg) dst => _, // copy destination (advanced)
+            src = inout(reg) src => _, // copy source (advanced)
+            len = inout(reg) len => _, // bytes left
+            newv = in(reg) newv,       // new value of `*v`
+            t = out(reg) _,            // the value compared, then each byte
+        )
+    }
+}
+
 /// `p = *ptr; q = *(p + off); *q += inc`: pointer chasing, then an add.
 ///
 /// # Safety

@@ -295,3 +295,21 @@ pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
 ) -> (i32, usize) {
     (-1, 0)
 }
+
+/// Not available: aborted.
+///
+/// # Safety
+/// As [`load_cbne_memcpy_store`].
+#[inline(always)]
+pub(crate) unsafe fn load_cbne_memcpy_store_release<const FIELD: usize>(
+    v: *mut isize,
+    expect: isize,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    newv: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_cbne_memcpy_store::<FIELD>(v, expect, dst, src, len, newv, cpu) }
+}

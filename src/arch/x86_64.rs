@@ -785,3 +785,22 @@ pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
     };
     (outcome, node)
 }
+
+/// The release form of [`load_cbne_memcpy_store`]: the same code, since
+/// x86 (TSO) never lets a later store pass an earlier one.
+///
+/// # Safety
+/// As [`load_cbne_memcpy_store`].
+#[inline(always)]
+pub(crate) unsafe fn load_cbne_memcpy_store_release<const FIELD: usize>(
+    v: *mut isize,
+    expect: isize,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    newv: isize,
+    cpu: u32,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_cbne_memcpy_store::<FIELD>(v, expect, dst, src, len, newv, cpu) }
+}

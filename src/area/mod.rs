@@ -310,9 +310,21 @@ pub fn kernel_area_align() -> usize {
 /// let offset = restartable::area_offset();
 /// assert_eq!(offset % 32, 0);
 /// ```
+#[inline]
 pub fn area_offset() -> isize {
-    owner();
+    // Inlined into hand-written sections: one load and a predicted branch
+    // on top of the offset's own load once the owner is decided (normally
+    // before `main`); the decision itself stays out of line.
+    if OWNER.load(Ordering::Acquire) == 0 {
+        decide_owner();
+    }
     offset()
+}
+
+#[cold]
+#[inline(never)]
+fn decide_owner() {
+    owner();
 }
 
 /// Whether a classic `__rseq_abi` user loaded later (a plugin that

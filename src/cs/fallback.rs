@@ -190,6 +190,22 @@ pub(crate) unsafe fn load_cbne_load_cbne_store(
     outcome(ok)
 }
 
+/// The release form of [`load_cbne_store_store`]: the lock's release
+/// already orders both stores before the next holder's reads.
+///
+/// # Safety
+/// As [`load_cbne_store_store`].
+pub(crate) unsafe fn load_cbne_store_store_release(
+    v: *mut isize,
+    expect: isize,
+    v2: *mut isize,
+    newv2: isize,
+    newv: isize,
+) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_cbne_store_store(v, expect, v2, newv2, newv) }
+}
+
 /// See [`super::load_cbne_store_store`].
 ///
 /// # Safety
@@ -211,6 +227,23 @@ pub(crate) unsafe fn load_cbne_store_store(
         second.store(newv2, Ordering::Relaxed);
         outcome(commit(first, expect, newv))
     })
+}
+
+/// The release form of [`load_cbne_memcpy_store`]: the lock's release
+/// already orders the copy before the next holder's reads.
+///
+/// # Safety
+/// As [`load_cbne_memcpy_store`].
+pub(crate) unsafe fn load_cbne_memcpy_store_release(
+    v: *mut isize,
+    expect: isize,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    newv: isize,
+) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    unsafe { load_cbne_memcpy_store(v, expect, dst, src, len, newv) }
 }
 
 /// See [`super::load_cbne_memcpy_store`]: copies byte by byte, forward, as

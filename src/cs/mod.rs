@@ -69,11 +69,11 @@ use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
 ///
 /// # Examples
 /// ```
-/// use restartable::{Index, PerCpuCounter};
-/// // Slots per concurrency id: a process with 3 threads touches about 3 slots.
-/// let compact = PerCpuCounter::with_index(Index::MmCid);
-/// compact.add(1);
-/// assert_eq!(compact.sum(), 1);
+/// use restartable::{Index, PerCpuStack};
+/// // Lists per concurrency id: a process with 3 threads touches about 3 lists.
+/// let compact = PerCpuStack::<u64>::with_index(Index::MmCid);
+/// compact.push(1);
+/// assert_eq!(compact.pop_any(), Some(1));
 /// assert_eq!(Index::default(), Index::Cpu);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -212,16 +212,6 @@ pub fn current_index_raw(index: Index) -> i32 {
     raw as i32
 }
 
-/// Whether the calling thread can run sections indexed by `index` (and
-/// registers it lazily if that helps).
-#[inline(always)]
-fn uses_rseq(index: Index) -> bool {
-    if index == Index::MmCid && crate::feature_size() < abi::MM_CID_END {
-        return false;
-    }
-    crate::is_available()
-}
-
 /// `cpu` as the bare sections take it. A value negative as an `i32` is
 /// what the `cpu_id` of an area that is not registered reads (-1, -2): it
 /// would pass the CPU check there and commit with no kernel to abort it, so
@@ -235,10 +225,17 @@ fn never_negative(cpu: u32) -> u32 {
 /// Runs `arch::$op` on the field `$index` names, as an [`Outcome`].
 macro_rules! section {
     ($op:ident, $index:expr, $($arg:expr),*) => {
-        Outcome::from_raw(match $index {
+        Outcome::from_raw(section_raw!($op, $index, $($arg),*))
+    };
+}
+
+/// Runs `arch::$op` on the field `$index` names: 0, 1 or -1.
+macro_rules! section_raw {
+    ($op:ident, $index:expr, $($arg:expr),*) => {
+        match $index {
             Index::Cpu => arch::$op::<{ abi::CPU_ID_OFFSET }>($($arg),*),
             Index::MmCid => arch::$op::<{ abi::MM_CID_OFFSET }>($($arg),*),
-        })
+        }
     };
 }
 
@@ -301,20 +298,48 @@ macro_rules! operation {
         #[inline]
         #[allow(clippy::too_many_arguments)] // the operation's own operands
         pub unsafe fn $name(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
-            if uses_rseq(index) {
-                // SAFETY: the thread is registered, so its area reads no
-                // negative `cpu_id` for `cpu` to match (the CPU-indexed
-                // fast path stays as short as it is); the rest is the
-                // caller's.
-                let outcome = unsafe { section!($name, index, $($arg,)* cpu) };
-                if outcome == Outcome::Aborted {
+            // The section first, with no availability check before it: on
+            // an area that is not registered it cannot commit (see
+            // `never_negative`), and its failed CPU check lands in the
+            // cold path below, which registers or falls back. `mm_cid` is
+            // checked first where the kernel may not provide it (the
+            // compiler drops the test for `Index::Cpu`).
+            if index == Index::MmCid && crate::feature_size() < abi::MM_CID_END {
+                // SAFETY: forwarded from the caller.
+                return unsafe { fallback::$name($($arg),*) };
+            }
+            // SAFETY: `never_negative` keeps an unregistered area from
+            // matching; the rest is the caller's.
+            let raw = unsafe { section_raw!($name, index, $($arg,)* never_negative(cpu)) };
+            // Tested as the sign of the raw result, so that one `test`
+            // serves this branch and the caller's test for `Committed`.
+            if raw >= 0 {
+                return if raw == 0 { Outcome::Committed } else { Outcome::CompareFailed };
+            }
+            #[cold]
+            #[inline(never)]
+            #[allow(clippy::too_many_arguments)] // the operation's own operands
+            unsafe fn not_committed(index: Index, $($arg: $ty,)* cpu: u32) -> Outcome {
+                if current_index_raw(Index::Cpu) >= 0 {
+                    // Registered: the kernel aborted the section, or the
+                    // thread was not on `cpu`.
                     note_abort();
+                    return Outcome::Aborted;
                 }
-                outcome
-            } else {
+                if crate::is_available() {
+                    // Registered lazily just now: run the section.
+                    // SAFETY: as above.
+                    let outcome = unsafe { section!($name, index, $($arg,)* never_negative(cpu)) };
+                    if outcome == Outcome::Aborted {
+                        note_abort();
+                    }
+                    return outcome;
+                }
                 // SAFETY: forwarded from the caller.
                 unsafe { fallback::$name($($arg),*) }
             }
+            // SAFETY: forwarded from the caller.
+            unsafe { not_committed(index, $($arg,)* cpu) }
         }
 
         #[doc = concat!("[`", stringify!($name), "`] as the bare critical section.")]
@@ -409,58 +434,21 @@ operation! {
     )
 }
 
-/// [`load_cbne_store_store`] with release ordering: a thread that sees the
-/// commit (with acquire) sees the store to `*v2`. On x86 (TSO) plain stores
-/// are already ordered, so the code is the same; on aarch64 the commit is a
-/// release store (`stlr`). As there, after [`Outcome::Aborted`] the store
-/// to `*v2` may be done.
-///
-/// # Safety
-/// As [`load_cbne_store_store`].
-///
-/// # Examples
-#[doc = operation_example!(
-    "{",
-    load_cbne_store_store_release,
-    "// Publish `data`, then the word that says it is ready.\nlet mut ready = vec![0isize; n];\nlet base = ready.as_mut_ptr();\nlet mut data = 0isize;",
-    "base.add(cpu as usize), 0, &mut data, 7, 1",
-    "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(data, 7);"
-)]
-#[doc(alias = "rseq_load_cbne_store_store__ptr_release")]
-#[inline]
-pub unsafe fn load_cbne_store_store_release(
-    index: Index,
-    v: *mut isize,
-    expect: isize,
-    v2: *mut isize,
-    newv2: isize,
-    newv: isize,
-    cpu: u32,
-) -> Outcome {
-    if uses_rseq(index) {
-        // SAFETY: as in the other operations: the thread is registered;
-        // the rest is the caller's.
-        let outcome = unsafe {
-            section!(
-                load_cbne_store_store_release,
-                index,
-                v,
-                expect,
-                v2,
-                newv2,
-                newv,
-                cpu
-            )
-        };
-        if outcome == Outcome::Aborted {
-            note_abort();
-        }
-        outcome
-    } else {
-        // SAFETY: forwarded from the caller; the fallback's lock orders
-        // both stores.
-        unsafe { fallback::load_cbne_store_store(v, expect, v2, newv2, newv) }
-    }
+operation! {
+    /// [`load_cbne_store_store`] with release ordering: a thread that sees
+    /// the commit (with acquire) sees the store to `*v2`. On x86 (TSO)
+    /// plain stores are already ordered, so the code is the same; on
+    /// aarch64 the commit is a release store (`stlr`). As there, after
+    /// [`Outcome::Aborted`] the store to `*v2` may be done.
+    #[doc(alias = "rseq_load_cbne_store_store__ptr_release")]
+    load_cbne_store_store_release / load_cbne_store_store_release_unchecked(
+        v: *mut isize, expect: isize, v2: *mut isize, newv2: isize, newv: isize
+    )
+    example(
+        "// Publish `data`, then the word that says it is ready.\nlet mut ready = vec![0isize; n];\nlet base = ready.as_mut_ptr();\nlet mut data = 0isize;",
+        "base.add(cpu as usize), 0, &mut data, 7, 1",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(data, 7);"
+    )
 }
 
 operation! {
@@ -476,6 +464,26 @@ operation! {
         "let mut words = vec![0isize; n];\nlet base = words.as_mut_ptr();\nlet src = *b\"hello\";\nlet mut dst = [0u8; 5];",
         "base.add(cpu as usize), 0, dst.as_mut_ptr(), src.as_ptr(), 5, 1",
         "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(&dst, b\"hello\");"
+    )
+}
+
+operation! {
+    /// [`load_cbne_memcpy_store`] with release ordering: a thread that
+    /// sees the commit (with acquire) sees every byte of the copy (the
+    /// buffer push of a producer whose consumer reads the bytes after the
+    /// index). On x86 (TSO) plain stores are already ordered, so the code
+    /// is the same; on aarch64 the commit is a release store (`stlr`); the
+    /// fallback's lock orders them everywhere. As there, after
+    /// [`Outcome::Aborted`] the first bytes of `dst`, any number up to
+    /// `len`, may hold those of `src`.
+    #[doc(alias = "rseq_load_cbne_memcpy_store__ptr_release")]
+    load_cbne_memcpy_store_release / load_cbne_memcpy_store_release_unchecked(
+        v: *mut isize, expect: isize, dst: *mut u8, src: *const u8, len: usize, newv: isize
+    )
+    example(
+        "// Copy a record, then publish the index that says it is there.\nlet mut index = vec![0isize; n];\nlet base = index.as_mut_ptr();\nlet src = *b\"abcd\";\nlet mut dst = [0u8; 4];",
+        "base.add(cpu as usize), 0, dst.as_mut_ptr(), src.as_ptr(), 4, 1",
+        "assert_eq!(outcome, Outcome::Committed);\n    assert_eq!(&dst, b\"abcd\");"
     )
 }
 

@@ -1,9 +1,10 @@
 //! `PerCpuCounter`: add without atomics, sum exactly.
 
 use core::fmt;
+use core::marker::PhantomData;
 
-use super::{rseq, Index, PerCpu};
-use crate::sync::{AtomicU64, Ordering};
+use super::{rseq, ByCpu, ByMmCid, CachePadded, Index, IndexKind};
+use crate::sync::{AtomicU64, Ordering, StaticAtomicPtr, StaticAtomicU32};
 
 /// One slot of the counter.
 #[derive(Debug, Default)]
@@ -51,6 +52,14 @@ impl Slot {
 /// it returns what it cleared, and every concurrent add lands either in that
 /// or in the count after it.
 ///
+/// The type parameter says how slots are indexed, fixed at compile time so
+/// that `add` has no branch on it: [`ByCpu`] (the default, one slot per
+/// possible CPU) or [`ByMmCid`] (one per concurrency id, see
+/// [`PerCpuCounter::new_by_mm_cid`]).
+///
+/// [`new`](Self::new) is a `const fn` and allocates nothing: the slots are
+/// allocated on the first use, so a counter can be a `static`.
+///
 /// # Examples
 /// ```
 /// use restartable::PerCpuCounter;
@@ -66,35 +75,130 @@ impl Slot {
 /// workers.into_iter().for_each(|w| w.join().unwrap());
 /// assert_eq!(counter.sum(), 4000);
 /// ```
-pub struct PerCpuCounter {
-    slots: PerCpu<Slot>,
+///
+/// As a `static`:
+/// ```
+/// use restartable::PerCpuCounter;
+///
+/// static HITS: PerCpuCounter = PerCpuCounter::new();
+/// HITS.add(2);
+/// assert_eq!(HITS.sum(), 2);
+/// ```
+pub struct PerCpuCounter<I: IndexKind = ByCpu> {
+    /// Slot 0 of the slot array: null until the first use allocates it,
+    /// then set once (by a compare-exchange, so that one allocation wins)
+    /// and freed by `Drop`.
+    slots: StaticAtomicPtr<CachePadded<Slot>>,
+    /// The number of slots the critical sections may index: 0 until
+    /// `slots` is set, so that an add before that finds no slot in range
+    /// and takes the cold path, which allocates; then the length of the
+    /// array. Stored (`Release`) only after `slots` is set.
+    len: StaticAtomicU32,
+    _index: PhantomData<fn() -> I>,
 }
 
-impl PerCpuCounter {
-    /// A zeroed counter with one slot per possible CPU.
+/// Bytes from one slot to the next: a power of two the section's index
+/// arithmetic relies on.
+const STRIDE: usize = core::mem::size_of::<CachePadded<Slot>>();
+const _: () = assert!(STRIDE.is_power_of_two());
+
+// SAFETY: the slot array is reached only through `&self` methods whose
+// every access is atomic (or a critical section on a word only sections
+// write); the pointer itself is an atomic.
+unsafe impl<I: IndexKind> Send for PerCpuCounter<I> {}
+// SAFETY: as for `Send`.
+unsafe impl<I: IndexKind> Sync for PerCpuCounter<I> {}
+
+impl PerCpuCounter<ByCpu> {
+    /// A zeroed counter with one slot per possible CPU. Allocates nothing:
+    /// the slots are allocated on first use.
     ///
     /// # Examples
     /// ```
-    /// let hits = restartable::PerCpuCounter::new();
-    /// assert_eq!(hits.sum(), 0);
+    /// static REQUESTS: restartable::PerCpuCounter = restartable::PerCpuCounter::new();
+    /// REQUESTS.incr();
+    /// assert_eq!(REQUESTS.sum(), 1);
     /// ```
-    pub fn new() -> Self {
-        Self::with_index(Index::Cpu)
+    pub const fn new() -> Self {
+        Self::empty()
+    }
+}
+
+impl PerCpuCounter<ByMmCid> {
+    /// A zeroed counter with one slot per concurrency id (`mm_cid`): a
+    /// process with few threads touches only the first few slots. Where the
+    /// kernel has no `mm_cid` (before 6.3) the slots are indexed by CPU.
+    ///
+    /// # Examples
+    /// ```
+    /// let counter = restartable::PerCpuCounter::new_by_mm_cid();
+    /// counter.add(3);
+    /// assert_eq!(counter.sum(), 3);
+    /// ```
+    pub const fn new_by_mm_cid() -> Self {
+        Self::empty()
+    }
+}
+
+impl<I: IndexKind> PerCpuCounter<I> {
+    const fn empty() -> Self {
+        PerCpuCounter {
+            slots: StaticAtomicPtr::new(core::ptr::null_mut()),
+            len: StaticAtomicU32::new(0),
+            _index: PhantomData,
+        }
     }
 
-    /// A zeroed counter with slots per CPU or per concurrency id.
-    ///
-    /// # Examples
-    /// ```
-    /// use restartable::{Index, PerCpuCounter};
-    /// let compact = PerCpuCounter::with_index(Index::MmCid);
-    /// compact.add(2);
-    /// assert_eq!(compact.sum(), 2);
-    /// ```
-    pub fn with_index(index: Index) -> Self {
-        PerCpuCounter {
-            slots: PerCpu::with_index(index, |_| Slot::default()),
+    /// How this counter's slots are indexed: [`IndexKind::INDEX`], or
+    /// [`Index::Cpu`] for a [`ByMmCid`] counter where the kernel has no
+    /// `mm_cid`.
+    fn effective_index() -> Index {
+        match I::INDEX {
+            Index::MmCid if crate::feature_size() < crate::abi::MM_CID_END => Index::Cpu,
+            other => other,
         }
+    }
+
+    /// The slot array, allocated now if no use did so before.
+    fn slots(&self) -> &[CachePadded<Slot>] {
+        // `Acquire`: pairs with the `AcqRel` exchange that published the
+        // array, so its zeroed slots are seen.
+        let mut base = self.slots.load(Ordering::Acquire);
+        let len = crate::possible_cpus();
+        if base.is_null() {
+            base = self.allocate(len);
+        }
+        // SAFETY: `base` is the array of `len` slots allocated by
+        // `allocate` (`possible_cpus()` never changes once counted), live
+        // until `Drop`, which needs `&mut self`.
+        unsafe { core::slice::from_raw_parts(base, len) }
+    }
+
+    #[cold]
+    fn allocate(&self, len: usize) -> *mut CachePadded<Slot> {
+        let fresh: Box<[CachePadded<Slot>]> = (0..len).map(|_| Default::default()).collect();
+        let fresh = Box::into_raw(fresh) as *mut CachePadded<Slot>;
+        // `AcqRel`: releases the zeroed slots to whoever loads the pointer,
+        // and acquires those of another thread's allocation that won.
+        let base = match self.slots.compare_exchange(
+            core::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => fresh,
+            Err(winner) => {
+                // SAFETY: `fresh` came from `Box::into_raw` just above with
+                // `len` slots, and no one else saw it.
+                drop(unsafe { Box::from_raw(core::ptr::slice_from_raw_parts_mut(fresh, len)) });
+                winner
+            }
+        };
+        // `Release`: an add that reads this length (`Acquire`) sees the
+        // pointer and the slots. Every thread that gets here stores the
+        // same value.
+        self.len.store(len as u32, Ordering::Release);
+        base
     }
 
     /// Adds `delta` (wrapping) to the slot of the current CPU.
@@ -108,23 +212,30 @@ impl PerCpuCounter {
     /// ```
     #[inline]
     pub fn add(&self, delta: i64) {
-        if !self.add_in_section(delta) {
+        if !self.add_in_section(I::INDEX, delta) {
             self.add_cold(delta);
         }
     }
 
-    /// Adds `delta` with a critical section, retrying aborts; false, with
-    /// nothing added, when the thread cannot run one on a slot (not
-    /// registered, or on a CPU beyond the slots).
+    /// Adds `delta` with a critical section on the field `index` names,
+    /// retrying aborts; false, with nothing added, when the thread cannot
+    /// run one on a slot (not registered, slots not allocated yet, or on a
+    /// CPU beyond the slots; for `mm_cid`, a kernel without it).
     #[inline(always)]
-    fn add_in_section(&self, delta: i64) -> bool {
-        let (base, stride) = self.slots.raw_parts();
-        let slots = self.slots.len() as u32;
+    fn add_in_section(&self, index: Index, delta: i64) -> bool {
+        if index == Index::MmCid && crate::feature_size() < crate::abi::MM_CID_END {
+            return false;
+        }
+        // `Acquire`: pairs with the `Release` store in `allocate`; a length
+        // above 0 means `slots` holds the array.
+        let len = self.len.load(Ordering::Acquire);
+        let base = self.slots.load(Ordering::Relaxed) as *mut u8;
         loop {
-            // SAFETY: `base`/`stride`/`slots` describe this counter's live
-            // slot array, whose `Slot::rseq` word sits at offset 0 of each
-            // slot and is written only by these sections.
-            match unsafe { rseq::add(self.slots.index(), base, stride, slots, delta) } {
+            // SAFETY: with `len` > 0, `base` is this counter's live array of
+            // `len` slots of `STRIDE` bytes, whose `Slot::rseq` word sits at
+            // offset 0 and is written only by these sections; with `len` 0
+            // no index is in range and the section writes nothing.
+            match unsafe { rseq::add(index, base, STRIDE, len, delta) } {
                 rseq::Add::Done => return true,
                 rseq::Add::Retry => crate::sync::spin_hint(),
                 rseq::Add::Cold => return false,
@@ -135,19 +246,18 @@ impl PerCpuCounter {
     #[cold]
     #[inline(never)]
     fn add_cold(&self, delta: i64) {
+        let slots = self.slots();
+        let index = Self::effective_index();
         // Registered now, sections again, once: a thread that is registered
         // and still cold runs on a CPU beyond the slots (a container that
         // shows fewer possible CPUs than the kernel numbers, say) and takes
         // the fallback.
-        if crate::registration::ensure_registered() && self.add_in_section(delta) {
+        if crate::registration::ensure_registered() && self.add_in_section(index, delta) {
             return;
         }
         // Not `current()`: that would try the area (and registration) again.
-        self.slots
-            .get(self.slots.fallback_index())
-            .expect("slot in range")
-            .atomic
-            .fetch_add(delta as u64, Ordering::Relaxed);
+        let i = rseq::fallback_slot(index).min(slots.len() - 1);
+        slots[i].atomic.fetch_add(delta as u64, Ordering::Relaxed);
     }
 
     /// Increments by one.
@@ -173,9 +283,9 @@ impl PerCpuCounter {
     /// assert_eq!(balance.sum(), 7);
     /// ```
     pub fn sum(&self) -> i64 {
-        self.slots
+        self.slots()
             .iter()
-            .map(Slot::count)
+            .map(|s| s.count())
             .fold(0u64, u64::wrapping_add) as i64
     }
 
@@ -190,7 +300,7 @@ impl PerCpuCounter {
     /// assert_eq!(slots.iter().sum::<i64>(), 4);
     /// ```
     pub fn per_slot(&self) -> Vec<i64> {
-        self.slots.iter().map(|s| s.count() as i64).collect()
+        self.slots().iter().map(|s| s.count() as i64).collect()
     }
 
     /// Sets the counter to zero and returns the sum it cleared.
@@ -209,7 +319,7 @@ impl PerCpuCounter {
     /// ```
     pub fn reset(&self) -> i64 {
         let mut cleared = 0u64;
-        for s in self.slots.iter() {
+        for s in self.slots().iter() {
             let mut base = s.base.load(Ordering::Acquire);
             loop {
                 let total = s.total();
@@ -230,7 +340,8 @@ impl PerCpuCounter {
         cleared as i64
     }
 
-    /// How slots are indexed.
+    /// How slots are indexed: as the type says, or by CPU for a
+    /// [`ByMmCid`] counter where the kernel has no `mm_cid`.
     ///
     /// # Examples
     /// ```
@@ -238,24 +349,47 @@ impl PerCpuCounter {
     /// assert_eq!(counter.index(), restartable::Index::Cpu);
     /// ```
     pub fn index(&self) -> Index {
-        self.slots.index()
+        Self::effective_index()
     }
 
-    /// `(base, stride, slots)` of the slot array, for the C header's inline
-    /// add (see `ffi.rs`): `Slot::rseq` is the first word of every slot.
+    /// `(base, stride, slots)` of the slot array, allocated now if needed,
+    /// for the C header's inline add (see `ffi.rs`): `Slot::rseq` is the
+    /// first word of every slot.
     pub(crate) fn raw_parts(&self) -> (*mut u8, usize, u32) {
-        let (base, stride) = self.slots.raw_parts();
-        (base, stride, self.slots.len() as u32)
+        let slots = self.slots();
+        (slots.as_ptr() as *mut u8, STRIDE, slots.len() as u32)
     }
 }
 
-impl Default for PerCpuCounter {
+impl<I: IndexKind> Drop for PerCpuCounter<I> {
+    fn drop(&mut self) {
+        let base = *self.slots.get_mut();
+        if !base.is_null() {
+            // SAFETY: `base` came from `allocate`, with `possible_cpus()`
+            // slots, and `&mut self` means no one uses it any more.
+            drop(unsafe {
+                Box::from_raw(core::ptr::slice_from_raw_parts_mut(
+                    base,
+                    crate::possible_cpus(),
+                ))
+            });
+        }
+    }
+}
+
+impl Default for PerCpuCounter<ByCpu> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl fmt::Debug for PerCpuCounter {
+impl Default for PerCpuCounter<ByMmCid> {
+    fn default() -> Self {
+        Self::new_by_mm_cid()
+    }
+}
+
+impl<I: IndexKind> fmt::Debug for PerCpuCounter<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PerCpuCounter")
             .field("index", &self.index())

@@ -72,6 +72,61 @@ use core::ops::{Deref, DerefMut};
 
 pub use crate::cs::Index;
 
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// How a per-CPU type indexes its slots, chosen at compile time: by CPU
+/// number ([`ByCpu`]) or by concurrency id ([`ByMmCid`]). The type's hot
+/// path is compiled for the one field it reads, with no branch on the kind.
+/// Sealed: these two are the only kinds.
+///
+/// # Examples
+/// ```
+/// use restartable::{ByCpu, ByMmCid, Index, IndexKind};
+/// assert_eq!(ByCpu::INDEX, Index::Cpu);
+/// assert_eq!(ByMmCid::INDEX, Index::MmCid);
+/// ```
+pub trait IndexKind: sealed::Sealed + Send + Sync + 'static {
+    /// The field the critical sections read and check.
+    const INDEX: Index;
+}
+
+/// Slots indexed by CPU number (`cpu_id`): see [`Index::Cpu`].
+///
+/// # Examples
+/// ```
+/// use restartable::{ByCpu, PerCpuCounter};
+/// static HITS: PerCpuCounter<ByCpu> = PerCpuCounter::new();
+/// HITS.add(2);
+/// assert_eq!(HITS.sum(), 2);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ByCpu;
+
+/// Slots indexed by concurrency id (`mm_cid`): see [`Index::MmCid`].
+///
+/// # Examples
+/// ```
+/// use restartable::{ByMmCid, PerCpuCounter};
+/// static COMPACT: PerCpuCounter<ByMmCid> = PerCpuCounter::new_by_mm_cid();
+/// COMPACT.add(1);
+/// assert_eq!(COMPACT.sum(), 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ByMmCid;
+
+impl sealed::Sealed for ByCpu {}
+impl sealed::Sealed for ByMmCid {}
+
+impl IndexKind for ByCpu {
+    const INDEX: Index = Index::Cpu;
+}
+
+impl IndexKind for ByMmCid {
+    const INDEX: Index = Index::MmCid;
+}
+
 /// Pads and aligns a value to 128 bytes: two cache lines, because x86's
 /// adjacent-line prefetcher pulls pairs of lines.
 ///
@@ -301,14 +356,6 @@ impl<T> PerCpu<T> {
     /// ```
     pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = &mut T> {
         self.slots.iter_mut().map(|s| &mut s.0)
-    }
-
-    /// Base address and stride of the slot array, for critical sections.
-    pub(crate) fn raw_parts(&self) -> (*mut u8, usize) {
-        (
-            self.slots.as_ptr() as *mut u8,
-            core::mem::size_of::<CachePadded<T>>(),
-        )
     }
 }
 

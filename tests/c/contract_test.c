@@ -8,6 +8,10 @@
  *                              the words end exact
  *   contract_test mm_cid       a section indexed by mm_cid never commits
  *                              on an area that is not registered
+ *   contract_test forms N      every inline operation, by CPU and by
+ *                              mm_cid, N times on each of 3 threads (and
+ *                              the release forms): every count exact, every
+ *                              list node kept, every copy whole
  *   contract_test offset       restartable_area_offset read before and
  *                              after the process turns RESTARTABLE_OWNER_NONE
  *                              (library-owned mode): the new value is seen
@@ -21,6 +25,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -401,6 +407,184 @@ static void report(void)
     free(whole);
 }
 
+/* ------------------------------------------------------------------------ */
+/* forms                                                                     */
+/* ------------------------------------------------------------------------ */
+
+#define FORM_THREADS 3
+#define FORM_NODES 4
+
+/* One index's words: a count for each operation, a list head and a copy
+   buffer, a pointer chain for the pointer-chasing add. */
+struct form_slot {
+    intptr_t add, cbne, cbne2, zero, ss, ss2, ssr, ssr2, mc, mcr, chased;
+    intptr_t head;
+    char buf[16], bufr[16];
+    intptr_t *chain[2]; /* chain[1] points at `chased` */
+    intptr_t *root;     /* points at chain: *root + off holds &chased */
+} __attribute__((aligned(128)));
+
+static struct form_slot form_cpu[MAX_CPUS], form_cid[MAX_CPUS];
+static intptr_t form_nodes[2][MAX_CPUS][FORM_NODES][2];
+static long form_n;
+
+static void form_init(struct form_slot *slots, intptr_t (*nodes)[FORM_NODES][2])
+{
+    for (int c = 0; c < MAX_CPUS; c++) {
+        slots[c].chain[1] = &slots[c].chased;
+        slots[c].root = (intptr_t *)slots[c].chain;
+        for (int k = 0; k < FORM_NODES; k++) {
+            nodes[c][k][0] = slots[c].head;
+            slots[c].head = (intptr_t)nodes[c][k];
+        }
+    }
+}
+
+/* The index a form runs with, and the slot it names; an index that is not
+   valid (mm_cid without rseq: -1) becomes 0, which the operation's cold
+   path turns into its fallback (cpu ignored). */
+static int form_index(int by_cid)
+{
+    int i = by_cid ? restartable_mm_cid() : restartable_cpu();
+    return i < 0 ? 0 : i;
+}
+
+#define FORM_RETRY(by_cid, slots, op)                                                            \
+    for (;;) {                                                                                   \
+        int cpu = form_index(by_cid);                                                            \
+        struct form_slot *s = &(slots)[cpu];                                                     \
+        int r_ = (op);                                                                           \
+        CHECK(r_ == RESTARTABLE_COMMITTED || r_ == RESTARTABLE_COMPARE_FAILED ||                  \
+              r_ == RESTARTABLE_ABORTED);                                                        \
+        if (r_ == RESTARTABLE_COMMITTED)                                                         \
+            break;                                                                               \
+    }
+
+static const char pattern[] = "restartable-copy"; /* 16 bytes and a NUL */
+
+/* One round of every form on the index kind `by_cid`. */
+#define FORM_ROUND(by_cid, slots, sfx)                                                           \
+    do {                                                                                         \
+        intptr_t node = 0;                                                                       \
+        FORM_RETRY(by_cid, slots, restartable_load_add_store##sfx(&s->add, 1, cpu))              \
+        FORM_RETRY(by_cid, slots,                                                                \
+                   restartable_load_cbne_store##sfx(&s->cbne, *(volatile intptr_t *)&s->cbne,    \
+                                                    *(volatile intptr_t *)&s->cbne + 1, cpu))    \
+        FORM_RETRY(by_cid, slots,                                                                \
+                   restartable_load_cbne_load_cbne_store##sfx(                                   \
+                       &s->cbne2, *(volatile intptr_t *)&s->cbne2, &s->zero, 0,                  \
+                       *(volatile intptr_t *)&s->cbne2 + 1, cpu))                                \
+        FORM_RETRY(by_cid, slots,                                                                \
+                   restartable_load_cbne_store_store##sfx(                                       \
+                       &s->ss, *(volatile intptr_t *)&s->ss, &s->ss2, 7,                         \
+                       *(volatile intptr_t *)&s->ss + 1, cpu))                                   \
+        FORM_RETRY(by_cid, slots,                                                                \
+                   restartable_load_cbne_store_store_release##sfx(                               \
+                       &s->ssr, *(volatile intptr_t *)&s->ssr, &s->ssr2, 9,                      \
+                       *(volatile intptr_t *)&s->ssr + 1, cpu))                                  \
+        FORM_RETRY(by_cid, slots,                                                                \
+                   restartable_load_cbne_memcpy_store##sfx(                                      \
+                       &s->mc, *(volatile intptr_t *)&s->mc, s->buf, pattern, 16,                  \
+                       *(volatile intptr_t *)&s->mc + 1, cpu))                                   \
+        FORM_RETRY(by_cid, slots,                                                                \
+                   restartable_load_cbne_memcpy_store_release##sfx(                              \
+                       &s->mcr, *(volatile intptr_t *)&s->mcr, s->bufr, pattern,                 \
+                       16, *(volatile intptr_t *)&s->mcr + 1, cpu))                                \
+        FORM_RETRY(by_cid, slots,                                                                \
+                   restartable_load_add_load_load_add_store##sfx(                                \
+                       (intptr_t *)&s->root, sizeof(intptr_t *), 1, cpu))                        \
+        /* Pop a node from the list of one index and push it on the list of   \
+           the index the thread runs on then (the two may differ); a list      \
+           found empty skips the round's push. */                              \
+        for (;;) {                                                                               \
+            int cpu = form_index(by_cid);                                                        \
+            struct form_slot *s = &(slots)[cpu];                                                 \
+            int r_ = restartable_load_cbeq_store_add_load_store##sfx(&s->head, 0, 0, &node,      \
+                                                                     cpu);                       \
+            if (r_ == RESTARTABLE_COMPARE_FAILED)                                                \
+                node = 0;                                                                        \
+            if (r_ != RESTARTABLE_ABORTED)                                                       \
+                break;                                                                           \
+        }                                                                                        \
+        if (node)                                                                                \
+            FORM_RETRY(by_cid, slots,                                                            \
+                       (*(volatile intptr_t *)node = *(volatile intptr_t *)&s->head,             \
+                        restartable_load_cbne_store##sfx(&s->head, *(volatile intptr_t *)node,   \
+                                                         node, cpu)))                            \
+    } while (0)
+
+static void *form_thread(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&start_line);
+    for (long i = 0; i < form_n; i++) {
+        FORM_ROUND(0, form_cpu, );
+        FORM_ROUND(1, form_cid, _mm_cid);
+    }
+    return NULL;
+}
+
+static void form_check(const struct form_slot *slots, const char *what)
+{
+    intptr_t add = 0, cbne = 0, cbne2 = 0, ss = 0, ssr = 0, mc = 0, mcr = 0, chased = 0;
+    long nodes = 0;
+    long want = (long)FORM_THREADS * form_n;
+    for (int c = 0; c < MAX_CPUS; c++) {
+        const struct form_slot *s = &slots[c];
+        add += s->add;
+        cbne += s->cbne;
+        cbne2 += s->cbne2;
+        ss += s->ss;
+        ssr += s->ssr;
+        mc += s->mc;
+        mcr += s->mcr;
+        chased += s->chased;
+        CHECK_EQ(s->zero, 0);
+        if (s->ss)
+            CHECK_EQ(s->ss2, 7);
+        if (s->ssr)
+            CHECK_EQ(s->ssr2, 9);
+        if (s->mc)
+            CHECK(memcmp(s->buf, pattern, 16) == 0);
+        if (s->mcr)
+            CHECK(memcmp(s->bufr, pattern, 16) == 0);
+        for (intptr_t n = s->head; n; n = *(intptr_t *)n)
+            nodes++;
+    }
+    CHECK_EQ(add, want);
+    CHECK_EQ(cbne, want);
+    CHECK_EQ(cbne2, want);
+    CHECK_EQ(ss, want);
+    CHECK_EQ(ssr, want);
+    CHECK_EQ(mc, want);
+    CHECK_EQ(mcr, want);
+    CHECK_EQ(chased, want);
+    CHECK_EQ(nodes, (long)MAX_CPUS * FORM_NODES);
+    printf("forms %s: %ld each, exact\n", what, want);
+}
+
+static void forms(long n)
+{
+    pthread_t t[FORM_THREADS];
+    form_n = n;
+    form_init(form_cpu, form_nodes[0]);
+    form_init(form_cid, form_nodes[1]);
+    CHECK(restartable_cpu_start() < MAX_CPUS);
+    pthread_barrier_init(&start_line, NULL, FORM_THREADS);
+    for (int i = 0; i < FORM_THREADS; i++)
+        CHECK_EQ(pthread_create(&t[i], NULL, form_thread, NULL), 0);
+    for (int i = 0; i < FORM_THREADS; i++)
+        CHECK_EQ(pthread_join(t[i], NULL), 0);
+    pthread_barrier_destroy(&start_line);
+    form_check(form_cpu, "by cpu");
+    form_check(form_cid, "by mm_cid");
+    /* The inline mm_cid read agrees with the library's. */
+    int cid = restartable_mm_cid();
+    CHECK(cid >= -1 && cid < MAX_CPUS);
+    printf("forms: ok (mm_cid %d, abort count %llu)\n", cid,
+           (unsigned long long)restartable_abort_count());
+}
+
 int main(int argc, char **argv)
 {
     owner_expected = expected_owner();
@@ -413,8 +597,10 @@ int main(int argc, char **argv)
         offset();
     else if (argc == 2 && strcmp(argv[1], "report") == 0)
         report();
+    else if (argc == 3 && strcmp(argv[1], "forms") == 0)
+        forms(atol(argv[2]));
     else {
-        fprintf(stderr, "usage: contract_test negative N | mm_cid | offset | report\n");
+        fprintf(stderr, "usage: contract_test negative N | mm_cid | offset | report | forms N\n");
         return 2;
     }
     return 0;

@@ -1,0 +1,422 @@
+/*
+ * The header's inline operations against the same operations written in
+ * librseq's shape (read cpu_id_start, run a section that compares cpu_id
+ * with it and aborts on a mismatch, retry), side by side in one run.
+ * Built and run by benches/c/run.sh; prints ns per operation per thread
+ * (the median of RUNS runs, ours and the shape interleaved, each run the
+ * fastest of CHUNKS slices of OPS operations) and, where the
+ * kernel lets a process count its own instructions, instructions per
+ * operation.
+ *
+ *     ops [threads]
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <linux/perf_event.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "restartable.h"
+
+#define OPS 4000000L
+#define RUNS 7
+#define CHUNKS 20
+#define MAX_CPUS 1024
+#define NODES 4
+
+struct slot {
+    intptr_t v, v2, head, lock;
+    uint64_t data;
+    char buf[16];
+} __attribute__((aligned(128)));
+
+static struct slot slots[MAX_CPUS];
+static intptr_t nodes[MAX_CPUS][NODES][2]; /* next first */
+static restartable_percpu_counter_t *counter;
+static const char src16[16] = "0123456789abcdef";
+
+/* ------------------------------------------------------------------------ */
+/* The librseq shape, written with the header's section pieces               */
+/* ------------------------------------------------------------------------ */
+
+static inline int shape_cpu(void)
+{
+    return (int)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_START_OFFSET);
+}
+
+static inline int shape_cpu_raw(void)
+{
+    return (int)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET);
+}
+
+/* Every shape section: a failed CPU compare goes to the abort label. */
+#define SHAPE_BEGIN                                                                              \
+    RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")                                                \
+    RESTARTABLE_CS_EXIT_POINT("1", "%l[cmpfail]")                                                \
+    RESTARTABLE_CS_ARM("3", "rax")                                                               \
+    RESTARTABLE_CS_START("1")                                                                    \
+    "cmpl %[rseq_cpu], %%fs:" RESTARTABLE_CPU_ID_FIELD "(%[rseq_area])\n\t"                      \
+    "jnz 4f\n\t"
+#define SHAPE_END RESTARTABLE_CS_POST_COMMIT("2") RESTARTABLE_CS_ABORT("4", "%l[abort]")
+#define SHAPE_IN [rseq_area] "r"(restartable_area_offset), [rseq_cpu] "r"(cpu)
+#define SHAPE_RETURN                                                                             \
+    return 0;                                                                                    \
+    abort:                                                                                       \
+    return -1;                                                                                   \
+    cmpfail:                                                                                     \
+    return 1;
+
+static inline int shape_add(intptr_t *v, intptr_t count, int cpu)
+{
+    __asm__ goto(SHAPE_BEGIN "addq %[count], (%[v])\n\t" SHAPE_END
+                 :
+                 : SHAPE_IN, [v] "r"(v), [count] "r"(count)
+                 : "memory", "cc", "rax"
+                 : abort, cmpfail);
+    SHAPE_RETURN
+}
+
+static inline int shape_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv, int cpu)
+{
+    __asm__ goto(SHAPE_BEGIN "cmpq %[expect], (%[v])\n\t"
+                             "jnz %l[cmpfail]\n\t"
+                             "movq %[newv], (%[v])\n\t" SHAPE_END
+                 :
+                 : SHAPE_IN, [v] "r"(v), [expect] "r"(expect), [newv] "r"(newv)
+                 : "memory", "cc", "rax"
+                 : abort, cmpfail);
+    SHAPE_RETURN
+}
+
+static inline int shape_cbne_cbne_store(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                        intptr_t expect2, intptr_t newv, int cpu)
+{
+    __asm__ goto(SHAPE_BEGIN "cmpq %[expect], (%[v])\n\t"
+                             "jnz %l[cmpfail]\n\t"
+                             "cmpq %[expect2], (%[v2])\n\t"
+                             "jnz %l[cmpfail]\n\t"
+                             "movq %[newv], (%[v])\n\t" SHAPE_END
+                 :
+                 : SHAPE_IN, [v] "r"(v), [expect] "r"(expect), [v2] "r"(v2),
+                   [expect2] "r"(expect2), [newv] "r"(newv)
+                 : "memory", "cc", "rax"
+                 : abort, cmpfail);
+    SHAPE_RETURN
+}
+
+static inline int shape_cbne_store_store(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                         intptr_t newv2, intptr_t newv, int cpu)
+{
+    __asm__ goto(SHAPE_BEGIN "cmpq %[expect], (%[v])\n\t"
+                             "jnz %l[cmpfail]\n\t"
+                             "movq %[newv2], (%[v2])\n\t"
+                             "movq %[newv], (%[v])\n\t" SHAPE_END
+                 :
+                 : SHAPE_IN, [v] "r"(v), [expect] "r"(expect), [v2] "r"(v2),
+                   [newv2] "r"(newv2), [newv] "r"(newv)
+                 : "memory", "cc", "rax"
+                 : abort, cmpfail);
+    SHAPE_RETURN
+}
+
+static inline int shape_cbne_memcpy_store(intptr_t *v, intptr_t expect, void *dst,
+                                          const void *src, size_t len, intptr_t newv, int cpu)
+{
+    __asm__ goto(SHAPE_BEGIN "cmpq %[expect], (%[v])\n\t"
+                             "jnz %l[cmpfail]\n\t"
+                             "xorl %%ecx, %%ecx\n\t"
+                             "testq %[len], %[len]\n\t"
+                             "jz 6f\n\t"
+                             "5:\n\t"
+                             "movb (%[src], %%rcx), %%al\n\t"
+                             "movb %%al, (%[dst], %%rcx)\n\t"
+                             "incq %%rcx\n\t"
+                             "cmpq %[len], %%rcx\n\t"
+                             "jnz 5b\n\t"
+                             "6:\n\t"
+                             "movq %[newv], (%[v])\n\t" SHAPE_END
+                 :
+                 : SHAPE_IN, [v] "r"(v), [expect] "r"(expect), [dst] "r"(dst), [src] "r"(src),
+                   [len] "r"(len), [newv] "r"(newv)
+                 : "memory", "cc", "rax", "rcx"
+                 : abort, cmpfail);
+    SHAPE_RETURN
+}
+
+static inline int shape_pop(intptr_t *v, intptr_t expectnot, intptr_t voffp, intptr_t *load,
+                            int cpu)
+{
+    __asm__ goto(SHAPE_BEGIN "movq (%[v]), %%rax\n\t"
+                             "cmpq %%rax, %[expectnot]\n\t"
+                             "jz %l[cmpfail]\n\t"
+                             "movq %%rax, (%[load])\n\t"
+                             "movq (%%rax, %[voffp]), %%rax\n\t"
+                             "movq %%rax, (%[v])\n\t" SHAPE_END
+                 :
+                 : SHAPE_IN, [v] "r"(v), [expectnot] "r"(expectnot), [voffp] "r"(voffp),
+                   [load] "r"(load)
+                 : "memory", "cc", "rax"
+                 : abort, cmpfail);
+    SHAPE_RETURN
+}
+
+/* ------------------------------------------------------------------------ */
+/* The benchmarks: one loop body each, ours (`o_`) and the shape (`s_`)      */
+/* ------------------------------------------------------------------------ */
+
+static volatile int sink;
+
+#define BENCH(name, body)                                                                        \
+    static __attribute__((noinline)) void name(long n)                                          \
+    {                                                                                            \
+        for (long i = 0; i < n; i++) {                                                           \
+            body                                                                                 \
+        }                                                                                        \
+    }
+
+BENCH(o_cpu, { sink = restartable_cpu(); })
+BENCH(s_cpu, { sink = shape_cpu_raw(); })
+
+#define RETRY_OURS(op)                                                                           \
+    for (;;) {                                                                                   \
+        int cpu = restartable_cpu();                                                             \
+        struct slot *s = &slots[cpu];                                                            \
+        (void)s;                                                                                 \
+        if ((op) == 0)                                                                           \
+            break;                                                                               \
+    }
+#define RETRY_SHAPE(op)                                                                          \
+    for (;;) {                                                                                   \
+        int cpu = shape_cpu();                                                                   \
+        struct slot *s = &slots[cpu];                                                            \
+        (void)s;                                                                                 \
+        if ((op) == 0)                                                                           \
+            break;                                                                               \
+    }
+
+BENCH(o_add, RETRY_OURS(restartable_load_add_store(&s->v, 1, cpu)))
+BENCH(s_add, RETRY_SHAPE(shape_add(&s->v, 1, cpu)))
+BENCH(o_cbne, RETRY_OURS(restartable_load_cbne_store(&s->v, s->v, s->v + 1, cpu)))
+BENCH(s_cbne, RETRY_SHAPE(shape_cbne_store(&s->v, s->v, s->v + 1, cpu)))
+BENCH(o_cbne2, RETRY_OURS(restartable_load_cbne_load_cbne_store(&s->v, s->v, &s->v2, s->v2,
+                                                                 s->v + 1, cpu)))
+BENCH(s_cbne2, RETRY_SHAPE(shape_cbne_cbne_store(&s->v, s->v, &s->v2, s->v2, s->v + 1, cpu)))
+BENCH(o_ss, RETRY_OURS(restartable_load_cbne_store_store(&s->v, s->v, &s->v2, s->v, s->v + 1,
+                                                         cpu)))
+BENCH(o_ssr, RETRY_OURS(restartable_load_cbne_store_store_release(&s->v, s->v, &s->v2, s->v,
+                                                                  s->v + 1, cpu)))
+BENCH(s_ss, RETRY_SHAPE(shape_cbne_store_store(&s->v, s->v, &s->v2, s->v, s->v + 1, cpu)))
+BENCH(o_mc, RETRY_OURS(restartable_load_cbne_memcpy_store(&s->v, s->v, s->buf, src16, 16,
+                                                          s->v + 1, cpu)))
+BENCH(o_mcr, RETRY_OURS(restartable_load_cbne_memcpy_store_release(&s->v, s->v, s->buf, src16,
+                                                                   16, s->v + 1, cpu)))
+BENCH(s_mc, RETRY_SHAPE(shape_cbne_memcpy_store(&s->v, s->v, s->buf, src16, 16, s->v + 1, cpu)))
+
+/* Pop a node, push it back (the push a compare-store of the head). */
+BENCH(o_list, {
+    intptr_t node = 0;
+    RETRY_OURS(restartable_load_cbeq_store_add_load_store(&s->head, 0, 0, &node, cpu))
+    RETRY_OURS((*(intptr_t *)node = s->head,
+                restartable_load_cbne_store(&s->head, *(intptr_t *)node, node, cpu)))
+})
+BENCH(s_list, {
+    intptr_t node = 0;
+    RETRY_SHAPE(shape_pop(&s->head, 0, 0, &node, cpu))
+    RETRY_SHAPE((*(intptr_t *)node = s->head, shape_cbne_store(&s->head, *(intptr_t *)node, node,
+                                                               cpu)))
+})
+
+/* The per-CPU lock of librseq's tests: a section sets the lock word 0 -> 1,
+   the holder updates its data, a release store clears the word. */
+BENCH(o_lock, {
+    struct slot *held = NULL;
+    RETRY_OURS((held = s, restartable_load_cbne_store(&s->lock, 0, 1, cpu)))
+    held->data++;
+    __atomic_store_n(&held->lock, 0, __ATOMIC_RELEASE);
+})
+BENCH(s_lock, {
+    struct slot *held = NULL;
+    RETRY_SHAPE((held = s, shape_cbne_store(&s->lock, 0, 1, cpu)))
+    held->data++;
+    __atomic_store_n(&held->lock, 0, __ATOMIC_RELEASE);
+})
+
+/* The counter's slots reached through a pointer in memory, as the
+   counter's are through its handle. */
+static struct slot *volatile counter_slots = slots;
+BENCH(o_counter, { restartable_percpu_counter_add(counter, 1); })
+BENCH(s_counter, {
+    for (;;) {
+        int cpu = shape_cpu();
+        if (shape_add(&counter_slots[cpu].v, 1, cpu) == 0)
+            break;
+    }
+})
+
+struct pair {
+    const char *name;
+    void (*ours)(long);
+    void (*shape)(long);
+};
+
+static const struct pair pairs[] = {
+    {"CPU read (restartable_cpu / cpu_id load)", o_cpu, s_cpu},
+    {"load_add_store", o_add, s_add},
+    {"load_cbne_store", o_cbne, s_cbne},
+    {"load_cbne_load_cbne_store", o_cbne2, s_cbne2},
+    {"load_cbne_store_store", o_ss, s_ss},
+    {"load_cbne_store_store_release", o_ssr, s_ss},
+    {"load_cbne_memcpy_store (16 B)", o_mc, s_mc},
+    {"load_cbne_memcpy_store_release (16 B)", o_mcr, s_mc},
+    {"list pop + push", o_list, s_list},
+    {"per-CPU lock + unlock", o_lock, s_lock},
+    {"counter add / shape add", o_counter, s_counter},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Timing                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int instructions_fd(void)
+{
+    struct perf_event_attr a;
+    memset(&a, 0, sizeof a);
+    a.type = PERF_TYPE_HARDWARE;
+    a.size = sizeof a;
+    a.config = PERF_COUNT_HW_INSTRUCTIONS;
+    a.exclude_kernel = 1;
+    a.exclude_hv = 1;
+    return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+}
+
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+struct job {
+    void (*fn)(long);
+    pthread_barrier_t *barrier;
+    double ns;
+};
+
+static void *worker(void *arg)
+{
+    struct job *j = (struct job *)arg;
+    j->fn(1000); /* registers lazily, warms up */
+    pthread_barrier_wait(j->barrier);
+    /* The fastest of CHUNKS slices: a slice in which another process took
+       the CPU drops out. */
+    j->ns = 1e9;
+    for (int c = 0; c < CHUNKS; c++) {
+        double t = now_ns();
+        j->fn(OPS / CHUNKS);
+        t = (now_ns() - t) / (OPS / CHUNKS);
+        if (t < j->ns)
+            j->ns = t;
+    }
+    return NULL;
+}
+
+static double sample(void (*fn)(long), int threads)
+{
+    pthread_t t[16];
+    struct job jobs[16];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+    for (int i = 0; i < threads; i++) {
+        jobs[i].fn = fn;
+        jobs[i].barrier = &barrier;
+        pthread_create(&t[i], NULL, worker, &jobs[i]);
+    }
+    double sum = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        sum += jobs[i].ns;
+    }
+    pthread_barrier_destroy(&barrier);
+    return sum / threads;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v)
+{
+    qsort(v, RUNS, sizeof *v, cmp_double);
+    return v[RUNS / 2];
+}
+
+/* Instructions per operation on this thread, or -1. */
+static double instructions(void (*fn)(long))
+{
+    int fd = instructions_fd();
+    if (fd < 0)
+        return -1;
+    long long before = 0, after = 0;
+    fn(1000);
+    if (read(fd, &before, sizeof before) != sizeof before)
+        return -1;
+    fn(OPS / 4);
+    if (read(fd, &after, sizeof after) != sizeof after)
+        return -1;
+    close(fd);
+    return (double)(after - before) / (OPS / 4);
+}
+
+int main(int argc, char **argv)
+{
+    int threads = argc > 1 ? atoi(argv[1]) : 1;
+    if (threads < 1 || threads > 16)
+        threads = 1;
+    for (int c = 0; c < MAX_CPUS; c++)
+        for (int k = 0; k < NODES; k++) {
+            nodes[c][k][0] = slots[c].head;
+            slots[c].head = (intptr_t)nodes[c][k];
+        }
+    counter = restartable_percpu_counter_new();
+    (void)restartable_cpu();
+    if (!restartable_is_available()) {
+        printf("rseq not in use (owner %d): the shape has no fallback, nothing to compare\n",
+               restartable_owner());
+        return 0;
+    }
+    printf("owner %d | %d thread(s) | %ld ops per thread, median of %d runs, interleaved\n",
+           restartable_owner(), threads, OPS, RUNS);
+    printf("%-42s | %8s | %8s | %6s | %s\n", "operation", "ours", "shape", "ratio",
+           "instructions/op ours, shape");
+    for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
+        double a[RUNS], b[RUNS];
+        for (int r = 0; r < RUNS; r++) {
+            if (r % 2 == 0) {
+                a[r] = sample(pairs[p].ours, threads);
+                b[r] = sample(pairs[p].shape, threads);
+            } else {
+                b[r] = sample(pairs[p].shape, threads);
+                a[r] = sample(pairs[p].ours, threads);
+            }
+        }
+        double o = median(a), s = median(b);
+        double io = instructions(pairs[p].ours), is = instructions(pairs[p].shape);
+        printf("%-42s | %5.2f ns | %5.2f ns | %5.2fx | ", pairs[p].name, o, s, o / s);
+        if (io >= 0)
+            printf("%.1f, %.1f\n", io, is);
+        else
+            printf("n/a (perf events refused)\n");
+    }
+    restartable_percpu_counter_free(counter);
+    return 0;
+}
