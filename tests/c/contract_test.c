@@ -449,68 +449,83 @@ static int form_index(int by_cid)
     return i < 0 ? 0 : i;
 }
 
-#define FORM_RETRY(by_cid, slots, op)                                                            \
-    for (;;) {                                                                                   \
-        int cpu = form_index(by_cid);                                                            \
-        struct form_slot *s = &(slots)[cpu];                                                     \
-        int r_ = (op);                                                                           \
-        CHECK(r_ == RESTARTABLE_COMMITTED || r_ == RESTARTABLE_COMPARE_FAILED ||                  \
-              r_ == RESTARTABLE_ABORTED);                                                        \
-        if (r_ == RESTARTABLE_COMMITTED)                                                         \
-            break;                                                                               \
+#define FORM_RETRY(by_cid, slots, op)                                                                \
+    for (;;) {                                                                                       \
+        int cpu = form_index(by_cid);                                                                \
+        struct form_slot *s = &(slots)[cpu];                                                         \
+        int r_ = (op);                                                                               \
+        CHECK(r_ == RESTARTABLE_COMMITTED || r_ == RESTARTABLE_COMPARE_FAILED ||                     \
+              r_ == RESTARTABLE_ABORTED);                                                            \
+        if (r_ == RESTARTABLE_COMMITTED)                                                             \
+            break;                                                                                   \
+    }
+
+/* FORM_RETRY for the forms that compare `field` and store it plus one: the
+   value is read once, into e_, before the call (two reads, in an order C
+   leaves open, could see two values and commit no change). */
+#define FORM_RETRY_ON(by_cid, slots, field, op)                                                      \
+    for (;;) {                                                                                       \
+        int cpu = form_index(by_cid);                                                                \
+        struct form_slot *s = &(slots)[cpu];                                                         \
+        intptr_t e_ = *(volatile intptr_t *)&s->field;                                               \
+        int r_ = (op);                                                                               \
+        CHECK(r_ == RESTARTABLE_COMMITTED || r_ == RESTARTABLE_COMPARE_FAILED ||                     \
+              r_ == RESTARTABLE_ABORTED);                                                            \
+        if (r_ == RESTARTABLE_COMMITTED)                                                             \
+            break;                                                                                   \
     }
 
 static const char pattern[] = "restartable-copy"; /* 16 bytes and a NUL */
 
 /* One round of every form on the index kind `by_cid`. */
-#define FORM_ROUND(by_cid, slots, sfx)                                                           \
-    do {                                                                                         \
-        intptr_t node = 0;                                                                       \
-        FORM_RETRY(by_cid, slots, restartable_load_add_store##sfx(&s->add, 1, cpu))              \
-        FORM_RETRY(by_cid, slots,                                                                \
-                   restartable_load_cbne_store##sfx(&s->cbne, *(volatile intptr_t *)&s->cbne,    \
-                                                    *(volatile intptr_t *)&s->cbne + 1, cpu))    \
-        FORM_RETRY(by_cid, slots,                                                                \
-                   restartable_load_cbne_load_cbne_store##sfx(                                   \
-                       &s->cbne2, *(volatile intptr_t *)&s->cbne2, &s->zero, 0,                  \
-                       *(volatile intptr_t *)&s->cbne2 + 1, cpu))                                \
-        FORM_RETRY(by_cid, slots,                                                                \
-                   restartable_load_cbne_store_store##sfx(                                       \
-                       &s->ss, *(volatile intptr_t *)&s->ss, &s->ss2, 7,                         \
-                       *(volatile intptr_t *)&s->ss + 1, cpu))                                   \
-        FORM_RETRY(by_cid, slots,                                                                \
-                   restartable_load_cbne_store_store_release##sfx(                               \
-                       &s->ssr, *(volatile intptr_t *)&s->ssr, &s->ssr2, 9,                      \
-                       *(volatile intptr_t *)&s->ssr + 1, cpu))                                  \
-        FORM_RETRY(by_cid, slots,                                                                \
-                   restartable_load_cbne_memcpy_store##sfx(                                      \
-                       &s->mc, *(volatile intptr_t *)&s->mc, s->buf, pattern, 16,                  \
-                       *(volatile intptr_t *)&s->mc + 1, cpu))                                   \
-        FORM_RETRY(by_cid, slots,                                                                \
-                   restartable_load_cbne_memcpy_store_release##sfx(                              \
-                       &s->mcr, *(volatile intptr_t *)&s->mcr, s->bufr, pattern,                 \
-                       16, *(volatile intptr_t *)&s->mcr + 1, cpu))                                \
-        FORM_RETRY(by_cid, slots,                                                                \
-                   restartable_load_add_load_load_add_store##sfx(                                \
-                       (intptr_t *)&s->root, sizeof(intptr_t *), 1, cpu))                        \
-        /* Pop a node from the list of one index and push it on the list of   \
-           the index the thread runs on then (the two may differ); a list      \
-           found empty skips the round's push. */                              \
-        for (;;) {                                                                               \
-            int cpu = form_index(by_cid);                                                        \
-            struct form_slot *s = &(slots)[cpu];                                                 \
-            int r_ = restartable_load_cbeq_store_add_load_store##sfx(&s->head, 0, 0, &node,      \
-                                                                     cpu);                       \
-            if (r_ == RESTARTABLE_COMPARE_FAILED)                                                \
-                node = 0;                                                                        \
-            if (r_ != RESTARTABLE_ABORTED)                                                       \
-                break;                                                                           \
-        }                                                                                        \
-        if (node)                                                                                \
-            FORM_RETRY(by_cid, slots,                                                            \
-                       (*(volatile intptr_t *)node = *(volatile intptr_t *)&s->head,             \
-                        restartable_load_cbne_store##sfx(&s->head, *(volatile intptr_t *)node,   \
-                                                         node, cpu)))                            \
+#define FORM_ROUND(by_cid, slots, sfx)                                                               \
+    do {                                                                                             \
+        intptr_t node = 0;                                                                           \
+        FORM_RETRY(by_cid, slots, restartable_load_add_store##sfx(&s->add, 1, cpu))                  \
+        FORM_RETRY_ON(by_cid, slots, cbne,                                                           \
+                   restartable_load_cbne_store##sfx(&s->cbne, e_,                                    \
+                                                    e_ + 1, cpu))                                    \
+        FORM_RETRY_ON(by_cid, slots, cbne2,                                                          \
+                   restartable_load_cbne_load_cbne_store##sfx(                                       \
+                       &s->cbne2, e_, &s->zero, 0,                                                   \
+                       e_ + 1, cpu))                                                                 \
+        FORM_RETRY_ON(by_cid, slots, ss,                                                             \
+                   restartable_load_cbne_store_store##sfx(                                           \
+                       &s->ss, e_, &s->ss2, 7,                                                       \
+                       e_ + 1, cpu))                                                                 \
+        FORM_RETRY_ON(by_cid, slots, ssr,                                                            \
+                   restartable_load_cbne_store_store_release##sfx(                                   \
+                       &s->ssr, e_, &s->ssr2, 9,                                                     \
+                       e_ + 1, cpu))                                                                 \
+        FORM_RETRY_ON(by_cid, slots, mc,                                                             \
+                   restartable_load_cbne_memcpy_store##sfx(                                          \
+                       &s->mc, e_, s->buf, pattern, 16,                                              \
+                       e_ + 1, cpu))                                                                 \
+        FORM_RETRY_ON(by_cid, slots, mcr,                                                            \
+                   restartable_load_cbne_memcpy_store_release##sfx(                                  \
+                       &s->mcr, e_, s->bufr, pattern,                                                \
+                       16, e_ + 1, cpu))                                                             \
+        FORM_RETRY(by_cid, slots,                                                                    \
+                   restartable_load_add_load_load_add_store##sfx(                                    \
+                       (intptr_t *)&s->root, sizeof(intptr_t *), 1, cpu))                            \
+        /* Pop a node from the list of one index and push it on the list of                          \
+           the index the thread runs on then (the two may differ); a list                            \
+           found empty skips the round's push. */                                                    \
+        for (;;) {                                                                                   \
+            int cpu = form_index(by_cid);                                                            \
+            struct form_slot *s = &(slots)[cpu];                                                     \
+            int r_ = restartable_load_cbeq_store_add_load_store##sfx(&s->head, 0, 0, &node,          \
+                                                                     cpu);                           \
+            if (r_ == RESTARTABLE_COMPARE_FAILED)                                                    \
+                node = 0;                                                                            \
+            if (r_ != RESTARTABLE_ABORTED)                                                           \
+                break;                                                                               \
+        }                                                                                            \
+        if (node)                                                                                    \
+            FORM_RETRY(by_cid, slots,                                                                \
+                       (*(volatile intptr_t *)node = *(volatile intptr_t *)&s->head,                 \
+                        restartable_load_cbne_store##sfx(&s->head, *(volatile intptr_t *)node,       \
+                                                         node, cpu)))                                \
     } while (0)
 
 static void *form_thread(void *arg)
