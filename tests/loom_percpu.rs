@@ -19,6 +19,10 @@ mod tests {
     fn counter_sums_every_add() {
         loom::model(|| {
             let counter = Arc::new(PerCpuCounter::new());
+            // The first use allocates the slots, published through a std
+            // atomic loom cannot follow: allocate them here, before the
+            // threads start, so that the model checks the sections.
+            assert_eq!(counter.sum(), 0);
             let handles: Vec<_> = (0..2)
                 .map(|i| {
                     let c = Arc::clone(&counter);
@@ -39,6 +43,10 @@ mod tests {
     fn counter_mixes_rseq_and_fallback_adds() {
         loom::model(|| {
             let counter = Arc::new(PerCpuCounter::new());
+            // The first use allocates the slots, published through a std
+            // atomic loom cannot follow: allocate them here, before the
+            // threads start, so that the model checks the sections.
+            assert_eq!(counter.sum(), 0);
             let c = Arc::clone(&counter);
             let fallback = thread::spawn(move || {
                 run_as_fallback();
@@ -55,6 +63,10 @@ mod tests {
     fn counter_reset_loses_no_concurrent_add() {
         loom::model(|| {
             let counter = Arc::new(PerCpuCounter::new());
+            // The first use allocates the slots, published through a std
+            // atomic loom cannot follow: allocate them here, before the
+            // threads start, so that the model checks the sections.
+            assert_eq!(counter.sum(), 0);
             let c = Arc::clone(&counter);
             let adder = thread::spawn(move || {
                 c.add(1);
