@@ -1,11 +1,15 @@
 #!/bin/sh
-# Builds benches/c/ops.c against the library in target/release (the static
-# archive if there is one, else the shared object) and runs it in both
+# Builds the C libraries with the documented build (`make`, release) unless
+# RESTARTABLE_LIB_DIR names a directory that holds them, then builds
+# benches/c/ops.c against the static archive (else the shared object) and runs it in both
 # modes where rseq serves the threads, 1 and 2 threads:
 #   glibc owns the area, and the library owns it (GLIBC_TUNABLES=glibc.pthread.rseq=0).
-# Usage: benches/c/run.sh   (after `cargo build --release`; CC overrides gcc)
+# Usage: benches/c/run.sh   (CC overrides gcc)
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
+if [ -z "${RESTARTABLE_LIB_DIR:-}" ]; then
+    make -C "$root" --no-print-directory
+fi
 lib=${RESTARTABLE_LIB_DIR:-$root/target/release}
 out=$root/target/c-bench
 mkdir -p "$out"
