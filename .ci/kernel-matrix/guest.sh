@@ -24,6 +24,12 @@ mkdir -p "$scratch" 2>/dev/null || { scratch=/tmp/kernel-matrix && mkdir -p "$sc
 mount -t tmpfs -o size=2g tmpfs "$scratch" || exit 1
 mount -t tmpfs -o size=2g tmpfs "$repo/target/tmp" || exit 1
 mkdir -p "$scratch/tmp" "$scratch/home"
+# The host-built C libraries, copied where the tests may write beside them
+# (their make lock, `make install`'s reads): the tests use them instead of
+# running make and cargo themselves.
+mkdir -p "$scratch/c-lib"
+cp -a "$repo/target/c-lib/debug" "$scratch/c-lib/debug" || exit 1
+export RESTARTABLE_C_LIB_DIR=$scratch/c-lib/debug
 export TMPDIR=$scratch/tmp HOME=$scratch/home
 export CARGO_MANIFEST_DIR=$repo
 # The tests' bound on one child process (300 s by default): under emulation

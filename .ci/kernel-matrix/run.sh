@@ -186,6 +186,13 @@ rseq_info=$(awk -F'\t' '$1 == "example:rseq_info" {print $2}' "$list")
 [[ -x $rseq_info ]] || die "cargo test --no-run built no rseq_info example"
 grep -v '^example:' "$list" >"$cache/tests.tsv"
 mkdir -p "$repo/target/tmp" # CARGO_TARGET_TMPDIR: the guest mounts tmpfs there
+# The C libraries the tests link their C programs against, built here with
+# the documented build into the directory the tests' own `make` uses; the
+# guest cannot run cargo on its read-only view, so it is given a writable
+# copy of them (RESTARTABLE_C_LIB_DIR, see guest.sh).
+echo "building the C libraries"
+make -C "$repo" --no-print-directory PROFILE=debug CARGO_TARGET_DIR="$repo/target/c-lib" ||
+    die "make failed"
 echo "$(wc -l <"$cache/tests.tsv") test executables"
 
 # --- the accelerator --------------------------------------------------------
