@@ -8,8 +8,9 @@
 # 2. the test executables are built for aarch64-unknown-linux-gnu with
 #    that rustc, driven by the cargo on PATH (`cargo test --no-run`); the C
 #    libraries with the documented build (`make TARGET=... CC=...`, the
-#    debug profile the tests use), and the C header test ahead of time
-#    with the cross compilers against both of them;
+#    debug profile the tests use), and the C header test (against both of
+#    them) and the pool test (against the shared one) ahead of time with
+#    the cross compilers;
 # 3. each kernel boots under qemu-system-aarch64 (`-M virt -cpu max -smp
 #    2`, TCG) twice, glibc owning the area and the library owning it
 #    (GLIBC_TUNABLES=glibc.pthread.rseq=0), and runs every executable.
@@ -23,8 +24,8 @@
 #
 # Three test executables are not run in the guest: c_abi, c_pool and
 # field compile C programs at run time with the host's compiler, which the
-# guest lacks (the header test c_abi builds runs as the prebuilt programs
-# of step 2).
+# guest lacks (the header test c_abi builds and the pool test c_pool builds
+# run as the prebuilt programs of step 2).
 #
 # Environment:
 #   RESTARTABLE_AARCH64_DIR     the cache directory (default
@@ -92,13 +93,12 @@ done
 cdir=$work/c
 rm -rf "$cdir"
 mkdir -p "$cdir/lib"
-src=tests/c/header_test.c
 cflags=(-O2 -Wall -Wextra -Werror -pedantic -g -Iinclude -Itests/c)
 static=("$libdir/librestartable.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -pthread)
 shared=(-L"$libdir" -lrestartable -pthread)
-build_c() { # NAME LANG-FLAGS... -- LINK...
-    local name=$1 compile=() cc=aarch64-linux-gnu-gcc
-    shift
+build_c() { # SOURCE NAME LANG-FLAGS... -- LINK...
+    local src=$1 name=$2 compile=() cc=aarch64-linux-gnu-gcc
+    shift 2
     while [[ $1 != -- ]]; do
         compile+=("$1")
         shift
@@ -125,11 +125,20 @@ for link in static shared; do
     else
         set -- "${static[@]}"
     fi
-    build_c "header_${link}_c11" -x c -std=c11 -- "$@"
-    build_c "header_${link}_c99" -x c -std=c99 -- "$@"
-    build_c "header_${link}_cxx17" -x c++ -std=c++17 -- "$@"
-    build_c "header_${link}_calls" -x c -std=c11 -DRESTARTABLE_NO_INLINE -- "$@"
+    src=tests/c/header_test.c
+    build_c "$src" "header_${link}_c11" -x c -std=c11 -- "$@"
+    build_c "$src" "header_${link}_c99" -x c -std=c99 -- "$@"
+    build_c "$src" "header_${link}_cxx17" -x c++ -std=c++17 -- "$@"
+    build_c "$src" "header_${link}_calls" -x c -std=c11 -DRESTARTABLE_NO_INLINE -- "$@"
 done
+# The pool test (the per-CPU pool, mm_cid, the report and the active-table
+# swap through the header), as c_pool builds it: against the shared
+# library, as C11, C++17 and calls only.
+set -- "${shared[@]}"
+src=tests/c/pool_test.c
+build_c "$src" pool_shared_c11 -x c -std=c11 -- "$@"
+build_c "$src" pool_shared_cxx17 -x c++ -std=c++17 -- "$@"
+build_c "$src" pool_shared_calls -x c -std=c11 -DRESTARTABLE_NO_INLINE -- "$@"
 
 .ci/aarch64/initramfs.sh "$work/initrd.gz" "$cache/guest" "$work/tests.txt" "$cdir"
 echo "built in $((SECONDS - start))s"
