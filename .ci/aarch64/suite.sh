@@ -6,8 +6,11 @@
 # 1. fetch.sh unpacks Debian's rustc-web with its aarch64 standard library,
 #    three arm64 kernels and the arm64 runtime into a cache directory;
 # 2. the test executables are built for aarch64-unknown-linux-gnu with
-#    that rustc, driven by the cargo on PATH (`cargo test --no-run`), and
-#    the C header test is built ahead of time with the cross compilers;
+#    that rustc, driven by the cargo on PATH (`cargo test --no-run`); the C
+#    libraries with the documented build (`make TARGET=... CC=...`, the
+#    debug profile the tests use), and the C header test (against both of
+#    them) and the pool test (against the shared one) ahead of time with
+#    the cross compilers;
 # 3. each kernel boots under qemu-system-aarch64 (`-M virt -cpu max -smp
 #    2`, TCG) twice, glibc owning the area and the library owning it
 #    (GLIBC_TUNABLES=glibc.pthread.rseq=0), and runs every executable.
@@ -19,15 +22,14 @@
 # Needs the host packages gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu,
 # libc6-dev-arm64-cross, qemu-system-arm and cpio, and cargo on PATH.
 #
-# Two test executables are not run in the guest: c_abi and field compile
-# C programs at run time with the host's compiler, which the guest lacks
-# (the header test they build runs as the prebuilt programs of step 2).
+# Three test executables are not run in the guest: c_abi, c_pool and
+# field compile C programs at run time with the host's compiler, which the
+# guest lacks (the header test c_abi builds and the pool test c_pool builds
+# run as the prebuilt programs of step 2).
 #
 # Environment:
 #   RESTARTABLE_AARCH64_DIR     the cache directory (default
 #                               ~/.cache/restartable/aarch64)
-#   RESTARTABLE_AARCH64_LIBDIR  where librestartable.so and .a for aarch64
-#                               are (default: beside the test executables)
 #   RESTARTABLE_AARCH64_KERNELS a glob of kernel names to boot (default *)
 #   RESTARTABLE_AARCH64_LIMIT   seconds per boot (default 1500)
 #   RESTARTABLE_AARCH64_TEST_ARGS  arguments for every test executable
@@ -63,32 +65,40 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 "$RUSTC" --version
 cargo test --no-run --target "$triple" --target-dir "$target_dir" \
     --message-format=json-render-diagnostics >"$work/build.json"
-# Test executables (profile "test"), less the two that run a C compiler.
+# Test executables (profile "test"), less those that run a C compiler.
+host_only=(c_abi c_pool field)
 grep '"profile":{[^}]*"test":true' "$work/build.json" |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' |
-    grep -v -e '/c_abi-[0-9a-f]*$' -e '/field-[0-9a-f]*$' >"$work/tests.txt"
-echo "$(wc -l <"$work/tests.txt") test executables; not in the guest: c_abi, field" \
-    "(they compile C at run time)"
+    grep -v -E "/($(IFS='|'; echo "${host_only[*]}"))-[0-9a-f]+\$" >"$work/tests.txt"
+echo "$(wc -l <"$work/tests.txt") test executables; not in the guest: ${host_only[*]}" \
+    "(they compile C at run time with the host's compiler)"
+
+# The C libraries for aarch64, as the README documents the build (the
+# Makefile drives cargo, which uses the RUSTC above, and links the shared
+# library with the cross compiler and restartable.map).
+make --no-print-directory TARGET="$triple" CC=aarch64-linux-gnu-gcc \
+    CARGO_TARGET_DIR="$target_dir" PROFILE=debug
+libdir=$target_dir/$triple/debug
 
 # The C header test, built ahead of time against the aarch64 library: as
 # C11, C99 and C++17 with the inline fast paths, and with calls only
-# (RESTARTABLE_NO_INLINE), against the static library and, where it
-# exports the area offset the inline paths read, the shared one.
-libdir=${RESTARTABLE_AARCH64_LIBDIR:-$target_dir/$triple/debug/deps}
-if [[ ! -f $libdir/librestartable.a ]]; then
-    echo "no librestartable.a for aarch64 in $libdir: set RESTARTABLE_AARCH64_LIBDIR" >&2
-    exit 1
-fi
+# (RESTARTABLE_NO_INLINE), against the static library and the shared
+# one (which the guest loads from /c/lib under its SONAME).
+for f in librestartable.a librestartable.so; do
+    if [[ ! -f $libdir/$f ]]; then
+        echo "make built no $f for aarch64 in $libdir" >&2
+        exit 1
+    fi
+done
 cdir=$work/c
 rm -rf "$cdir"
 mkdir -p "$cdir/lib"
-src=tests/c/header_test.c
 cflags=(-O2 -Wall -Wextra -Werror -pedantic -g -Iinclude -Itests/c)
 static=("$libdir/librestartable.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -pthread)
 shared=(-L"$libdir" -lrestartable -pthread)
-build_c() { # NAME LANG-FLAGS... -- LINK...
-    local name=$1 compile=() cc=aarch64-linux-gnu-gcc
-    shift
+build_c() { # SOURCE NAME LANG-FLAGS... -- LINK...
+    local src=$1 name=$2 compile=() cc=aarch64-linux-gnu-gcc
+    shift 2
     while [[ $1 != -- ]]; do
         compile+=("$1")
         shift
@@ -100,23 +110,35 @@ build_c() { # NAME LANG-FLAGS... -- LINK...
 }
 for link in static shared; do
     if [[ $link == shared ]]; then
-        if ! aarch64-linux-gnu-nm -D --defined-only "$libdir/librestartable.so" 2>/dev/null |
-            grep -qw restartable_area_offset; then
-            echo "NOTICE: $libdir/librestartable.so does not export restartable_area_offset" \
-                "(linked without restartable.map): the header test runs against the static" \
-                "library only"
-            break
-        fi
-        cp "$libdir/librestartable.so" "$cdir/lib/"
+        # The shared library exports what the inline paths read.
+        for sym in restartable_area_offset __rseq_abi __rseq_refcount; do
+            if ! aarch64-linux-gnu-nm -D --defined-only "$libdir/librestartable.so" |
+                grep -qw "$sym"; then
+                echo "$libdir/librestartable.so does not export $sym" >&2
+                exit 1
+            fi
+        done
+        soname=$(aarch64-linux-gnu-readelf -d "$libdir/librestartable.so" |
+            sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+        cp -L "$libdir/librestartable.so" "$cdir/lib/${soname:?no SONAME}"
         set -- "${shared[@]}"
     else
         set -- "${static[@]}"
     fi
-    build_c "header_${link}_c11" -x c -std=c11 -- "$@"
-    build_c "header_${link}_c99" -x c -std=c99 -- "$@"
-    build_c "header_${link}_cxx17" -x c++ -std=c++17 -- "$@"
-    build_c "header_${link}_calls" -x c -std=c11 -DRESTARTABLE_NO_INLINE -- "$@"
+    src=tests/c/header_test.c
+    build_c "$src" "header_${link}_c11" -x c -std=c11 -- "$@"
+    build_c "$src" "header_${link}_c99" -x c -std=c99 -- "$@"
+    build_c "$src" "header_${link}_cxx17" -x c++ -std=c++17 -- "$@"
+    build_c "$src" "header_${link}_calls" -x c -std=c11 -DRESTARTABLE_NO_INLINE -- "$@"
 done
+# The pool test (the per-CPU pool, mm_cid, the report and the active-table
+# swap through the header), as c_pool builds it: against the shared
+# library, as C11, C++17 and calls only.
+set -- "${shared[@]}"
+src=tests/c/pool_test.c
+build_c "$src" pool_shared_c11 -x c -std=c11 -- "$@"
+build_c "$src" pool_shared_cxx17 -x c++ -std=c++17 -- "$@"
+build_c "$src" pool_shared_calls -x c -std=c11 -DRESTARTABLE_NO_INLINE -- "$@"
 
 .ci/aarch64/initramfs.sh "$work/initrd.gz" "$cache/guest" "$work/tests.txt" "$cdir"
 echo "built in $((SECONDS - start))s"

@@ -20,9 +20,8 @@
 //! nodes. The algorithm is the one the loom models check; the barriers are
 //! what makes the hardware run that algorithm.
 //!
-//! The TLS block's layout is described by the constants below, which the
-//! assembly takes as operands: a change of the area's size or alignment
-//! is a change of those constants alone.
+//! The TLS block follows the layout `arch::tls` describes, whose constants
+//! the assembly takes as operands, as on x86_64.
 
 use core::arch::{asm, global_asm};
 
@@ -37,28 +36,19 @@ pub(crate) const AVAILABLE: bool = true;
 /// compares with the registered signature; it never executes).
 pub(crate) const SIG: u32 = crate::abi::RSEQ_SIG;
 
-// The layout of this copy's TLS block (layout version
-// `area::TLS_HEADER_VERSION`): the header (magic at 0, `__rseq_refcount` at
-// 16, the busy word at 20), then `__rseq_abi` at `HEADER_SIZE`, then the
-// inert area, each `AREA_SIZE` bytes aligned to `AREA_ALIGN`.
-
-/// Bytes of the header in front of the area; a multiple of `AREA_ALIGN`.
-const HEADER_SIZE: usize = 32;
-/// Bytes reserved for each area (`__rseq_abi` and the inert one); at least
-/// the 32 the registration passes.
-const AREA_SIZE: usize = 32;
-/// Alignment of the block and of each area.
-const AREA_ALIGN: usize = crate::abi::AREA_ALIGN;
-/// The header's fields: the magic string, 15 bytes plus the version byte.
-const HEADER_FIELDS: usize = 24;
-
-const _: () = assert!(HEADER_SIZE % AREA_ALIGN == 0 && HEADER_SIZE >= HEADER_FIELDS);
-const _: () = assert!(AREA_SIZE % AREA_ALIGN == 0 && AREA_SIZE >= 32);
+/// `rseq_slice_yield(2)` (Linux 7.0): gives the CPU back after a granted
+/// time-slice extension. The number is the same on every architecture
+/// (the system calls added since 5.1 share one numbering).
+pub(crate) const SYS_RSEQ_SLICE_YIELD: libc::c_long = 471;
 
 global_asm!(
-    // This copy's TLS: the header, the area, the inert area.
+    // This copy's TLS block, laid out as `arch::tls` says: the header that
+    // later copies of the library find in this object's TLS image (see
+    // `area::probe`), holding the refcount, the busy word and the
+    // registered length; the inert area; then `__rseq_abi`, 64 bytes
+    // aligned to 64, room for an extensible registration.
     ".pushsection .tdata, \"awT\", %progbits",
-    ".balign {area_align}",
+    ".balign {block_align}",
     ".globl restartable_tls_header",
     ".hidden restartable_tls_header",
     ".type restartable_tls_header, %object",
@@ -87,36 +77,45 @@ global_asm!(
     ".size restartable_own_busy, 4",
     "restartable_own_busy:",
     ".long 0",
-    ".zero {header_size} - {header_fields}",
-    // `__rseq_abi`: the classic shared area, weak so that every component
-    // defining it resolves to one area per thread; `cpu_id` starts at -1.
-    ".weak __rseq_abi",
-    ".type __rseq_abi, %object",
-    ".size __rseq_abi, {area_size}",
-    ".globl restartable_own_area",
-    ".hidden restartable_own_area",
-    ".type restartable_own_area, %object",
-    ".size restartable_own_area, {area_size}",
-    "__rseq_abi:",
-    "restartable_own_area:",
-    ".long 0",          // cpu_id_start
-    ".long -1",         // cpu_id
-    ".quad 0",          // rseq_cs
-    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
-    ".zero {area_size} - 32",
+    // The length the shared area is registered with on this thread, so
+    // that whichever copy releases the last hold unregisters with it.
+    ".globl restartable_own_len",
+    ".hidden restartable_own_len",
+    ".type restartable_own_len, %object",
+    ".size restartable_own_len, 4",
+    "restartable_own_len:",
+    ".long 0",
+    ".zero {inert_at} - ({len_at} + 4)",
     // `restartable_inert_area`: never registered, so its `cpu_id` stays -1;
     // the active-area offset names it until the owner is decided and
     // whenever rseq is unavailable.
     ".globl restartable_inert_area",
     ".hidden restartable_inert_area",
     ".type restartable_inert_area, %object",
-    ".size restartable_inert_area, {area_size}",
+    ".size restartable_inert_area, 32",
     "restartable_inert_area:",
     ".long 0",          // cpu_id_start
     ".long -1",         // cpu_id
     ".quad 0",          // rseq_cs
-    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, padding
-    ".zero {area_size} - 32",
+    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, slice_ctrl
+    ".zero {area_at} - ({inert_at} + 32)",
+    // `__rseq_abi`: the shared area, weak so that every component defining
+    // it resolves to one area per thread; `cpu_id` starts at -1.
+    // `restartable_own_area` names this copy's definition.
+    ".weak __rseq_abi",
+    ".type __rseq_abi, %object",
+    ".size __rseq_abi, {area_capacity}",
+    ".globl restartable_own_area",
+    ".hidden restartable_own_area",
+    ".type restartable_own_area, %object",
+    ".size restartable_own_area, {area_capacity}",
+    "__rseq_abi:",
+    "restartable_own_area:",
+    ".long 0",          // cpu_id_start
+    ".long -1",         // cpu_id
+    ".quad 0",          // rseq_cs
+    ".long 0, 0, 0, 0", // flags, node_id, mm_cid, slice_ctrl
+    ".zero {area_capacity} - 32", // the reserved byte and later features
     ".popsection",
     // This copy's own thread record, hidden.
     ".pushsection .tbss, \"awT\", %nobits",
@@ -161,11 +160,13 @@ global_asm!(
     "restartable_libc_rseq_offset_ref:",
     ".quad __rseq_offset",
     ".popsection",
-    header_version = const crate::area::TLS_HEADER_VERSION,
-    header_size = const HEADER_SIZE,
-    header_fields = const HEADER_FIELDS,
-    area_size = const AREA_SIZE,
-    area_align = const AREA_ALIGN,
+    header_version = const crate::arch::tls::VERSION,
+    header_size = const crate::arch::tls::HEADER_SIZE,
+    block_align = const crate::arch::tls::BLOCK_ALIGN,
+    len_at = const crate::arch::tls::LEN_AT,
+    inert_at = const crate::arch::tls::INERT_AT,
+    area_at = const crate::arch::tls::AREA_AT,
+    area_capacity = const crate::abi::AREA_CAPACITY,
 );
 
 // The constructor, reached through an IFUNC, as on x86_64: the resolver
@@ -317,6 +318,12 @@ pub(crate) fn own_refcount_offset() -> isize {
 #[inline]
 pub(crate) fn own_busy_offset() -> isize {
     tp_offset_of!("restartable_own_busy")
+}
+
+/// Offset of this copy's registered-length word from the thread pointer.
+#[inline]
+pub(crate) fn own_len_offset() -> isize {
+    tp_offset_of!("restartable_own_len")
 }
 
 /// Offset of this thread's inert area (never registered) from the thread
