@@ -24,6 +24,7 @@
 #   KMATRIX_MEMORY        guest memory (default 2G)
 #   KMATRIX_JOBS          guests booted at once (default 1)
 #   KMATRIX_TESTS         test executables to run (default all), e.g. "cpu cs"
+#   KMATRIX_SKIP          test executables not to run, e.g. "c_abi field"
 #   KMATRIX_MODES         "libc library" (default), or one of them
 #   KMATRIX_RESULTS       where results go (default $KMATRIX_CACHE/results)
 #
@@ -226,6 +227,17 @@ if [[ -n ${KMATRIX_TESTS:-} ]]; then
         grep -P "^\Q$t\E\t" "$cache/tests.tsv" >>"$tests" ||
             die "KMATRIX_TESTS: no test executable '$t' (there are: $(cut -f1 "$cache/tests.tsv" | tr '\n' ' '))"
     done
+fi
+if [[ -n ${KMATRIX_SKIP:-} ]]; then
+    for t in $KMATRIX_SKIP; do
+        grep -qP "^\Q$t\E\t" "$tests" ||
+            die "KMATRIX_SKIP: no test executable '$t' among those chosen"
+    done
+    # A file per list of names, so that runs with other lists do not share it.
+    kept=$cache/tests-without-$(echo "$KMATRIX_SKIP" | tr -cs 'a-z0-9_' '-').tsv
+    awk -F'\t' -v skip=" $KMATRIX_SKIP " 'index(skip, " " $1 " ") == 0' "$tests" >"$kept"
+    tests=$kept
+    echo "not run on these kernels (KMATRIX_SKIP): $KMATRIX_SKIP"
 fi
 rustc_path=$(rustc --print sysroot)/bin/rustc
 
