@@ -111,9 +111,11 @@ build_c() { # SOURCE NAME LANG-FLAGS... -- LINK...
 for link in static shared; do
     if [[ $link == shared ]]; then
         # The shared library exports what the inline paths read.
+        # (nm's whole output first: `grep -q` stopping early would end nm
+        # with SIGPIPE, a failure under pipefail.)
+        exports=$(aarch64-linux-gnu-nm -D --defined-only "$libdir/librestartable.so")
         for sym in restartable_area_offset __rseq_abi __rseq_refcount; do
-            if ! aarch64-linux-gnu-nm -D --defined-only "$libdir/librestartable.so" |
-                grep -qw "$sym"; then
+            if ! grep -qw "$sym" <<<"$exports"; then
                 echo "$libdir/librestartable.so does not export $sym" >&2
                 exit 1
             fi
