@@ -1197,48 +1197,21 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
 }
 
 
-/* The rest are calls into the library on aarch64. */
-uint32_t restartable_cpu_start(void);
-int32_t restartable_mm_cid(void);
-int restartable_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t newv, int cid);
-int restartable_load_add_store_mm_cid(intptr_t *v, intptr_t count, int cid);
-int restartable_load_cbeq_store_add_load_store(intptr_t *v, intptr_t expectnot, intptr_t voffp,
-                                               intptr_t *load, int cpu);
-int restartable_load_cbeq_store_add_load_store_mm_cid(intptr_t *v, intptr_t expectnot,
-                                                      intptr_t voffp, intptr_t *load, int cid);
-int restartable_load_cbne_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t *v2,
-                                          intptr_t expect2, intptr_t newv, int cpu);
-int restartable_load_cbne_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
-                                                 intptr_t expect2, intptr_t newv, int cid);
-int restartable_load_cbne_store_store(intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2,
-                                      intptr_t newv, int cpu);
-int restartable_load_cbne_store_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
-                                             intptr_t newv2, intptr_t newv, int cid);
-int restartable_load_cbne_store_store_release(intptr_t *v, intptr_t expect, intptr_t *v2,
-                                              intptr_t newv2, intptr_t newv, int cpu);
-int restartable_load_cbne_store_store_release_mm_cid(intptr_t *v, intptr_t expect, intptr_t *v2,
-                                                     intptr_t newv2, intptr_t newv, int cid);
-int restartable_load_cbne_memcpy_store(intptr_t *v, intptr_t expect, void *dst, const void *src,
-                                       size_t len, intptr_t newv, int cpu);
-int restartable_load_cbne_memcpy_store_mm_cid(intptr_t *v, intptr_t expect, void *dst,
-                                              const void *src, size_t len, intptr_t newv, int cid);
-int restartable_load_cbne_memcpy_store_release(intptr_t *v, intptr_t expect, void *dst,
-                                               const void *src, size_t len, intptr_t newv, int cpu);
-int restartable_load_cbne_memcpy_store_release_mm_cid(intptr_t *v, intptr_t expect, void *dst,
-                                                      const void *src, size_t len, intptr_t newv,
-                                                      int cid);
-int restartable_load_add_load_load_add_store(intptr_t *ptr, intptr_t off, intptr_t inc, int cpu);
-int restartable_load_add_load_load_add_store_mm_cid(intptr_t *ptr, intptr_t off, intptr_t inc,
-                                                    int cid);
-
 #else /* out of line */
 
 int32_t restartable_cpu(void);
+int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv, int cpu);
+int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu);
+void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta);
+
+#endif
+
+#if !(defined(__x86_64__) && defined(__GNUC__) && !defined(RESTARTABLE_NO_INLINE))
+/* Inline only on x86_64: calls into the library elsewhere (aarch64's inline
+   paths are the four above). */
 uint32_t restartable_cpu_start(void);
 int32_t restartable_mm_cid(void);
-int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv, int cpu);
 int restartable_load_cbne_store_mm_cid(intptr_t *v, intptr_t expect, intptr_t newv, int cid);
-int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu);
 int restartable_load_add_store_mm_cid(intptr_t *v, intptr_t count, int cid);
 int restartable_load_cbeq_store_add_load_store(intptr_t *v, intptr_t expectnot, intptr_t voffp,
                                                intptr_t *load, int cpu);
@@ -1268,8 +1241,6 @@ int restartable_load_cbne_memcpy_store_release_mm_cid(intptr_t *v, intptr_t expe
 int restartable_load_add_load_load_add_store(intptr_t *ptr, intptr_t off, intptr_t inc, int cpu);
 int restartable_load_add_load_load_add_store_mm_cid(intptr_t *ptr, intptr_t off, intptr_t inc,
                                                     int cid);
-void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta);
-
 #endif
 
 /* ------------------------------------------------------------------------ */
