@@ -62,12 +62,13 @@ def read(path, default=""):
 
 
 def info(text):
-    """rseq_info's 'key : value' lines as a dict."""
+    """rseq_info's 'key : value' lines as a dict (the report's lines, `key: value`
+    with the key padded, and the raw values' `key : value`)."""
     out = {}
     for line in text.splitlines():
-        key, sep, value = line.partition(" : ")
-        if sep:
-            out[key.strip()] = value.strip()
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith(" ") and key.strip():
+            out.setdefault(key.strip(), value.strip())
     return out
 
 
@@ -213,20 +214,23 @@ def features(k):
             cell = f"{c['passed']} passed, {c['failed']} failed"
         rows.append((f"test suite, {MODE_TITLE[mode]} mode", cell,
                      c is not None and c["failed"] == 0))
-    in_use = all(k.fact(m, "rseq in use here") == "true" for m in MODES)
+    in_use = all(k.fact(m, "sections here") == "yes"
+                 or k.fact(m, "rseq in use here") == "true" for m in MODES)
     rows.append(("rseq CPU read and critical sections", yes_no(in_use), in_use))
     owners = f"{k.owner('libc')} / {k.owner('library')}"
     rows.append(("owner (glibc-owned / library-owned mode)", owners,
                  owners == "libc / library"))
     rows.append(("AT_RSEQ_FEATURE_SIZE / AT_RSEQ_ALIGN",
                  f"{k.feature_size} / {k.align}", None))
-    usable = number(k.fact("library", "usable feature size"))
+    usable = number(k.fact("library", "feature size")
+                    or k.fact("library", "usable feature size"))
     rows.append(("usable feature size (`feature_size()`)", str(usable), None))
     ids = all(k.fact(m, "node_id") not in ("", "not provided")
               and k.fact(m, "mm_cid") not in ("", "not provided") for m in MODES)
     rows.append(("`node_id()`, `mm_cid()`, sections indexed by mm_cid",
                  yes_no(ids), ids))
-    fence = all(k.fact(m, "lock/stack sections").startswith("yes") for m in MODES)
+    fence = all((k.fact(m, "lock/stack cs") or k.fact(m, "lock/stack sections")).startswith("yes")
+                for m in MODES)
     rows.append(("`PerCpuLock` / `PerCpuStack` in rseq sections (rseq membarrier)",
                  yes_no(fence), fence))
     return rows
