@@ -63,7 +63,12 @@ for mode in $modes; do
     : >"$out/status-$mode.tsv"
     while IFS=$'\t' read -r name path; do
         start=$SECONDS
-        (cd "$repo" && env "${envs[@]}" timeout "$timeout" "$path" --show-output) \
+        args=(--show-output)
+        # valgrind answers rseq itself (ENOSYS) whatever the kernel: its
+        # test says nothing about the kernel and is the slowest under
+        # emulation, so the host's own runs cover it.
+        [[ $name == c_abi ]] && args+=(--skip c_example_under_valgrind)
+        (cd "$repo" && env "${envs[@]}" timeout "$timeout" "$path" "${args[@]}") \
             >"$out/test-$mode-$name.txt" 2>&1 </dev/null
         rc=$?
         printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" >>"$out/status-$mode.tsv"
