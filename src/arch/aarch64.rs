@@ -543,174 +543,128 @@ pub(crate) unsafe fn load_cbne_load_cbne_store<const FIELD: usize>(
     }
 }
 
-/// `if *v == expect { *v2 = newv2; *v = newv }`, with plain stores: another
-/// CPU may see them in either order (the release form below orders them).
-///
-/// # Safety
-/// See the section comment above.
-#[inline(always)]
-pub(crate) unsafe fn load_cbne_store_store<const FIELD: usize>(
-    v: *mut isize,
-    expect: isize,
-    v2: *mut isize,
-    newv2: isize,
-    newv: isize,
-    cpu: u32,
-) -> i32 {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        crate::rseq_asm!(
-            area = area_offset(),
-            field = FIELD,
-            cpu = cpu,
-            body = [
-                "ldr {t}, [{v}]",
-                "cmp {t}, {expect}",
-                "b.ne 93f",
-                "str {newv2}, [{v2}]", // speculative store
-                "str {newv}, [{v}]",   // commit
-            ],
-            v = in(reg) v,           // the word
-            expect = in(reg) expect, // its expected value
-            v2 = in(reg) v2,         // the word stored first
-            newv2 = in(reg) newv2,   // its new value
-            newv = in(reg) newv,     // new value of `*v`
-            t = out(reg) _,          // the value compared
-        )
-    }
+/// The two-store section, once for each commit instruction.
+macro_rules! store_store_section {
+    ($(#[$doc:meta])* $name:ident, $commit:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// See the section comment above.
+        #[inline(always)]
+        pub(crate) unsafe fn $name<const FIELD: usize>(
+            v: *mut isize,
+            expect: isize,
+            v2: *mut isize,
+            newv2: isize,
+            newv: isize,
+            cpu: u32,
+        ) -> i32 {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                crate::rseq_asm!(
+                    area = area_offset(),
+                    field = FIELD,
+                    cpu = cpu,
+                    body = [
+                        "ldr {t}, [{v}]",
+                        "cmp {t}, {expect}",
+                        "b.ne 93f",
+                        "str {newv2}, [{v2}]", // speculative store
+                        $commit,               // the commit
+                    ],
+                    v = in(reg) v,           // the word
+                    expect = in(reg) expect, // its expected value
+                    v2 = in(reg) v2,         // the word stored first
+                    newv2 = in(reg) newv2,   // its new value
+                    newv = in(reg) newv,     // new value of `*v`
+                    t = out(reg) _,          // the value compared
+                )
+            }
+        }
+    };
 }
 
-/// [`load_cbne_store_store`] with release ordering: the commit is `stlr`,
-/// so a thread that reads the new `*v` with acquire (on any CPU) also sees
-/// the store to `*v2` and everything this thread wrote before the section.
-///
-/// # Safety
-/// See the section comment above.
-#[inline(always)]
-pub(crate) unsafe fn load_cbne_store_store_release<const FIELD: usize>(
-    v: *mut isize,
-    expect: isize,
-    v2: *mut isize,
-    newv2: isize,
-    newv: isize,
-    cpu: u32,
-) -> i32 {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        crate::rseq_asm!(
-            area = area_offset(),
-            field = FIELD,
-            cpu = cpu,
-            body = [
-                "ldr {t}, [{v}]",
-                "cmp {t}, {expect}",
-                "b.ne 93f",
-                "str {newv2}, [{v2}]", // speculative store
-                // Release: orders the store to `*v2` (and every earlier
-                // access) before the commit becomes visible.
-                "stlr {newv}, [{v}]", // commit
-            ],
-            v = in(reg) v,           // the word
-            expect = in(reg) expect, // its expected value
-            v2 = in(reg) v2,         // the word stored first
-            newv2 = in(reg) newv2,   // its new value
-            newv = in(reg) newv,     // new value of `*v`
-            t = out(reg) _,          // the value compared
-        )
-    }
+store_store_section!(
+    /// `if *v == expect { *v2 = newv2; *v = newv }`, with plain stores:
+    /// another CPU may see them in either order (the release form below
+    /// orders them).
+    load_cbne_store_store,
+    "str {newv}, [{v}]"
+);
+
+store_store_section!(
+    /// [`load_cbne_store_store`] with release ordering: the commit is
+    /// `stlr`, so a thread that reads the new `*v` with acquire (on any
+    /// CPU) also sees the store to `*v2` and everything this thread wrote
+    /// before the section.
+    load_cbne_store_store_release,
+    "stlr {newv}, [{v}]"
+);
+
+/// The memcpy-store section, once for each commit instruction.
+macro_rules! memcpy_store_section {
+    ($(#[$doc:meta])* $name:ident, $commit:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// See the section comment above; `dst` and `src` are valid for
+        /// `len` bytes.
+        #[inline(always)]
+        pub(crate) unsafe fn $name<const FIELD: usize>(
+            v: *mut isize,
+            expect: isize,
+            dst: *mut u8,
+            src: *const u8,
+            len: usize,
+            newv: isize,
+            cpu: u32,
+        ) -> i32 {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                crate::rseq_asm!(
+                    area = area_offset(),
+                    field = FIELD,
+                    cpu = cpu,
+                    body = [
+                        "ldr {t}, [{v}]",
+                        "cmp {t}, {expect}",
+                        "b.ne 93f",
+                        "cbz {len}, 21f",
+                        "20:",
+                        "ldrb {t:w}, [{src}], #1",
+                        "strb {t:w}, [{dst}], #1",
+                        "subs {len}, {len}, #1",
+                        "b.ne 20b",
+                        "21:",
+                        $commit, // the commit
+                    ],
+                    v = in(reg) v,             // the word
+                    expect = in(reg) expect,   // its expected value
+                    dst = inout(reg) dst => _, // copy destination (advanced)
+                    src = inout(reg) src => _, // copy source (advanced)
+                    len = inout(reg) len => _, // bytes left
+                    newv = in(reg) newv,       // new value of `*v`
+                    t = out(reg) _,            // the value compared, then each byte
+                )
+            }
+        }
+    };
 }
 
-/// `if *v == expect { memcpy(dst, src, len); *v = newv }`.
-///
-/// # Safety
-/// See the section comment above; `dst` and `src` are valid for `len`
-/// bytes.
-#[inline(always)]
-pub(crate) unsafe fn load_cbne_memcpy_store<const FIELD: usize>(
-    v: *mut isize,
-    expect: isize,
-    dst: *mut u8,
-    src: *const u8,
-    len: usize,
-    newv: isize,
-    cpu: u32,
-) -> i32 {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        crate::rseq_asm!(
-            area = area_offset(),
-            field = FIELD,
-            cpu = cpu,
-            body = [
-                "ldr {t}, [{v}]",
-                "cmp {t}, {expect}",
-                "b.ne 93f",
-                "cbz {len}, 21f",
-                "20:",
-                "ldrb {t:w}, [{src}], #1",
-                "strb {t:w}, [{dst}], #1",
-                "subs {len}, {len}, #1",
-                "b.ne 20b",
-                "21:",
-                "str {newv}, [{v}]", // commit
-            ],
-            v = in(reg) v,             // the word
-            expect = in(reg) expect,   // its expected value
-            dst = inout(reg) dst => _, // copy destination (advanced)
-            src = inout(reg) src => _, // copy source (advanced)
-            len = inout(reg) len => _, // bytes left
-            newv = in(reg) newv,       // new value of `*v`
-            t = out(reg) _,            // the value compared, then each byte
-        )
-    }
-}
+memcpy_store_section!(
+    /// `if *v == expect { memcpy(dst, src, len); *v = newv }`.
+    load_cbne_memcpy_store,
+    "str {newv}, [{v}]"
+);
 
-/// [`load_cbne_memcpy_store`] with release ordering: the commit is
-/// `stlr`, so a thread that reads `*v` with acquire and sees `newv` sees
-/// every byte of the copy (a buffer push whose consumer reads the bytes
-/// after the index).
-///
-/// # Safety
-/// As [`load_cbne_memcpy_store`].
-#[inline(always)]
-pub(crate) unsafe fn load_cbne_memcpy_store_release<const FIELD: usize>(
-    v: *mut isize,
-    expect: isize,
-    dst: *mut u8,
-    src: *const u8,
-    len: usize,
-    newv: isize,
-    cpu: u32,
-) -> i32 {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        crate::rseq_asm!(
-            area = area_offset(),
-            field = FIELD,
-            cpu = cpu,
-            body = [
-                "ldr {t}, [{v}]",
-                "cmp {t}, {expect}",
-                "b.ne 93f",
-                "cbz {len}, 21f",
-                "20:",
-                "ldrb {t:w}, [{src}], #1",
-                "strb {t:w}, [{dst}], #1",
-                "subs {len}, {len}, #1",
-                "b.ne 20b",
-                "21:",
-                "stlr {newv}, [{v}]", // commit; release: orders the copy before it
-            ],
-            v = in(reg) v,             // the word
-            expect = in(reg) expect,   // its expected value
-            dst = inout(reg) dst => _, // copy destination (advanced)
-            src = inout(reg) src => _, // copy source (advanced)
-            len = inout(reg) len => _, // bytes left
-            newv = in(reg) newv,       // new value of `*v`
-            t = out(reg) _,            // the value compared, then each byte
-        )
-    }
-}
+memcpy_store_section!(
+    /// [`load_cbne_memcpy_store`] with release ordering: the commit is
+    /// `stlr`, so a thread that reads `*v` with acquire and sees `newv`
+    /// sees every byte of the copy (a buffer push whose consumer reads the
+    /// bytes after the index).
+    load_cbne_memcpy_store_release,
+    "stlr {newv}, [{v}]"
+);
 
 /// `p = *ptr; q = *(p + off); *q += inc`: pointer chasing, then an add.
 ///
