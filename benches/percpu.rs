@@ -28,9 +28,11 @@ const CHUNKS: u64 = 20;
 const RUNS: usize = 5;
 
 /// One run: `threads` threads doing `OPS` operations each, as ns per
-/// operation per thread (each thread's fastest slice of `OPS / CHUNKS`). `op` is a generic parameter, so each benchmark's
-/// loop is compiled for its own operation, inlined: no call through a
-/// function pointer.
+/// operation per thread (each thread's fastest slice of `OPS / CHUNKS`).
+/// `op` is a generic parameter, so each benchmark's loop is compiled for
+/// its own operation: no call through a function pointer. Every operation,
+/// ours and each baseline alike, is `#[inline(always)]`, so that both sides
+/// of a comparison run inlined in their loops, as in a caller's code.
 fn sample<S, F>(threads: usize, state: &Arc<S>, op: F) -> f64
 where
     S: Send + Sync + 'static,
@@ -97,12 +99,14 @@ where
     (median(a), median(b))
 }
 
+#[inline(always)]
 fn percpu_add(c: &PerCpuCounter) {
     c.add(1);
 }
 
 struct Slots(PerCpu<AtomicU64>);
 
+#[inline(always)]
 fn librseq_style_add(s: &Slots) {
     loop {
         let cpu = restartable::current_cpu();
@@ -115,37 +119,45 @@ fn librseq_style_add(s: &Slots) {
     }
 }
 
+#[inline(always)]
 fn shared_atomic(a: &AtomicU64) {
     a.fetch_add(1, Ordering::Relaxed);
 }
 
+#[inline(always)]
 fn atomic_on_percpu_slot(s: &Slots) {
     s.0.current().fetch_add(1, Ordering::Relaxed);
 }
 
+#[inline(always)]
 fn mutex_add(m: &Mutex<u64>) {
     *m.lock().unwrap() += 1;
 }
 
+#[inline(always)]
 fn percpu_lock(l: &PerCpuLock<u64>) {
     *l.lock() += 1;
 }
 
 /// The path a thread that cannot run sections takes: fence, membarrier.
+#[inline(always)]
 fn percpu_lock_fenced(l: &PerCpuLock<u64>) {
     *l.lock_slot(restartable::current_cpu() as usize % l.len()) += 1;
 }
 
+#[inline(always)]
 fn mutex_per_cpu(m: &PerCpu<Mutex<u64>>) {
     *m.current().lock().unwrap() += 1;
 }
 
+#[inline(always)]
 fn percpu_push_pop(s: &PerCpuStack<u64>) {
     s.push(1);
     black_box(s.pop());
 }
 
 /// The stack's fence path: the slot named, as a thread without rseq pushes.
+#[inline(always)]
 fn percpu_push_pop_fenced(s: &PerCpuStack<u64>) {
     let i = restartable::current_cpu() as usize % s.slot_count();
     s.push_to(i, 1);
@@ -154,6 +166,7 @@ fn percpu_push_pop_fenced(s: &PerCpuStack<u64>) {
 
 // Boxed like the stack's nodes, so both sides allocate and free per value.
 #[allow(clippy::vec_box)]
+#[inline(always)]
 fn mutex_vec_push_pop(m: &Mutex<Vec<Box<u64>>>) {
     m.lock().unwrap().push(Box::new(1));
     black_box(m.lock().unwrap().pop());
@@ -195,7 +208,9 @@ fn cs_state() -> Arc<CsState> {
     })
 }
 
-/// Retries `op` on the current CPU's slot until it commits.
+/// Retries `op` on the current CPU's slot until it commits: ours, as the
+/// `cs` docs write it (`current_cpu()`, then the checked operation).
+#[inline(always)]
 fn on_current(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> Outcome) {
     loop {
         let cpu = restartable::current_cpu();
@@ -209,6 +224,7 @@ fn on_current(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> Outcome) {
     }
 }
 
+#[inline(always)]
 fn cs_cbne_store(s: &CsState) {
     on_current(s, |slot, cpu| {
         let v = slot.v.load(Ordering::Relaxed);
@@ -217,6 +233,7 @@ fn cs_cbne_store(s: &CsState) {
     });
 }
 
+#[inline(always)]
 fn cs_cbne_cbne_store(s: &CsState) {
     on_current(s, |slot, cpu| {
         let v = slot.v.load(Ordering::Relaxed);
@@ -236,6 +253,7 @@ fn cs_cbne_cbne_store(s: &CsState) {
     });
 }
 
+#[inline(always)]
 fn cs_store_store(s: &CsState) {
     on_current(s, |slot, cpu| {
         let v = slot.v.load(Ordering::Relaxed);
@@ -254,6 +272,7 @@ fn cs_store_store(s: &CsState) {
     });
 }
 
+#[inline(always)]
 fn cs_memcpy_store(s: &CsState) {
     let src = [7u8; 16];
     on_current(s, |slot, cpu| {
@@ -276,6 +295,7 @@ fn cs_memcpy_store(s: &CsState) {
 }
 
 /// Pops a node and pushes it back (the push is a `load_cbne_store`).
+#[inline(always)]
 fn cs_pop_push(s: &CsState) {
     let mut node = 0isize;
     on_current(s, |slot, cpu| {
@@ -526,16 +546,6 @@ mod shape {
     }
 }
 
-/// Ours: `current_cpu()`, then the checked `cs` operation, retried.
-fn on_current_ours(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> Outcome) {
-    loop {
-        let cpu = restartable::current_cpu();
-        if op(s.slots.get(cpu as usize).unwrap(), cpu) == Outcome::Committed {
-            return;
-        }
-    }
-}
-
 /// The librseq shape: `cpu_id_start`, then the bare section, retried.
 #[inline(always)]
 fn on_current_shape(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> i32) {
@@ -571,7 +581,7 @@ fn shape_table(threads: usize) {
     );
     rows.push(("CPU read (current_cpu / cpu_id load)", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current_ours(s, |slot, cpu| {
+        |s: &CsState| on_current(s, |slot, cpu| {
             // SAFETY: a live, aligned word of this CPU's slot.
             unsafe { cs::load_add_store(Index::Cpu, slot.v.as_ptr(), 1, cpu) }
         }),
@@ -583,7 +593,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_add_store", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current_ours(s, |slot, cpu| {
+        |s: &CsState| on_current(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: a live, aligned word of this CPU's slot.
             unsafe { cs::load_cbne_store(Index::Cpu, slot.v.as_ptr(), v, v + 1, cpu) }
@@ -597,7 +607,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_store", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current_ours(s, |slot, cpu| {
+        |s: &CsState| on_current(s, |slot, cpu| {
             let (v, v2) = (
                 slot.v.load(Ordering::Relaxed),
                 slot.v2.load(Ordering::Relaxed),
@@ -627,7 +637,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_load_cbne_store", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current_ours(s, |slot, cpu| {
+        |s: &CsState| on_current(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: live, aligned words of this CPU's slot.
             unsafe {
@@ -651,7 +661,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_store_store", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current_ours(s, |slot, cpu| {
+        |s: &CsState| on_current(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: live, aligned words of this CPU's slot.
             unsafe {
@@ -675,7 +685,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_store_store_release", a, b));
     let (ours, base) = pair!(
-        move |s: &CsState| on_current_ours(s, |slot, cpu| {
+        move |s: &CsState| on_current(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: `buf` is 16 bytes of this CPU's slot, written only
             // by these operations.
@@ -711,7 +721,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_memcpy_store (16 B)", a, b));
     let (ours, base) = pair!(
-        move |s: &CsState| on_current_ours(s, |slot, cpu| {
+        move |s: &CsState| on_current(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: as for the plain form.
             unsafe {
@@ -745,7 +755,12 @@ fn shape_table(threads: usize) {
     );
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_memcpy_store_release (16 B)", a, b));
-    let (a, b) = measure_pair(threads, cs_state(), cs_pop_push, shape_pop_push);
+    let (a, b) = measure_pair(
+        threads,
+        cs_state(),
+        |s: &CsState| cs_pop_push(s),
+        |s: &CsState| shape_pop_push(s),
+    );
     rows.push(("list pop + push", a, b));
     let (a, b) = measure_pair(
         threads,
@@ -769,7 +784,7 @@ fn shape_table(threads: usize) {
             slots: cs_state(),
         }),
         |l: &Locks| *l.lock.lock() += 1,
-        shape_lock,
+        |l: &Locks| shape_lock(l),
     );
     rows.push(("PerCpuLock lock + unlock", a, b));
     for (name, ours, base) in rows {
@@ -813,6 +828,7 @@ struct Locks {
 /// The per-CPU lock of librseq's tests in its shape: a section sets the
 /// slot's lock word 0 -> 1, the holder updates its data, a release store
 /// clears the word. (`v2` is the data.)
+#[inline(always)]
 fn shape_lock(l: &Locks) {
     let slot = loop {
         let cpu = shape::cpu();
@@ -828,6 +844,7 @@ fn shape_lock(l: &Locks) {
 }
 
 /// [`cs_pop_push`] in the librseq shape.
+#[inline(always)]
 fn shape_pop_push(s: &CsState) {
     let mut node = 0isize;
     on_current_shape(s, |slot, cpu| {

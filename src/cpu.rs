@@ -212,7 +212,13 @@ fn count_possible_cpus() -> usize {
     // SAFETY: sysconf has no preconditions.
     let conf = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
     let conf = if conf > 0 { conf as usize } else { 1 };
-    let mine = from_sysfs.unwrap_or(conf).max(conf).max(1);
+    // Below 2^31 whatever the files say, so that every slot index is too
+    // (the lock's and the stack's sections rely on it; no kernel comes
+    // near: NR_CPUS is at most 8192).
+    let mine = from_sysfs
+        .unwrap_or(conf)
+        .max(conf)
+        .clamp(1, i32::MAX as usize);
     match POSSIBLE.compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed) {
         Ok(_) => mine,
         Err(first) => first,

@@ -272,6 +272,22 @@ fn load_cbne_memcpy_store_and_release() {
                 // SAFETY: live local.
                 assert_eq!(unsafe { *p }, 4);
                 assert_eq!(dst, src);
+                // Lengths around the eight-byte steps: exactly `len` bytes.
+                for len in [1usize, 7, 8, 9, 16, 17] {
+                    // SAFETY: `d` holds 100 bytes; `p` is live.
+                    unsafe {
+                        core::ptr::write_bytes(d, 0, 100);
+                        *p = 3;
+                    }
+                    assert_eq!(commit(index, |cpu| op(3, len, cpu)), Outcome::Committed);
+                    // SAFETY: `d` holds 100 bytes, written by this thread.
+                    let got = unsafe { core::slice::from_raw_parts(d, 100) };
+                    assert_eq!(&got[..len], &src[..len], "{len} bytes");
+                    assert!(
+                        got[len..].iter().all(|&b| b == 0),
+                        "copied past {len} bytes"
+                    );
+                }
             });
         }
     }

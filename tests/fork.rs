@@ -53,8 +53,10 @@ fn use_every_api() {
     }
     use_counter(PerCpuCounter::new());
     use_counter(PerCpuCounter::new_by_mm_cid());
-    for index in [Index::Cpu, Index::MmCid] {
-        let lock = PerCpuLock::with_index(index, |_| 0u32);
+    fn use_lock_and_stack<I: restartable::IndexKind>(
+        lock: PerCpuLock<u32, I>,
+        stack: PerCpuStack<u32, I>,
+    ) {
         *lock.lock() += 1;
         for i in 0..lock.len() {
             *lock.lock_slot(i) += 1;
@@ -62,7 +64,6 @@ fn use_every_api() {
         let total: u32 = (0..lock.len()).map(|i| *lock.lock_slot(i)).sum();
         assert_eq!(total as usize, 1 + lock.len());
 
-        let stack = PerCpuStack::with_index(index);
         stack.push(1u32);
         stack.push_to(0, 2);
         let mut seen: Vec<u32> = std::iter::from_fn(|| stack.pop_any()).collect();
@@ -70,6 +71,11 @@ fn use_every_api() {
         assert_eq!(seen, [1, 2]);
         assert!(stack.pop().is_none());
     }
+    use_lock_and_stack(PerCpuLock::new(|_| 0), PerCpuStack::new());
+    use_lock_and_stack(
+        PerCpuLock::new_by_mm_cid(|_| 0),
+        PerCpuStack::new_by_mm_cid(),
+    );
 
     // One word per CPU for the sections, so that they check the CPU.
     let words: Vec<[AtomicIsize; 4]> = (0..restartable::possible_cpus())

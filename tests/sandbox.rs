@@ -13,16 +13,21 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use restartable::cs::Index;
-use restartable::{Owner, PerCpuLock, PerCpuStack};
+use restartable::{ByMmCid, IndexKind, Owner, PerCpuLock, PerCpuStack};
 
 const WORKERS: usize = 4;
 const IDS: usize = 1 << 22;
 
+/// A lock and a stack indexed the same way.
+struct Pair<I: IndexKind> {
+    lock: PerCpuLock<(u64, u64), I>,
+    stack: PerCpuStack<usize, I>,
+}
+
 /// The objects the workers share, by CPU and by concurrency id.
 struct Objects {
-    locks: [PerCpuLock<(u64, u64)>; 2],
-    stacks: [PerCpuStack<usize>; 2],
+    by_cpu: Pair<restartable::ByCpu>,
+    by_cid: Pair<ByMmCid>,
     lock_ops: AtomicU64,
     next_id: AtomicUsize,
     /// Per value: +1 when pushed, +16 when popped.
@@ -32,11 +37,14 @@ struct Objects {
 impl Objects {
     fn new() -> Self {
         Objects {
-            locks: [
-                PerCpuLock::new(|_| (0, 0)),
-                PerCpuLock::with_index(Index::MmCid, |_| (0, 0)),
-            ],
-            stacks: [PerCpuStack::new(), PerCpuStack::with_index(Index::MmCid)],
+            by_cpu: Pair {
+                lock: PerCpuLock::new(|_| (0, 0)),
+                stack: PerCpuStack::new(),
+            },
+            by_cid: Pair {
+                lock: PerCpuLock::new_by_mm_cid(|_| (0, 0)),
+                stack: PerCpuStack::new_by_mm_cid(),
+            },
             lock_ops: AtomicU64::new(0),
             next_id: AtomicUsize::new(0),
             marks: (0..IDS).map(|_| AtomicU8::new(0)).collect(),
@@ -53,7 +61,13 @@ impl Objects {
     /// path), the others take the current CPU's (sections, where the
     /// thread can run them).
     fn work(&self, fenced: bool, n: usize) {
-        for (lock, stack) in self.locks.iter().zip(&self.stacks) {
+        self.work_on(&self.by_cpu, fenced, n);
+        self.work_on(&self.by_cid, fenced, n);
+    }
+
+    fn work_on<I: IndexKind>(&self, pair: &Pair<I>, fenced: bool, n: usize) {
+        let (lock, stack) = (&pair.lock, &pair.stack);
+        {
             let mut g = if fenced {
                 lock.lock_slot(n % lock.len())
             } else {
@@ -66,7 +80,7 @@ impl Objects {
             self.lock_ops.fetch_add(1, Ordering::Relaxed);
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             if id >= IDS {
-                continue;
+                return;
             }
             self.marks[id].fetch_add(1, Ordering::Relaxed);
             if fenced {
@@ -80,7 +94,20 @@ impl Objects {
     }
 
     fn check(&self) {
-        for lock in &self.locks {
+        self.check_on(&self.by_cpu);
+        self.check_on(&self.by_cid);
+        for (id, mark) in self.marks.iter().enumerate() {
+            let mark = mark.load(Ordering::Relaxed);
+            assert!(
+                mark == 0 || mark == 17,
+                "value {id}: pushed and popped {mark:#x}"
+            );
+        }
+    }
+
+    fn check_on<I: IndexKind>(&self, pair: &Pair<I>) {
+        let (lock, stack) = (&pair.lock, &pair.stack);
+        {
             let total: u64 = (0..lock.len())
                 .map(|i| {
                     let (a, b) = *lock.lock_slot(i);
@@ -90,17 +117,8 @@ impl Objects {
                 .sum();
             assert_eq!(total, self.lock_ops.load(Ordering::Relaxed) / 2);
         }
-        for stack in &self.stacks {
-            while let Some(v) = stack.pop_any() {
-                self.marks[v].fetch_add(16, Ordering::Relaxed);
-            }
-        }
-        for (id, mark) in self.marks.iter().enumerate() {
-            let mark = mark.load(Ordering::Relaxed);
-            assert!(
-                mark == 0 || mark == 17,
-                "value {id}: pushed and popped {mark:#x}"
-            );
+        while let Some(v) = stack.pop_any() {
+            self.marks[v].fetch_add(16, Ordering::Relaxed);
         }
     }
 }

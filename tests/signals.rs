@@ -143,7 +143,7 @@ struct State {
     record_ids: Ids,
     stack_ids: Ids,
     stack: PerCpuStack<usize>,
-    stack_by_cid: PerCpuStack<usize>,
+    stack_by_cid: PerCpuStack<usize, restartable::ByMmCid>,
     lock: PerCpuLock<(u64, u64)>,
     lock_ops: AtomicU64,
     counter: PerCpuCounter,
@@ -355,7 +355,7 @@ fn storm() {
         record_ids: Ids::new(),
         stack_ids: Ids::new(),
         stack: PerCpuStack::new(),
-        stack_by_cid: PerCpuStack::with_index(Index::MmCid),
+        stack_by_cid: PerCpuStack::new_by_mm_cid(),
         lock: PerCpuLock::new(|_| (0, 0)),
         lock_ops: AtomicU64::new(0),
         counter: PerCpuCounter::new(),
@@ -504,10 +504,8 @@ fn check(s: &State) {
     );
     assert_eq!(committed(&s.record_ids, 1), 0, "committed records missing");
     assert!(logged > 0 && recorded > 0);
-    for stack in [&s.stack, &s.stack_by_cid] {
-        while let Some(v) = stack.pop_any() {
-            s.stack_ids.mark(v, 16);
-        }
+    while let Some(v) = s.stack.pop_any().or_else(|| s.stack_by_cid.pop_any()) {
+        s.stack_ids.mark(v, 16);
     }
     for (id, mark) in s.stack_ids.marks.iter().enumerate() {
         let mark = mark.load(Ordering::Relaxed);

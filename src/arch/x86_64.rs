@@ -619,15 +619,29 @@ pub(crate) unsafe fn load_cbne_memcpy_store<const FIELD: usize>(
             body = [
                 "cmp qword ptr [{v}], {expect}",
                 "jne 93f",
+                // Eight bytes at a time (unaligned moves are fine on
+                // x86), then the last bytes one by one. An abort leaves a
+                // prefix of `dst` copied, as the byte loop would.
+                "cmp {len}, 8",
+                "jb 22f",
+                "20:",
+                "mov {t}, qword ptr [{src}]",
+                "mov qword ptr [{dst}], {t}",
+                "add {src}, 8",
+                "add {dst}, 8",
+                "sub {len}, 8",
+                "cmp {len}, 8",
+                "jae 20b",
+                "22:",
                 "test {len}, {len}",
                 "jz 21f",
-                "20:",
-                "mov {b}, byte ptr [{src}]",
-                "mov byte ptr [{dst}], {b}",
+                "23:",
+                "mov {t:l}, byte ptr [{src}]",
+                "mov byte ptr [{dst}], {t:l}",
                 "inc {src}",
                 "inc {dst}",
                 "dec {len}",
-                "jnz 20b",
+                "jnz 23b",
                 "21:",
                 "mov qword ptr [{v}], {newv}", // commit
             ],
@@ -636,7 +650,7 @@ pub(crate) unsafe fn load_cbne_memcpy_store<const FIELD: usize>(
             dst = inout(reg) dst => _, // copy destination (advanced)
             src = inout(reg) src => _, // copy source (advanced)
             len = inout(reg) len => _, // bytes left
-            b = out(reg_byte) _,       // the byte in flight
+            t = out(reg) _,            // the bytes in flight
             newv = in(reg) newv,       // new value of `*v`
         )
     }

@@ -69,11 +69,11 @@ use crate::sync::{Ordering, StaticAtomicU64 as AtomicU64};
 ///
 /// # Examples
 /// ```
-/// use restartable::{Index, PerCpuStack};
-/// // Lists per concurrency id: a process with 3 threads touches about 3 lists.
-/// let compact = PerCpuStack::<u64>::with_index(Index::MmCid);
-/// compact.push(1);
-/// assert_eq!(compact.pop_any(), Some(1));
+/// use restartable::{Index, PerCpu};
+/// // Slots per concurrency id: a process with 3 threads touches about 3 slots.
+/// let compact = PerCpu::with_index(Index::MmCid, |_| std::sync::Mutex::new(Vec::new()));
+/// compact.current().lock().unwrap().push(1);
+/// assert_eq!(compact.iter().map(|s| s.lock().unwrap().len()).sum::<usize>(), 1);
 /// assert_eq!(Index::default(), Index::Cpu);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -131,7 +131,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn from_raw(raw: i32) -> Self {
+    pub(crate) fn from_raw(raw: i32) -> Self {
         match raw {
             0 => Outcome::Committed,
             1 => Outcome::CompareFailed,
@@ -311,10 +311,13 @@ macro_rules! operation {
             // SAFETY: `never_negative` keeps an unregistered area from
             // matching; the rest is the caller's.
             let raw = unsafe { section_raw!($name, index, $($arg,)* never_negative(cpu)) };
-            // Tested as the sign of the raw result, so that one `test`
-            // serves this branch and the caller's test for `Committed`.
-            if raw >= 0 {
-                return if raw == 0 { Outcome::Committed } else { Outcome::CompareFailed };
+            // A commit first: the caller's own test for `Committed` then
+            // folds into this one, and a retry loop's hot path is one test.
+            if raw == 0 {
+                return Outcome::Committed;
+            }
+            if raw > 0 {
+                return Outcome::CompareFailed;
             }
             #[cold]
             #[inline(never)]
@@ -548,50 +551,48 @@ pub unsafe fn add_at_current_unchecked(
 }
 
 /// The per-CPU lock's and stack's guarded store: fails if `*fence != 0`
-/// (read first) or `*v != expect`; otherwise `*v = newv`.
+/// (read first) or `*v != expect`; otherwise `*v = newv`. The raw result:
+/// 0 committed, 1 a compare failed, -1 aborted.
 ///
 /// # Safety
-/// - as for the `_unchecked` operations.
+/// - as for the `_unchecked` operations;
+/// - `cpu` is below 2^31 (a slot index, as every slot array holds fewer
+///   than 2^31 slots): the section takes it as given.
 #[inline(always)]
 #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
-pub(crate) unsafe fn fenced_store_unchecked(
+pub(crate) unsafe fn fenced_store_raw(
     index: Index,
     v: *mut usize,
     expect: usize,
     fence: *const usize,
     newv: usize,
     cpu: u32,
-) -> Outcome {
-    let cpu = never_negative(cpu);
+) -> i32 {
     // SAFETY: forwarded from the caller.
-    unsafe { section!(fenced_store, index, v, expect, fence, newv, cpu) }
+    unsafe { section_raw!(fenced_store, index, v, expect, fence, newv, cpu) }
 }
 
 /// The per-CPU stack's pop: fails if `*fence != 0` or the list is empty;
-/// otherwise unlinks the head node (its `next` at offset 0).
+/// otherwise unlinks the head node (its `next` at offset 0). The raw
+/// result as [`fenced_store_raw`]'s, and the node unlinked.
 ///
 /// # Safety
-/// - as for the `_unchecked` operations; nodes reachable from `*head` stay
+/// - as for [`fenced_store_raw`]; nodes reachable from `*head` stay
 ///   readable while a section on this CPU can still commit.
 #[inline(always)]
 #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model pops in its simulation
-pub(crate) unsafe fn fenced_pop_unchecked(
+pub(crate) unsafe fn fenced_pop_raw(
     index: Index,
     head: *mut usize,
     fence: *const usize,
     cpu: u32,
-) -> Result<usize, Outcome> {
-    let cpu = never_negative(cpu);
+) -> (i32, usize) {
     // SAFETY: forwarded from the caller.
-    let (raw, node) = unsafe {
+    unsafe {
         match index {
             Index::Cpu => arch::fenced_pop::<{ abi::CPU_ID_OFFSET }>(head, fence, cpu),
             Index::MmCid => arch::fenced_pop::<{ abi::MM_CID_OFFSET }>(head, fence, cpu),
         }
-    };
-    match Outcome::from_raw(raw) {
-        Outcome::Committed => Ok(node),
-        other => Err(other),
     }
 }
 

@@ -2,27 +2,32 @@
 
 use core::cell::UnsafeCell;
 use core::fmt;
+use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
 use super::fence::{Busy, Fence};
-use super::{rseq, Index, PerCpu};
+use super::{rseq, ByCpu, ByMmCid, IndexKind, PerCpu};
 use crate::cs::Outcome;
 use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicUsize};
 
 #[repr(C)]
 struct Slot<T> {
-    /// 1 while a thread holds the slot through a critical section. Set only
-    /// by the section's commit (compare 0, then store 1, on this slot's CPU,
-    /// with the fence seen free); cleared by the holder with a `Release`
-    /// store, which pairs with the section's load (plain loads are acquire
-    /// loads on x86) or the fence holder's `Acquire` load.
+    /// The holder's thread pointer ([`holder_word`]) while a thread holds
+    /// the slot through a critical section, else 0. Set only by the
+    /// section's commit (compare 0, then store, on this slot's CPU, with
+    /// the fence seen free); cleared by the holder with a `Release` store,
+    /// which pairs with the section's load (plain loads are acquire loads
+    /// on x86) or the fence holder's `Acquire` load. Holding the thread
+    /// pointer, the word also tells a relock by the holder itself, with no
+    /// store of its own.
     lock: AtomicUsize,
     /// Held by a thread on the fence path, and by the guard it hands out
     /// (see `fence.rs`).
     fence: Fence,
-    /// The thread pointer of the thread holding a guard on the slot, or 0.
-    /// Written by the holder only (after it acquires, and back to 0 before
-    /// it releases), read by a thread that finds the slot taken, to tell a
+    /// The thread pointer of the thread holding a guard taken through the
+    /// fence, or 0 (a section's guard is told by `lock` itself). Written by
+    /// that holder only (after it acquires, and back to 0 before it
+    /// releases), read by a thread that finds the slot taken, to tell a
     /// relock by the holder itself (a certain deadlock: it panics instead).
     /// `Relaxed`: a thread reads its own last write, or another thread's
     /// pointer, which never equals its own. Always 0 under loom, whose
@@ -38,17 +43,43 @@ impl<T> Slot<T> {
     #[inline]
     fn check_not_held_by_me(&self, i: usize) {
         let me = me();
-        if me != 0 && self.holder.load(Ordering::Relaxed) == me {
+        if me != 0
+            && (self.lock.load(Ordering::Relaxed) == me
+                || self.holder.load(Ordering::Relaxed) == me)
+        {
             relock_panic(i);
         }
     }
 }
 
+impl<T> Slot<T> {
+    /// Drops a guard taken through the fence.
+    #[inline(never)]
+    fn release_fence(&self) {
+        if me() != 0 {
+            // Before the release, so the next holder's note comes after it.
+            self.holder.store(0, Ordering::Relaxed);
+        }
+        self.fence.release_user();
+    }
+}
+
 /// The calling thread's identity for the relock check (0: not checked).
-#[inline]
+#[inline(always)]
 fn me() -> usize {
     if cfg!(restartable_loom) {
         0
+    } else {
+        crate::arch::thread_pointer()
+    }
+}
+
+/// What a section stores in `lock`: the thread pointer (never 0), or 1
+/// under loom.
+#[inline(always)]
+fn holder_word() -> usize {
+    if cfg!(restartable_loom) {
+        1
     } else {
         crate::arch::thread_pointer()
     }
@@ -70,6 +101,11 @@ fn relock_panic(i: usize) -> ! {
 /// guard gives `&mut T`. The holder may be preempted or migrate while it
 /// holds the guard — the lock stays correct; only the acquisition is per-CPU.
 /// [`lock_slot`](Self::lock_slot) locks any slot (slower: the fallback path).
+///
+/// The type parameter says how slots are indexed, fixed at compile time so
+/// that `lock` has no branch on it: [`ByCpu`] (the default, from
+/// [`new`](PerCpuLock::new)) or [`ByMmCid`] (from
+/// [`new_by_mm_cid`](PerCpuLock::new_by_mm_cid)).
 ///
 /// # Waiting, and not re-entrant
 ///
@@ -115,24 +151,16 @@ fn relock_panic(i: usize) -> ! {
 /// let total: usize = (0..caches.len()).map(|i| caches.lock_slot(i).len()).sum();
 /// assert_eq!(total, 1);
 /// ```
-pub struct PerCpuLock<T> {
+pub struct PerCpuLock<T, I: IndexKind = ByCpu> {
     slots: PerCpu<Slot<T>>,
+    _index: PhantomData<fn() -> I>,
 }
 
 // SAFETY: the lock hands out `&mut T` to one holder at a time, possibly on
 // another thread than the one that created it: `T: Send` suffices.
-unsafe impl<T: Send> Sync for PerCpuLock<T> {}
+unsafe impl<T: Send, I: IndexKind> Sync for PerCpuLock<T, I> {}
 // SAFETY: moving the lock moves the `T`s.
-unsafe impl<T: Send> Send for PerCpuLock<T> {}
-
-/// How a guard holds its slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    /// `lock` set by a section; the guard clears it.
-    Section,
-    /// The fence, handed to the guard; the guard releases it.
-    Fence,
-}
+unsafe impl<T: Send, I: IndexKind> Send for PerCpuLock<T, I> {}
 
 /// How long `lock_slot` waits for a section holder with the fence held
 /// (and signals blocked) before it lets go and waits without it.
@@ -151,12 +179,14 @@ const SPINS_HOLDING_FENCE: u32 = if cfg!(restartable_loom) { 1 } else { 1000 };
 /// ```
 #[must_use = "the slot is unlocked when the guard is dropped"]
 pub struct PerCpuLockGuard<'a, T> {
+    /// Held through a section (`lock` holds the holder's word) or through
+    /// the fence (`lock` is 0 then: the fence keeps sections from setting
+    /// it). Two words, so that a guard travels in registers.
     slot: &'a Slot<T>,
     index: usize,
-    via: Via,
 }
 
-impl<T> PerCpuLock<T> {
+impl<T> PerCpuLock<T, ByCpu> {
     /// One slot per possible CPU, built by `init(cpu)`.
     ///
     /// # Examples
@@ -165,26 +195,37 @@ impl<T> PerCpuLock<T> {
     /// assert_eq!(*lock.lock_slot(1 % lock.len()), (1 % lock.len()) * 10);
     /// ```
     pub fn new(init: impl FnMut(usize) -> T) -> Self {
-        Self::with_index(Index::Cpu, init)
+        Self::build(init)
     }
+}
 
-    /// One slot per CPU or per concurrency id, built by `init(i)`.
+impl<T> PerCpuLock<T, ByMmCid> {
+    /// One slot per concurrency id (`mm_cid`), built by `init(i)`: a
+    /// process with few threads touches only the first few slots. Where
+    /// the kernel has no `mm_cid` (before 6.3) the slots are taken by CPU.
     ///
     /// # Examples
     /// ```
-    /// use restartable::{Index, PerCpuLock};
-    /// let lock = PerCpuLock::with_index(Index::MmCid, |_| 0u64);
+    /// use restartable::PerCpuLock;
+    /// let lock = PerCpuLock::new_by_mm_cid(|_| 0u64);
     /// *lock.lock() += 1;
     /// assert_eq!(lock.into_inner().iter().sum::<u64>(), 1);
     /// ```
-    pub fn with_index(index: Index, mut init: impl FnMut(usize) -> T) -> Self {
+    pub fn new_by_mm_cid(init: impl FnMut(usize) -> T) -> Self {
+        Self::build(init)
+    }
+}
+
+impl<T, I: IndexKind> PerCpuLock<T, I> {
+    fn build(mut init: impl FnMut(usize) -> T) -> Self {
         PerCpuLock {
-            slots: PerCpu::with_index(index, |i| Slot {
+            slots: PerCpu::with_index(I::INDEX, |i| Slot {
                 lock: AtomicUsize::new(0),
                 fence: Fence::default(),
                 holder: StaticAtomicUsize::new(0),
                 value: UnsafeCell::new(init(i)),
             }),
+            _index: PhantomData,
         }
     }
 
@@ -236,7 +277,43 @@ impl<T> PerCpuLock<T> {
     /// queue.push("job");
     /// println!("queued on slot {}", queue.slot());
     /// ```
+    #[inline]
     pub fn lock(&self) -> PerCpuLockGuard<'_, T> {
+        match self.lock_here() {
+            Some(guard) => guard,
+            None => self.lock_waiting(),
+        }
+    }
+
+    /// One section on the current CPU's slot: the guard if it committed.
+    /// No registration, no wait and no fallback, so that everything around
+    /// the section stays in the caller's registers; any other outcome
+    /// (taken, aborted, not registered, fence path) is left to the callers'
+    /// cold paths, which start over.
+    #[inline(always)]
+    fn lock_here(&self) -> Option<PerCpuLockGuard<'_, T>> {
+        if !rseq::sections_here(I::INDEX) {
+            return None;
+        }
+        let cpu = rseq::slot_here(I::INDEX);
+        let slot = self.slots.get(cpu as usize)?;
+        // SAFETY: both words belong to this live slot, whose index `cpu`
+        // is below 2^31 (in range); the section checks it against the area.
+        let raw = unsafe { rseq::try_lock(I::INDEX, &slot.lock, &slot.fence, cpu, holder_word()) };
+        if raw == 0 {
+            return Some(PerCpuLockGuard {
+                slot,
+                index: cpu as usize,
+            });
+        }
+        rseq::outcome(raw); // notes an abort
+        None
+    }
+
+    /// [`lock`](Self::lock) after its first section did not commit.
+    #[cold]
+    #[inline(never)]
+    fn lock_waiting(&self) -> PerCpuLockGuard<'_, T> {
         let index = self.slots.index();
         let mut spins = 0;
         loop {
@@ -248,10 +325,13 @@ impl<T> PerCpuLock<T> {
             };
             // SAFETY: both words belong to this live slot; `cpu` is the
             // index the section checks against the area.
-            let outcome = unsafe { rseq::try_lock(index, &slot.lock, &slot.fence, cpu) };
-            match outcome {
+            let raw = unsafe { rseq::try_lock(index, &slot.lock, &slot.fence, cpu, holder_word()) };
+            match rseq::outcome(raw) {
                 Outcome::Committed => {
-                    return PerCpuLockGuard::new(slot, cpu as usize, Via::Section)
+                    return PerCpuLockGuard {
+                        slot,
+                        index: cpu as usize,
+                    }
                 }
                 // A fence no live thread holds (a fork child's view of one
                 // held at the fork) never opens by waiting: take it over.
@@ -280,7 +360,18 @@ impl<T> PerCpuLock<T> {
     /// let total: u32 = (0..lock.len()).map(|i| *lock.lock_slot(i)).sum();
     /// assert!(total <= 1);
     /// ```
+    #[inline]
     pub fn try_lock(&self) -> Option<PerCpuLockGuard<'_, T>> {
+        match self.lock_here() {
+            Some(guard) => Some(guard),
+            None => self.try_lock_again(),
+        }
+    }
+
+    /// [`try_lock`](Self::try_lock) after its first section did not commit.
+    #[cold]
+    #[inline(never)]
+    fn try_lock_again(&self) -> Option<PerCpuLockGuard<'_, T>> {
         let index = self.slots.index();
         loop {
             let Some(cpu) = rseq::fenced_slot(index) else {
@@ -289,11 +380,14 @@ impl<T> PerCpuLock<T> {
             let Some(slot) = self.slots.get(cpu as usize) else {
                 return self.try_lock_slot(self.slots.fallback_index());
             };
-            // SAFETY: as in `lock`.
-            let outcome = unsafe { rseq::try_lock(index, &slot.lock, &slot.fence, cpu) };
-            match outcome {
+            // SAFETY: as in `lock_here`.
+            let raw = unsafe { rseq::try_lock(index, &slot.lock, &slot.fence, cpu, holder_word()) };
+            match rseq::outcome(raw) {
                 Outcome::Committed => {
-                    return Some(PerCpuLockGuard::new(slot, cpu as usize, Via::Section))
+                    return Some(PerCpuLockGuard {
+                        slot,
+                        index: cpu as usize,
+                    })
                 }
                 Outcome::CompareFailed if slot.fence.is_stale() => {
                     return self.try_lock_slot(cpu as usize)
@@ -325,7 +419,7 @@ impl<T> PerCpuLock<T> {
         if !super::drain::sections_may_run() {
             // No section ever takes `lock`: the fence alone excludes.
             slot.fence.take_for_user();
-            return PerCpuLockGuard::new(slot, i, Via::Fence);
+            return PerCpuLockGuard::through_fence(slot, i);
         }
         loop {
             let region = slot.fence.enter(self.slots.index(), i);
@@ -338,7 +432,7 @@ impl<T> PerCpuLock<T> {
             }
             if slot.lock.load(Ordering::Acquire) == 0 {
                 region.hand_to_user();
-                return PerCpuLockGuard::new(slot, i, Via::Fence);
+                return PerCpuLockGuard::through_fence(slot, i);
             }
             // A guard may be held for long: wait for it with the fence
             // free and the caller's signal mask, then try again.
@@ -370,7 +464,7 @@ impl<T> PerCpuLock<T> {
         if !super::drain::sections_may_run() {
             loop {
                 match slot.fence.try_take_for_user() {
-                    Ok(()) => return Some(PerCpuLockGuard::new(slot, i, Via::Fence)),
+                    Ok(()) => return Some(PerCpuLockGuard::through_fence(slot, i)),
                     Err(Busy::Held) => return None,
                     Err(Busy::Raced) => {}
                 }
@@ -389,7 +483,7 @@ impl<T> PerCpuLock<T> {
             return None;
         }
         region.hand_to_user();
-        Some(PerCpuLockGuard::new(slot, i, Via::Fence))
+        Some(PerCpuLockGuard::through_fence(slot, i))
     }
 
     /// Loom models only: makes the simulated `membarrier` fail from now on,
@@ -429,14 +523,14 @@ impl<T> PerCpuLock<T> {
 }
 
 impl<'a, T> PerCpuLockGuard<'a, T> {
-    /// A guard for a slot just acquired; notes the holder.
-    #[inline]
-    fn new(slot: &'a Slot<T>, index: usize, via: Via) -> Self {
+    /// A guard for a slot just taken through the fence; notes the holder
+    /// (a section's holder is noted by the `lock` word it stored).
+    fn through_fence(slot: &'a Slot<T>, index: usize) -> Self {
         let me = me();
         if me != 0 {
             slot.holder.store(me, Ordering::Relaxed);
         }
-        PerCpuLockGuard { slot, index, via }
+        PerCpuLockGuard { slot, index }
     }
 
     /// The slot this guard holds.
@@ -467,15 +561,16 @@ impl<T> DerefMut for PerCpuLockGuard<'_, T> {
 }
 
 impl<T> Drop for PerCpuLockGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
-        if me() != 0 {
-            // Before the release, so the next holder's note comes after it.
-            self.slot.holder.store(0, Ordering::Relaxed);
-        }
-        match self.via {
-            // Publishes the holder's writes to the next holder.
-            Via::Section => self.slot.lock.store(0, Ordering::Release),
-            Via::Fence => self.slot.fence.release_user(),
+        // `Relaxed`: the holder reads its own word (no other thread writes
+        // `lock` while a guard holds the slot).
+        if self.slot.lock.load(Ordering::Relaxed) != 0 {
+            // Held through a section. `Release` publishes the holder's
+            // writes to the next holder.
+            self.slot.lock.store(0, Ordering::Release);
+        } else {
+            self.slot.release_fence();
         }
     }
 }
@@ -489,7 +584,7 @@ impl<T: fmt::Debug> fmt::Debug for PerCpuLockGuard<'_, T> {
     }
 }
 
-impl<T> fmt::Debug for PerCpuLock<T> {
+impl<T, I: IndexKind> fmt::Debug for PerCpuLock<T, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PerCpuLock")
             .field("index", &self.slots.index())

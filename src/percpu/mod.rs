@@ -248,8 +248,15 @@ impl<T> PerCpu<T> {
     /// let slots = restartable::PerCpu::new(|_| 0u64);
     /// assert_eq!(slots.len(), restartable::possible_cpus());
     /// ```
+    #[inline]
     pub fn len(&self) -> usize {
-        self.slots.len()
+        let len = self.slots.len();
+        // SAFETY: `with_index` makes `possible_cpus()` slots, fewer than
+        // 2^31. Telling the compiler lets a section that takes an index
+        // checked against the length drop its own guard against values
+        // that read as negative (`never_negative` in `cs`).
+        unsafe { core::hint::assert_unchecked(len <= i32::MAX as usize) };
+        len
     }
 
     /// The number of slots (the same name on [`PerCpuLock`] and
@@ -283,8 +290,14 @@ impl<T> PerCpu<T> {
     /// assert_eq!(slots.get(0), Some(&0));
     /// assert_eq!(slots.get(slots.len()), None);
     /// ```
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&T> {
-        self.slots.get(i).map(|s| &s.0)
+        // The bound through `len`, which the compiler knows is below 2^31.
+        if i < self.len() {
+            Some(&self.slots[i].0)
+        } else {
+            None
+        }
     }
 
     /// Slot `i`, mutably.

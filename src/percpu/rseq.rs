@@ -5,6 +5,8 @@
 
 pub(crate) use imp::*;
 
+use crate::cs::Outcome;
+
 #[cfg(restartable_loom)]
 pub use imp::run_as_fallback;
 
@@ -17,6 +19,26 @@ pub(crate) fn fenced_slot(index: crate::cs::Index) -> Option<u32> {
         return None;
     }
     current_slot(index)
+}
+
+/// A lock or stack section's raw result as an [`Outcome`], noting an abort.
+#[inline(always)]
+pub(crate) fn outcome(raw: i32) -> Outcome {
+    let outcome = Outcome::from_raw(raw);
+    if outcome == Outcome::Aborted {
+        crate::cs::note_abort();
+    }
+    outcome
+}
+
+/// Whether a lock or stack operation indexed by `index` may try its one
+/// section on the current slot before any other check: the lock and the
+/// stack run sections (decided, and not switched off), and for `mm_cid`
+/// the kernel provides it. Where not, the operation's cold path decides.
+#[inline(always)]
+pub(crate) fn sections_here(index: crate::cs::Index) -> bool {
+    super::drain::sections_on()
+        && !(index == crate::cs::Index::MmCid && crate::feature_size() < crate::abi::MM_CID_END)
 }
 
 /// What one attempt to add to the current CPU's slot did.
@@ -33,7 +55,7 @@ pub(crate) enum Add {
 #[cfg(not(restartable_loom))]
 mod imp {
     use super::Add;
-    use crate::cs::{self, Index, Outcome};
+    use crate::cs::{self, Index};
     use crate::percpu::fence::Fence;
     use crate::sync::AtomicUsize;
 
@@ -46,6 +68,14 @@ mod imp {
             raw = cs::current_index_raw(index);
         }
         u32::try_from(raw).ok()
+    }
+
+    /// The calling thread's slot index as its area holds it, without
+    /// registering: above `i32::MAX` (beyond every slot array) where the
+    /// area is not registered.
+    #[inline(always)]
+    pub(crate) fn slot_here(index: Index) -> u32 {
+        cs::current_index_raw(index) as u32
     }
 
     /// The slot index of a thread that cannot run critical sections.
@@ -81,26 +111,30 @@ mod imp {
         }
     }
 
-    /// `lock` 0 -> 1 if the fence is free, on CPU `cpu`.
+    /// `lock` 0 -> `holder` if the fence is free, on CPU `cpu`; the raw
+    /// result (see [`outcome`](super::outcome)).
     ///
     /// # Safety
-    /// - `lock` and `fence` are words of one live slot, index `cpu`.
-    #[inline]
+    /// - `lock` and `fence` are words of one live slot, index `cpu`, below
+    ///   2^31 (every slot array is shorter).
+    #[inline(always)]
     pub(crate) unsafe fn try_lock(
         index: Index,
         lock: &AtomicUsize,
         fence: &Fence,
         cpu: u32,
-    ) -> Outcome {
+        holder: usize,
+    ) -> i32 {
         // SAFETY: live words of the caller's slot; `cpu` is checked inside.
-        noted(unsafe { cs::fenced_store_unchecked(index, lock.as_ptr(), 0, fence.word(), 1, cpu) })
+        unsafe { cs::fenced_store_raw(index, lock.as_ptr(), 0, fence.word(), holder, cpu) }
     }
 
-    /// `head` = `node` if `head` is still `expect` and the fence is free.
+    /// `head` = `node` if `head` is still `expect` and the fence is free;
+    /// the raw result.
     ///
     /// # Safety
-    /// - `head` and `fence` are words of one live slot, index `cpu`.
-    #[inline]
+    /// - as for [`try_lock`], with `head` for `lock`.
+    #[inline(always)]
     pub(crate) unsafe fn push(
         index: Index,
         head: &AtomicUsize,
@@ -108,38 +142,26 @@ mod imp {
         expect: usize,
         node: usize,
         cpu: u32,
-    ) -> Outcome {
+    ) -> i32 {
         // SAFETY: live words of the caller's slot; `cpu` is checked inside.
-        noted(unsafe {
-            cs::fenced_store_unchecked(index, head.as_ptr(), expect, fence.word(), node, cpu)
-        })
+        unsafe { cs::fenced_store_raw(index, head.as_ptr(), expect, fence.word(), node, cpu) }
     }
 
-    /// Unlinks the top node if the list is not empty and the fence is free.
+    /// Unlinks the top node if the list is not empty and the fence is
+    /// free: the raw result, and the node (when it committed).
     ///
     /// # Safety
-    /// - `head` and `fence` are words of one live slot, index `cpu`, whose
-    ///   nodes have their `next` pointer at offset 0.
-    #[inline]
+    /// - as for [`try_lock`], with `head` for `lock`; the slot's nodes have
+    ///   their `next` pointer at offset 0.
+    #[inline(always)]
     pub(crate) unsafe fn pop(
         index: Index,
         head: &AtomicUsize,
         fence: &Fence,
         cpu: u32,
-    ) -> Result<usize, Outcome> {
+    ) -> (i32, usize) {
         // SAFETY: forwarded from the caller.
-        let popped = unsafe { cs::fenced_pop_unchecked(index, head.as_ptr(), fence.word(), cpu) };
-        if popped == Err(Outcome::Aborted) {
-            cs::note_abort();
-        }
-        popped
-    }
-
-    fn noted(outcome: Outcome) -> Outcome {
-        if outcome == Outcome::Aborted {
-            cs::note_abort();
-        }
-        outcome
+        unsafe { cs::fenced_pop_raw(index, head.as_ptr(), fence.word(), cpu) }
     }
 
     /// Makes every section in flight on slot `slot` commit or abort with
@@ -219,6 +241,11 @@ mod imp {
         Some(cpu as u32)
     }
 
+    /// [`current_slot`], or `u32::MAX` for a fallback thread.
+    pub(crate) fn slot_here(index: Index) -> u32 {
+        current_slot(index).unwrap_or(u32::MAX)
+    }
+
     /// A fallback thread's slot: a simulated CPU, chosen the way
     /// [`current_slot`] chooses one, so that every execution loom explores
     /// is decided by the schedule alone and never by the host's CPU.
@@ -274,16 +301,22 @@ mod imp {
         lock: &AtomicUsize,
         fence: &Fence,
         cpu: u32,
-    ) -> Outcome {
-        match section(cpu, || {
+        holder: usize,
+    ) -> i32 {
+        raw(section(cpu, || {
             if fence.blocks_sections() || lock.load(Ordering::Acquire) != 0 {
                 return Err(Outcome::CompareFailed);
             }
-            lock.store(1, Ordering::Relaxed);
+            lock.store(holder, Ordering::Relaxed);
             Ok(())
-        }) {
-            Ok(()) => Outcome::Committed,
-            Err(o) => o,
+        }))
+    }
+
+    /// A simulated section's result as the real sections give it.
+    fn raw(result: Result<(), Outcome>) -> i32 {
+        match result {
+            Ok(()) => Outcome::Committed as i32,
+            Err(o) => o as i32,
         }
     }
 
@@ -294,17 +327,14 @@ mod imp {
         expect: usize,
         node: usize,
         cpu: u32,
-    ) -> Outcome {
-        match section(cpu, || {
+    ) -> i32 {
+        raw(section(cpu, || {
             if fence.blocks_sections() || head.load(Ordering::Acquire) != expect {
                 return Err(Outcome::CompareFailed);
             }
             head.store(node, Ordering::Release);
             Ok(())
-        }) {
-            Ok(()) => Outcome::Committed,
-            Err(o) => o,
-        }
+        }))
     }
 
     pub(crate) unsafe fn pop(
@@ -312,8 +342,8 @@ mod imp {
         head: &AtomicUsize,
         fence: &Fence,
         cpu: u32,
-    ) -> Result<usize, Outcome> {
-        section(cpu, || {
+    ) -> (i32, usize) {
+        let popped = section(cpu, || {
             if fence.blocks_sections() {
                 return Err(Outcome::CompareFailed);
             }
@@ -325,7 +355,11 @@ mod imp {
             let next = unsafe { *(top as *const usize) };
             head.store(next, Ordering::Release);
             Ok(top)
-        })
+        });
+        match popped {
+            Ok(top) => (Outcome::Committed as i32, top),
+            Err(o) => (o as i32, 0),
+        }
     }
 
     /// The simulated `membarrier`: waits for every section in flight;

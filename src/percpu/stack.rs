@@ -4,7 +4,7 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use super::fence::Fence;
-use super::{rseq, Index, PerCpu};
+use super::{rseq, ByCpu, ByMmCid, IndexKind, PerCpu};
 use crate::cs::Outcome;
 use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicUsize as RealAtomicUsize};
 
@@ -41,6 +41,11 @@ struct Slot {
 /// `fork` child may use every list, even one another thread was working on
 /// at the fork.
 ///
+/// The type parameter says how lists are indexed, fixed at compile time so
+/// that `push` and `pop` have no branch on it: [`ByCpu`] (the default, from
+/// [`new`](PerCpuStack::new)) or [`ByMmCid`] (from
+/// [`new_by_mm_cid`](PerCpuStack::new_by_mm_cid)).
+///
 /// # Examples
 /// ```
 /// use restartable::PerCpuStack;
@@ -53,18 +58,19 @@ struct Slot {
 /// assert_eq!(seen, [1, 2]);
 /// assert_eq!(stack.pop_any(), None);
 /// ```
-pub struct PerCpuStack<T> {
+pub struct PerCpuStack<T, I: IndexKind = ByCpu> {
     slots: PerCpu<Slot>,
     _owns: PhantomData<Box<Node<T>>>,
+    _index: PhantomData<fn() -> I>,
 }
 
 // SAFETY: values move between threads through the lists: `T: Send` suffices,
 // as for a channel.
-unsafe impl<T: Send> Sync for PerCpuStack<T> {}
+unsafe impl<T: Send, I: IndexKind> Sync for PerCpuStack<T, I> {}
 // SAFETY: as above.
-unsafe impl<T: Send> Send for PerCpuStack<T> {}
+unsafe impl<T: Send, I: IndexKind> Send for PerCpuStack<T, I> {}
 
-impl<T> PerCpuStack<T> {
+impl<T> PerCpuStack<T, ByCpu> {
     /// Empty lists, one per possible CPU.
     ///
     /// # Examples
@@ -73,25 +79,36 @@ impl<T> PerCpuStack<T> {
     /// assert!(stack.is_empty());
     /// ```
     pub fn new() -> Self {
-        Self::with_index(Index::Cpu)
+        Self::build()
     }
+}
 
-    /// Empty lists, one per CPU or per concurrency id.
+impl<T> PerCpuStack<T, ByMmCid> {
+    /// Empty lists, one per concurrency id (`mm_cid`): a process with few
+    /// threads touches only the first few lists. Where the kernel has no
+    /// `mm_cid` (before 6.3) the lists are taken by CPU.
     ///
     /// # Examples
     /// ```
-    /// use restartable::{Index, PerCpuStack};
-    /// let stack = PerCpuStack::with_index(Index::MmCid);
+    /// use restartable::PerCpuStack;
+    /// let stack = PerCpuStack::new_by_mm_cid();
     /// stack.push(1u8);
     /// assert_eq!(stack.pop_any(), Some(1));
     /// ```
-    pub fn with_index(index: Index) -> Self {
+    pub fn new_by_mm_cid() -> Self {
+        Self::build()
+    }
+}
+
+impl<T, I: IndexKind> PerCpuStack<T, I> {
+    fn build() -> Self {
         PerCpuStack {
-            slots: PerCpu::with_index(index, |_| Slot {
+            slots: PerCpu::with_index(I::INDEX, |_| Slot {
                 head: AtomicUsize::new(0),
                 fence: Fence::default(),
             }),
             _owns: PhantomData,
+            _index: PhantomData,
         }
     }
 
@@ -125,8 +142,43 @@ impl<T> PerCpuStack<T> {
     /// free_buffers.push(vec![0u8; 4096]);
     /// assert!(!free_buffers.is_empty());
     /// ```
+    #[inline]
     pub fn push(&self, value: T) {
         let node = Self::node(value);
+        if !self.push_here(node) {
+            self.push_waiting(node);
+        }
+    }
+
+    /// One push section on the current CPU's list: whether it committed.
+    /// As `PerCpuLock::lock_here`: nothing but the section, the rest left
+    /// to the cold path.
+    #[inline(always)]
+    fn push_here(&self, node: *mut Node<T>) -> bool {
+        if !rseq::sections_here(I::INDEX) {
+            return false;
+        }
+        let cpu = rseq::slot_here(I::INDEX);
+        let Some(slot) = self.slots.get(cpu as usize) else {
+            return false;
+        };
+        let head = slot.head.load(Ordering::Relaxed);
+        // SAFETY: `node` is ours until the commit publishes it.
+        unsafe { (*node).next.store(head, Ordering::Relaxed) };
+        // SAFETY: both words belong to this live slot, whose index `cpu`
+        // is below 2^31 (in range).
+        let raw =
+            unsafe { rseq::push(I::INDEX, &slot.head, &slot.fence, head, node as usize, cpu) };
+        raw == 0 || {
+            rseq::outcome(raw); // notes an abort
+            false
+        }
+    }
+
+    /// [`push`](Self::push) after its first section did not commit.
+    #[cold]
+    #[inline(never)]
+    fn push_waiting(&self, node: *mut Node<T>) {
         let index = self.slots.index();
         let mut spins = 0;
         loop {
@@ -140,9 +192,9 @@ impl<T> PerCpuStack<T> {
             // SAFETY: `node` is ours until the commit publishes it.
             unsafe { (*node).next.store(head, Ordering::Relaxed) };
             // SAFETY: both words belong to this live slot.
-            let outcome =
+            let raw =
                 unsafe { rseq::push(index, &slot.head, &slot.fence, head, node as usize, cpu) };
-            match outcome {
+            match rseq::outcome(raw) {
                 Outcome::Committed => return,
                 // A fence from before a fork: waiting would not end.
                 Outcome::CompareFailed if slot.fence.is_stale() => {
@@ -166,7 +218,36 @@ impl<T> PerCpuStack<T> {
     ///     None => assert_eq!(stack.pop_any(), Some(3)),
     /// }
     /// ```
+    #[inline]
     pub fn pop(&self) -> Option<T> {
+        match self.pop_here() {
+            // SAFETY: the commit unlinked `node`; we own it now.
+            Some(node) => Some(unsafe { Self::take(node) }),
+            None => self.pop_waiting(),
+        }
+    }
+
+    /// One pop section on the current CPU's list: the node it unlinked.
+    #[inline(always)]
+    fn pop_here(&self) -> Option<usize> {
+        if !rseq::sections_here(I::INDEX) {
+            return None;
+        }
+        let cpu = rseq::slot_here(I::INDEX);
+        let slot = self.slots.get(cpu as usize)?;
+        // SAFETY: as in `pop_waiting`; `cpu` is in range, below 2^31.
+        let (raw, node) = unsafe { rseq::pop(I::INDEX, &slot.head, &slot.fence, cpu) };
+        if raw == 0 {
+            return Some(node);
+        }
+        rseq::outcome(raw); // notes an abort
+        None
+    }
+
+    /// [`pop`](Self::pop) after its first section did not commit.
+    #[cold]
+    #[inline(never)]
+    fn pop_waiting(&self) -> Option<T> {
         let index = self.slots.index();
         let mut spins = 0;
         loop {
@@ -179,7 +260,11 @@ impl<T> PerCpuStack<T> {
             // SAFETY: both words belong to this live slot; nodes reachable
             // from `head` are live while the section may still commit (only
             // this CPU's sections and the fence holder unlink them).
-            let outcome = unsafe { rseq::pop(index, &slot.head, &slot.fence, cpu) };
+            let (raw, node) = unsafe { rseq::pop(index, &slot.head, &slot.fence, cpu) };
+            let outcome = match rseq::outcome(raw) {
+                Outcome::Committed => Ok(node),
+                failed => Err(failed),
+            };
             match outcome {
                 Ok(node) => {
                     // SAFETY: the commit unlinked `node`; we own it now.
@@ -336,13 +421,13 @@ impl<T> PerCpuStack<T> {
     }
 }
 
-impl<T> Default for PerCpuStack<T> {
+impl<T> Default for PerCpuStack<T, ByCpu> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T> Drop for PerCpuStack<T> {
+impl<T, I: IndexKind> Drop for PerCpuStack<T, I> {
     fn drop(&mut self) {
         for slot in self.slots.iter_mut() {
             let mut head = slot.head.load(Ordering::Relaxed);
@@ -355,7 +440,7 @@ impl<T> Drop for PerCpuStack<T> {
     }
 }
 
-impl<T> fmt::Debug for PerCpuStack<T> {
+impl<T, I: IndexKind> fmt::Debug for PerCpuStack<T, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PerCpuStack")
             .field("index", &self.slots.index())
