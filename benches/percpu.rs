@@ -12,7 +12,13 @@
 //! CPU's slot (sections, or their fallbacks where rseq is not used); then
 //! runs criterion on the single-thread cases. Run it again
 //! with `GLIBC_TUNABLES=glibc.pthread.rseq=0` (library-owned area) and
-//! `RESTARTABLE_DISABLE=1` (the fallback path).
+//! `RESTARTABLE_DISABLE=1` (the fallback path). `-- shape` runs only the
+//! comparison with the librseq shape, `-- counter` only the counter's table.
+//!
+//! Code placement alone moves these nanosecond loops by up to a third from
+//! one build to the next; the README's figures come from a build with
+//! `RUSTFLAGS="-C llvm-args=-align-loops=64"`, which starts every loop on a
+//! cache line and makes the ratios repeat from build to build.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicU8, Ordering};
@@ -43,7 +49,11 @@ where
         .map(|_| {
             let (state, barrier) = (Arc::clone(state), Arc::clone(&barrier));
             std::thread::spawn(move || {
-                op(&state); // registers lazily outside the timing
+                // Registers the thread where the library owns the area: a
+                // shape operation has no cold path to do it, and would
+                // retry forever on an unregistered thread.
+                black_box(restartable::current_cpu());
+                op(&state); // warms up outside the timing
                 barrier.wait();
                 // The fastest of `CHUNKS` slices of the run: a slice in
                 // which another process took the CPU drops out.
@@ -208,8 +218,9 @@ fn cs_state() -> Arc<CsState> {
     })
 }
 
-/// Retries `op` on the current CPU's slot until it commits: ours, as the
-/// `cs` docs write it (`current_cpu()`, then the checked operation).
+/// Retries `op` on the current CPU's slot until it commits (`current_cpu()`,
+/// then the checked operation, on any thread: a CPU beyond the slots, as a
+/// fallback may report, takes `PerCpu::current`).
 #[inline(always)]
 fn on_current(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> Outcome) {
     loop {
@@ -294,24 +305,45 @@ fn cs_memcpy_store(s: &CsState) {
     });
 }
 
-/// Pops a node and pushes it back (the push is a `load_cbne_store`).
+/// Pops a node and pushes it back (the push is a `load_cbne_store`), each
+/// retried by `$on`.
+macro_rules! pop_push {
+    ($s:expr, $on:ident) => {{
+        let s = $s;
+        let mut node = 0isize;
+        $on(s, |slot, cpu| {
+            // SAFETY: the list holds nodes of `_nodes`, `next` at offset 0;
+            // `node` receives the head.
+            unsafe {
+                cs::load_cbeq_store_add_load_store(
+                    Index::Cpu,
+                    slot.head.as_ptr(),
+                    0,
+                    0,
+                    &mut node,
+                    cpu,
+                )
+            }
+        });
+        $on(s, |slot, cpu| {
+            let head = slot.head.load(Ordering::Relaxed);
+            // SAFETY: `node` is ours until the commit links it again.
+            unsafe { (*(node as *const AtomicIsize)).store(head, Ordering::Relaxed) };
+            // SAFETY: a live, aligned word of this CPU's slot.
+            unsafe { cs::load_cbne_store(Index::Cpu, slot.head.as_ptr(), head, node, cpu) }
+        });
+    }};
+}
+
 #[inline(always)]
 fn cs_pop_push(s: &CsState) {
-    let mut node = 0isize;
-    on_current(s, |slot, cpu| {
-        // SAFETY: the list holds nodes of `_nodes`, `next` at offset 0;
-        // `node` receives the head.
-        unsafe {
-            cs::load_cbeq_store_add_load_store(Index::Cpu, slot.head.as_ptr(), 0, 0, &mut node, cpu)
-        }
-    });
-    on_current(s, |slot, cpu| {
-        let head = slot.head.load(Ordering::Relaxed);
-        // SAFETY: `node` is ours until the commit links it again.
-        unsafe { (*(node as *const AtomicIsize)).store(head, Ordering::Relaxed) };
-        // SAFETY: a live, aligned word of this CPU's slot.
-        unsafe { cs::load_cbne_store(Index::Cpu, slot.head.as_ptr(), head, node, cpu) }
-    });
+    pop_push!(s, on_current)
+}
+
+/// [`cs_pop_push`] retried as the comparison with the shape retries.
+#[inline(always)]
+fn cs_pop_push_ours(s: &CsState) {
+    pop_push!(s, on_current_ours)
 }
 
 /// The same operations written the way librseq's users write them: read
@@ -546,6 +578,20 @@ mod shape {
     }
 }
 
+/// Ours in the comparison: `current_cpu()`, then the checked `cs`
+/// operation, retried, finding the slot as the shape does (`get(cpu)`,
+/// unwrapped: the comparison runs only where rseq serves the thread, so
+/// every CPU has a slot).
+#[inline(always)]
+fn on_current_ours(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> Outcome) {
+    loop {
+        let cpu = restartable::current_cpu();
+        if op(s.slots.get(cpu as usize).unwrap(), cpu) == Outcome::Committed {
+            return;
+        }
+    }
+}
+
 /// The librseq shape: `cpu_id_start`, then the bare section, retried.
 #[inline(always)]
 fn on_current_shape(s: &CsState, mut op: impl FnMut(&CsSlot, u32) -> i32) {
@@ -581,7 +627,7 @@ fn shape_table(threads: usize) {
     );
     rows.push(("CPU read (current_cpu / cpu_id load)", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current(s, |slot, cpu| {
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
             // SAFETY: a live, aligned word of this CPU's slot.
             unsafe { cs::load_add_store(Index::Cpu, slot.v.as_ptr(), 1, cpu) }
         }),
@@ -593,7 +639,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_add_store", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current(s, |slot, cpu| {
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: a live, aligned word of this CPU's slot.
             unsafe { cs::load_cbne_store(Index::Cpu, slot.v.as_ptr(), v, v + 1, cpu) }
@@ -607,7 +653,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_store", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current(s, |slot, cpu| {
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
             let (v, v2) = (
                 slot.v.load(Ordering::Relaxed),
                 slot.v2.load(Ordering::Relaxed),
@@ -637,7 +683,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_load_cbne_store", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current(s, |slot, cpu| {
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: live, aligned words of this CPU's slot.
             unsafe {
@@ -661,7 +707,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_store_store", a, b));
     let (ours, base) = pair!(
-        |s: &CsState| on_current(s, |slot, cpu| {
+        |s: &CsState| on_current_ours(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: live, aligned words of this CPU's slot.
             unsafe {
@@ -685,7 +731,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_store_store_release", a, b));
     let (ours, base) = pair!(
-        move |s: &CsState| on_current(s, |slot, cpu| {
+        move |s: &CsState| on_current_ours(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: `buf` is 16 bytes of this CPU's slot, written only
             // by these operations.
@@ -721,7 +767,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(threads, cs_state(), ours, base);
     rows.push(("load_cbne_memcpy_store (16 B)", a, b));
     let (ours, base) = pair!(
-        move |s: &CsState| on_current(s, |slot, cpu| {
+        move |s: &CsState| on_current_ours(s, |slot, cpu| {
             let v = slot.v.load(Ordering::Relaxed);
             // SAFETY: as for the plain form.
             unsafe {
@@ -758,7 +804,7 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(
         threads,
         cs_state(),
-        |s: &CsState| cs_pop_push(s),
+        |s: &CsState| cs_pop_push_ours(s),
         |s: &CsState| shape_pop_push(s),
     );
     rows.push(("list pop + push", a, b));
@@ -767,6 +813,7 @@ fn shape_table(threads: usize) {
         Arc::new(Counters {
             counter: PerCpuCounter::new(),
             slots: cs_state(),
+            by_cpu: slots(),
         }),
         |c: &Counters| c.counter.add(1),
         |c: &Counters| {
@@ -818,6 +865,7 @@ static SRC: [u8; 16] = [7; 16];
 struct Counters {
     counter: PerCpuCounter,
     slots: Arc<CsState>,
+    by_cpu: Arc<Slots>,
 }
 
 struct Locks {
@@ -883,8 +931,17 @@ fn main() {
         "threads | PerCpuCounter | librseq-style | shared atomic | atomic per-CPU | Mutex   | vs librseq-style | vs shared | vs per-CPU atomic"
     );
     for threads in [1, 2, 2 * cpus.max(2)] {
-        let p = measure(threads, Arc::new(PerCpuCounter::new()), percpu_add);
-        let l = measure(threads, slots(), librseq_style_add);
+        // Interleaved, run by run: the ratio compares one machine state.
+        let (p, l) = measure_pair(
+            threads,
+            Arc::new(Counters {
+                counter: PerCpuCounter::new(),
+                slots: cs_state(),
+                by_cpu: slots(),
+            }),
+            |c: &Counters| percpu_add(&c.counter),
+            |c: &Counters| librseq_style_add(&c.by_cpu),
+        );
         let a = measure(threads, Arc::new(AtomicU64::new(0)), shared_atomic);
         let s = measure(threads, slots(), atomic_on_percpu_slot);
         let m = measure(threads, Arc::new(Mutex::new(0)), mutex_add);
@@ -896,6 +953,10 @@ fn main() {
         );
     }
     println!("aborted sections: {}", cs::abort_count());
+    // `cargo bench --bench percpu -- counter`: the counter's table alone.
+    if std::env::args().skip(1).any(|a| a == "counter") {
+        return;
+    }
 
     println!(
         "\nlock, add, unlock / push then pop (lock sections: {})",

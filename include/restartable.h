@@ -481,10 +481,15 @@ void restartable_percpu_counter_free(restartable_percpu_counter_t *c);
 /* The first fields of every counter, read by the inline add. */
 struct restartable_percpu_counter_fast {
     char *base;         /* slot 0; each slot starts with the word sections add to */
-    size_t stride;      /* bytes per slot */
+    size_t stride;      /* bytes per slot: 1 << RESTARTABLE_COUNTER_STRIDE_SHIFT */
     uint32_t slots;     /* number of slots */
-    uint32_t stride_shift; /* log2(stride): stride is a power of two */
+    uint32_t stride_shift; /* RESTARTABLE_COUNTER_STRIDE_SHIFT */
 };
+
+/* Every counter's slots are 128 bytes apart (two cache lines), in this
+   version of the library: the inline add shifts by this constant, with no
+   load of the handle's stride. */
+#define RESTARTABLE_COUNTER_STRIDE_SHIFT 7
 
 /* ------------------------------------------------------------------------ */
 /* Writing your own critical section (x86_64, GNU C `asm goto`)              */
@@ -938,8 +943,11 @@ static inline int32_t restartable_mm_cid(void)
         RESTARTABLE_OPERATION_EXITS_(slow, (v, expect, v2, newv2, newv, cpu))                    \
     }
 
-/* if (*v == expect) { memcpy(dst, src, len); *v = newv; }, a byte at a
-   time (%rcx the index, %al the byte). The _release form too (TSO). */
+/* if (*v == expect) { memcpy(dst, src, len); *v = newv; }, eight bytes
+   at a time, then the last ones a byte at a time (%rcx the index, %rax the
+   bytes in flight); byte by byte throughout where dst lies 1 to 7 bytes
+   above src, so that overlapping ranges come out as a forward byte copy's,
+   as on every path. The _release form too (TSO). */
 #define RESTARTABLE_INLINE_LOAD_CBNE_MEMCPY_STORE_(name, slow, field, refuse)                    \
     static inline int name(intptr_t *v, intptr_t expect, void *dst, const void *src, size_t len, \
                            intptr_t newv, int cpu)                                               \
@@ -955,14 +963,29 @@ static inline int32_t restartable_mm_cid(void)
                      "cmpq %[expect], (%[v])\n\t"                                                \
                      "jnz %l[differs]\n\t"                                                       \
                      "xorl %%ecx, %%ecx\n\t"                                                     \
-                     "testq %[len], %[len]\n\t"                                                  \
-                     "jz 6f\n\t"                                                                 \
+                     "cmpq $8, %[len]\n\t"                                                       \
+                     "jb 7f\n\t"                                                                 \
+                     "movq %[dst], %%rax\n\t" /* dst 1 to 7 bytes above src: bytes */           \
+                     "subq %[src], %%rax\n\t"                                                    \
+                     "decq %%rax\n\t"                                                            \
+                     "cmpq $7, %%rax\n\t"                                                        \
+                     "jb 7f\n\t"                                                                 \
                      "5:\n\t"                                                                    \
+                     "movq (%[src], %%rcx), %%rax\n\t"                                           \
+                     "movq %%rax, (%[dst], %%rcx)\n\t"                                           \
+                     "addq $8, %%rcx\n\t"                                                        \
+                     "leaq 8(%%rcx), %%rax\n\t"                                                  \
+                     "cmpq %[len], %%rax\n\t"                                                    \
+                     "jbe 5b\n\t"                                                                \
+                     "7:\n\t"                                                                    \
+                     "cmpq %[len], %%rcx\n\t"                                                    \
+                     "jz 6f\n\t"                                                                 \
+                     "8:\n\t"                                                                    \
                      "movb (%[src], %%rcx), %%al\n\t"                                            \
                      "movb %%al, (%[dst], %%rcx)\n\t"                                            \
                      "incq %%rcx\n\t"                                                            \
                      "cmpq %[len], %%rcx\n\t"                                                    \
-                     "jnz 5b\n\t"                                                                \
+                     "jnz 8b\n\t"                                                                \
                      "6:\n\t"                                                                    \
                      "movq %[newv], (%[v])\n\t" /* the commit */                                 \
                      RESTARTABLE_CS_POST_COMMIT("2")                                             \
@@ -1050,13 +1073,14 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      "movl %%fs:" RESTARTABLE_CPU_ID_FIELD "(%[rseq_area]), %%eax\n\t"
                      "cmpl %[slots], %%eax\n\t" /* also rejects -1, -2: not registered */
                      "jae %l[cold]\n\t"
-                     "shlq %%cl, %%rax\n\t" /* a shift: one cycle where a multiply takes three */
+                     /* a constant shift: no load of the stride, one cycle */
+                     "shlq $" RESTARTABLE_STR(RESTARTABLE_COUNTER_STRIDE_SHIFT) ", %%rax\n\t"
                      "addq %[delta], (%[base], %%rax)\n\t" /* the commit */
                      RESTARTABLE_CS_POST_COMMIT("2")
                      RESTARTABLE_CS_ABORT("4", "%l[aborted]")
                      :
                      : [rseq_area] "r"(restartable_area_offset), [slots] "r"(f->slots),
-                       [shift] "c"(f->stride_shift), [base] "r"(f->base), [delta] "r"(delta)
+                       [base] "r"(f->base), [delta] "r"(delta)
                      : "cc", "rax"
                      : cold, aborted);
         return;
@@ -1176,7 +1200,7 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      "ldr w17, [%[rseq_area], #" RESTARTABLE_CPU_ID_FIELD "]\n\t"
                      "cmp w17, %w[slots]\n\t" /* also rejects -1, -2: not registered */
                      "b.hs %l[cold]\n\t"
-                     "mul x17, x17, %[stride]\n\t"
+                     "lsl x17, x17, #" RESTARTABLE_STR(RESTARTABLE_COUNTER_STRIDE_SHIFT) "\n\t"
                      "ldr x16, [%[base], x17]\n\t"
                      "add x16, x16, %[delta]\n\t"
                      "str x16, [%[base], x17]\n\t" /* the commit */
@@ -1184,7 +1208,7 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      RESTARTABLE_CS_ABORT("4", "%l[aborted]")
                      :
                      : [rseq_area] "r"(restartable_area()), [slots] "r"(f->slots),
-                       [stride] "r"(f->stride), [base] "r"(f->base), [delta] "r"(delta)
+                       [base] "r"(f->base), [delta] "r"(delta)
                      : "memory", "cc", "x16", "x17"
                      : cold, aborted);
         return;

@@ -82,6 +82,14 @@ pub fn current_cpu_raw() -> i32 {
 
 /// `cpu_id_start`: always a valid CPU number once registered (0 before).
 ///
+/// One load and no branch: the cheapest CPU read for a retry loop around
+/// the checked [`cs`](crate::cs) operations. On a thread that is not
+/// registered yet it reads 0, the section's CPU check fails, and the
+/// operation's cold path registers or falls back, so such a loop is exact
+/// too. (Without rseq every thread reads 0: where the slot matters for
+/// contention as well as exactness, read [`current_cpu`], which falls back
+/// to the kernel's answer.)
+///
 /// # Examples
 /// ```
 /// let cpu = restartable::cpu_id_start();
@@ -89,7 +97,10 @@ pub fn current_cpu_raw() -> i32 {
 /// ```
 #[inline(always)]
 pub fn cpu_id_start() -> u32 {
-    load::<{ abi::CPU_ID_START_OFFSET }>()
+    // Below 2^31 whatever the area holds (a CPU number always is): one
+    // `and`, which tells the compiler so, and lets the sections that take
+    // the value drop their guard against negative ones.
+    load::<{ abi::CPU_ID_START_OFFSET }>() & i32::MAX as u32
 }
 
 /// The NUMA node of the CPU the thread runs on, when the kernel provides it

@@ -338,8 +338,8 @@ pub struct CCounter {
     stride: usize,
     /// Number of slots (possible CPUs).
     slots: u32,
-    /// `log2(stride)`: the inline add shifts the index, a power of two
-    /// apart, rather than multiplying it.
+    /// `log2(stride)`, the header's `RESTARTABLE_COUNTER_STRIDE_SHIFT`: the
+    /// inline add shifts the index by that constant.
     stride_shift: u32,
     /// The counter that owns the slots.
     counter: PerCpuCounter,
@@ -352,15 +352,17 @@ pub struct CCounter {
 pub extern "C" fn restartable_percpu_counter_new() -> *mut CCounter {
     let counter = PerCpuCounter::new();
     let (base, stride, slots) = counter.raw_parts();
-    assert!(
-        stride.is_power_of_two(),
-        "counter slots are a power of two apart"
+    let stride_shift = crate::percpu::counter::STRIDE_SHIFT;
+    assert_eq!(
+        stride,
+        1 << stride_shift,
+        "the header's inline add shifts by RESTARTABLE_COUNTER_STRIDE_SHIFT"
     );
     Box::into_raw(Box::new(CCounter {
         base,
         stride,
         slots,
-        stride_shift: stride.trailing_zeros(),
+        stride_shift,
         counter,
     }))
 }

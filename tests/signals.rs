@@ -567,24 +567,59 @@ fn handlers_run_every_operation_on_the_words_they_interrupt() {
 /// so overlapping ranges come out the same on both paths.
 #[test]
 fn memcpy_store_copies_forward_byte_by_byte_on_every_path() {
-    fn copy_overlapping() -> Vec<u8> {
-        let v = AtomicIsize::new(0);
-        let buf: Vec<AtomicU8> = (1..=8).map(AtomicU8::new).collect();
-        loop {
-            let cpu = restartable::current_cpu();
-            let base = buf.as_ptr() as *mut u8;
-            // SAFETY: `buf` has 8 bytes; the copy reads 0..5 and writes 1..6.
-            let outcome = unsafe {
-                cs::load_cbne_memcpy_store(Index::Cpu, v.as_ptr(), 0, base.add(1), base, 5, 1, cpu)
-            };
-            if outcome == Outcome::Committed {
-                break;
-            }
-        }
-        buf.iter().map(|b| b.load(Ordering::Relaxed)).collect()
+    /// `(dst, src, len)` as offsets into a 32-byte buffer: `dst` 1 to 7
+    /// bytes above `src` (short and long), far above it, and below it.
+    const LAYOUTS: [(usize, usize, usize); 7] = [
+        (1, 0, 5),
+        (1, 0, 20),
+        (7, 0, 20),
+        (8, 0, 20),
+        (9, 1, 20),
+        (0, 3, 20),
+        (0, 0, 20),
+    ];
+    fn copy_overlapping() -> Vec<Vec<u8>> {
+        LAYOUTS
+            .iter()
+            .map(|&(dst, src, len)| {
+                let v = AtomicIsize::new(0);
+                let buf: Vec<AtomicU8> = (1..=32).map(AtomicU8::new).collect();
+                loop {
+                    let cpu = restartable::current_cpu();
+                    let base = buf.as_ptr() as *mut u8;
+                    // SAFETY: `buf` has 32 bytes; every layout stays inside.
+                    let outcome = unsafe {
+                        cs::load_cbne_memcpy_store(
+                            Index::Cpu,
+                            v.as_ptr(),
+                            0,
+                            base.add(dst),
+                            base.add(src),
+                            len,
+                            1,
+                            cpu,
+                        )
+                    };
+                    if outcome == Outcome::Committed {
+                        break;
+                    }
+                }
+                buf.iter().map(|b| b.load(Ordering::Relaxed)).collect()
+            })
+            .collect()
     }
     // Forward, byte by byte: every byte written is read again next.
-    let expected = [1, 1, 1, 1, 1, 1, 7, 8];
+    let expected: Vec<Vec<u8>> = LAYOUTS
+        .iter()
+        .map(|&(dst, src, len)| {
+            let mut buf: Vec<u8> = (1..=32).collect();
+            for i in 0..len {
+                buf[dst + i] = buf[src + i];
+            }
+            buf
+        })
+        .collect();
+    assert_eq!(expected[0][..8], [1, 1, 1, 1, 1, 1, 7, 8]);
     assert_eq!(copy_overlapping(), expected, "this thread's path");
     if restartable::is_available() {
         let theirs = thread::spawn(|| {

@@ -620,9 +620,18 @@ pub(crate) unsafe fn load_cbne_memcpy_store<const FIELD: usize>(
                 "cmp qword ptr [{v}], {expect}",
                 "jne 93f",
                 // Eight bytes at a time (unaligned moves are fine on
-                // x86), then the last bytes one by one. An abort leaves a
-                // prefix of `dst` copied, as the byte loop would.
+                // x86), then the last bytes one by one: an abort leaves a
+                // prefix of `dst` copied. Where `dst` lies 1 to 7 bytes
+                // above `src`, the whole copy goes byte by byte, so that
+                // overlapping ranges come out as a forward byte copy's
+                // (see "Copies" in `cs/fallback.rs`); every other layout
+                // gives the same bytes either way.
                 "cmp {len}, 8",
+                "jb 22f",
+                "mov {t}, {dst}",
+                "sub {t}, {src}",
+                "dec {t}",
+                "cmp {t}, 7",
                 "jb 22f",
                 "20:",
                 "mov {t}, qword ptr [{src}]",

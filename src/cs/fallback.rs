@@ -23,11 +23,14 @@
 //!
 //! # Copies
 //!
-//! `load_cbne_memcpy_store` copies as its section does: byte by byte, in
-//! increasing address order, each byte read from `src` just before it is
-//! written to `dst`. Overlapping ranges come out the same on both paths
-//! (with `dst` above `src`, the first bytes repeat), and a thread reading
-//! `dst` during the copy sees it change one byte at a time, from the start.
+//! `load_cbne_memcpy_store` gives the bytes of a forward copy on both
+//! paths: byte by byte here, in increasing address order, each byte read
+//! from `src` just before it is written to `dst`; eight bytes at a step in
+//! the x86_64 section, except where `dst` lies 1 to 7 bytes above `src`,
+//! the one layout in which the two would differ, which it copies byte by
+//! byte too. So overlapping ranges come out the same on both paths (with
+//! `dst` above `src`, the first bytes repeat), and a thread reading `dst`
+//! during the copy sees a prefix of it change, from the start.
 //!
 //! # Signal handlers
 //!
@@ -246,8 +249,8 @@ pub(crate) unsafe fn load_cbne_memcpy_store_release(
     unsafe { load_cbne_memcpy_store(v, expect, dst, src, len, newv) }
 }
 
-/// See [`super::load_cbne_memcpy_store`]: copies byte by byte, forward, as
-/// the section does (see "Copies" in the module docs).
+/// See [`super::load_cbne_memcpy_store`]: copies byte by byte, forward,
+/// the bytes the section gives (see "Copies" in the module docs).
 ///
 /// # Safety
 /// As the rseq operation.

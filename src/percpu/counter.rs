@@ -101,6 +101,10 @@ pub struct PerCpuCounter<I: IndexKind = ByCpu> {
 /// arithmetic relies on.
 const STRIDE: usize = core::mem::size_of::<CachePadded<Slot>>();
 const _: () = assert!(STRIDE.is_power_of_two());
+/// `log2(STRIDE)`, which the C header's inline add takes as a constant
+/// (`RESTARTABLE_COUNTER_STRIDE_SHIFT`).
+pub(crate) const STRIDE_SHIFT: u32 = 7;
+const _: () = assert!(STRIDE == 1 << STRIDE_SHIFT);
 
 // SAFETY: the slot array is reached only through `&self` methods whose
 // every access is atomic (or a critical section on a word only sections

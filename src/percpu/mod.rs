@@ -45,7 +45,7 @@
 
 #[cfg(not(restartable_loom))]
 mod active;
-mod counter;
+pub(crate) mod counter;
 mod drain;
 mod fence;
 mod lock;

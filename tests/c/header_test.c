@@ -166,6 +166,13 @@ static void check_counting(void)
     slots = (intptr_t *)calloc((size_t)ncpus, sizeof(intptr_t));
     counter = restartable_percpu_counter_new();
     CHECK(slots != NULL && cbne_slots != NULL && counter != NULL);
+    {
+        /* The inline add takes the stride as this constant. */
+        const struct restartable_percpu_counter_fast *f =
+            (const struct restartable_percpu_counter_fast *)(const void *)counter;
+        CHECK_EQ((long long)f->stride, 1LL << RESTARTABLE_COUNTER_STRIDE_SHIFT);
+        CHECK_EQ((long long)f->stride_shift, RESTARTABLE_COUNTER_STRIDE_SHIFT);
+    }
     for (i = 0; i < THREADS; i++)
         CHECK(pthread_create(&threads[i], NULL, counting_thread, cbne_slots) == 0);
     for (i = 0; i < THREADS; i++)
@@ -231,6 +238,35 @@ static void check_operations(void)
     CHECK_EQ(RETRY(restartable_load_cbne_memcpy_store(&w[cpu], 0, dst, "zzz", 3, 1, cpu)), 1);
     CHECK(memcmp(dst, "abcxxxx", 7) == 0);
     w[cpu] = 0;
+    {
+        /* Lengths around the eight-byte steps: exactly len bytes copied. */
+        static const size_t lens[] = {1, 7, 8, 9, 16, 17, 31};
+        static const char from[32] = "0123456789abcdefghijklmnopqrstu";
+        for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+            char to[40];
+            memset(to, '.', sizeof to);
+            CHECK_EQ(RETRY(restartable_load_cbne_memcpy_store(&w[cpu], 0, to, from, lens[k], 0,
+                                                              cpu)),
+                     0);
+            CHECK(memcmp(to, from, lens[k]) == 0);
+            for (size_t b = lens[k]; b < sizeof to; b++)
+                CHECK_EQ(to[b], '.');
+        }
+    }
+    {
+        /* dst 1 to 7 bytes above src, and 8: the bytes of a forward byte
+           copy (the first ones repeat). */
+        for (size_t d = 1; d <= 8; d++) {
+            char buf[32], want[32];
+            for (size_t b = 0; b < sizeof buf; b++)
+                buf[b] = want[b] = (char)('a' + b);
+            for (size_t b = 0; b < 20; b++)
+                want[d + b] = want[b];
+            CHECK_EQ(RETRY(restartable_load_cbne_memcpy_store(&w[cpu], 0, buf + d, buf, 20, 0, cpu)),
+                     0);
+            CHECK(memcmp(buf, want, sizeof buf) == 0);
+        }
+    }
     /* List pop: a one-node list whose `next` is 0. */
     node[0] = 0;
     node[1] = 0;
