@@ -480,16 +480,20 @@ void restartable_percpu_counter_free(restartable_percpu_counter_t *c);
 
 /* The first fields of every counter, read by the inline add. */
 struct restartable_percpu_counter_fast {
-    char *base;         /* slot 0; each slot starts with the word sections add to */
+    char *base;         /* slot 0 (handle + RESTARTABLE_COUNTER_SLOTS_OFFSET); each slot
+                           starts with the word sections add to */
     size_t stride;      /* bytes per slot: 1 << RESTARTABLE_COUNTER_STRIDE_SHIFT */
     uint32_t slots;     /* number of slots */
     uint32_t stride_shift; /* RESTARTABLE_COUNTER_STRIDE_SHIFT */
 };
 
-/* Every counter's slots are 128 bytes apart (two cache lines), in this
-   version of the library: the inline add shifts by this constant, with no
-   load of the handle's stride. */
+/* Every counter's slots are 128 bytes apart (two cache lines) and start
+   128 bytes after the handle, in the same allocation (base is the handle
+   plus RESTARTABLE_COUNTER_SLOTS_OFFSET): the inline add reaches its slot
+   from the handle pointer with a constant shift and offset, with no load
+   of base or stride. */
 #define RESTARTABLE_COUNTER_STRIDE_SHIFT 7
+#define RESTARTABLE_COUNTER_SLOTS_OFFSET 128
 
 /* ------------------------------------------------------------------------ */
 /* Writing your own critical section (x86_64, GNU C `asm goto`)              */
@@ -1075,12 +1079,13 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      "jae %l[cold]\n\t"
                      /* a constant shift: no load of the stride, one cycle */
                      "shlq $" RESTARTABLE_STR(RESTARTABLE_COUNTER_STRIDE_SHIFT) ", %%rax\n\t"
-                     "addq %[delta], (%[base], %%rax)\n\t" /* the commit */
+                     "addq %[delta], " RESTARTABLE_STR(RESTARTABLE_COUNTER_SLOTS_OFFSET)
+                     "(%[c], %%rax)\n\t" /* the commit */
                      RESTARTABLE_CS_POST_COMMIT("2")
                      RESTARTABLE_CS_ABORT("4", "%l[aborted]")
                      :
-                     : [rseq_area] "r"(restartable_area_offset), [slots] "r"(f->slots),
-                       [base] "r"(f->base), [delta] "r"(delta)
+                     : [rseq_area] "r"(restartable_area_offset), [slots] "m"(f->slots),
+                       [c] "r"(f), [delta] "r"(delta)
                      : "cc", "rax"
                      : cold, aborted);
         return;
@@ -1201,14 +1206,15 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
                      "cmp w17, %w[slots]\n\t" /* also rejects -1, -2: not registered */
                      "b.hs %l[cold]\n\t"
                      "lsl x17, x17, #" RESTARTABLE_STR(RESTARTABLE_COUNTER_STRIDE_SHIFT) "\n\t"
-                     "ldr x16, [%[base], x17]\n\t"
+                     "add x17, x17, #" RESTARTABLE_STR(RESTARTABLE_COUNTER_SLOTS_OFFSET) "\n\t"
+                     "ldr x16, [%[c], x17]\n\t"
                      "add x16, x16, %[delta]\n\t"
-                     "str x16, [%[base], x17]\n\t" /* the commit */
+                     "str x16, [%[c], x17]\n\t" /* the commit */
                      RESTARTABLE_CS_POST_COMMIT("2")
                      RESTARTABLE_CS_ABORT("4", "%l[aborted]")
                      :
                      : [rseq_area] "r"(restartable_area()), [slots] "r"(f->slots),
-                       [base] "r"(f->base), [delta] "r"(delta)
+                       [c] "r"(f), [delta] "r"(delta)
                      : "memory", "cc", "x16", "x17"
                      : cold, aborted);
         return;

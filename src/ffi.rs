@@ -324,15 +324,21 @@ c_operation!(load_add_load_load_add_store:
         ptr: *mut isize, off: isize, inc: isize));
 
 /// `restartable_percpu_counter_t`: a [`PerCpuCounter`] behind a handle
-/// whose first fields let the header's inline add find the slots.
+/// whose first fields let the header's inline add find the slots, which
+/// follow the handle in the same allocation: slot `i` starts at
+/// `RESTARTABLE_COUNTER_SLOTS_OFFSET + (i << RESTARTABLE_COUNTER_STRIDE_SHIFT)`
+/// bytes from the handle, so that an add reaches its slot from the handle
+/// pointer with no load in between.
 ///
 /// The layout up to `counter` is part of the C ABI (the header mirrors it
 /// as `struct restartable_percpu_counter_fast`).
-#[repr(C)]
+#[repr(C, align(128))]
 #[derive(Debug)]
 pub struct CCounter {
-    /// Address of slot 0; each slot starts with the word that critical
-    /// sections add to (never written otherwise while the counter lives).
+    /// Address of slot 0 (the handle's address plus
+    /// [`C_COUNTER_SLOTS_OFFSET`]); each slot starts with the word that
+    /// critical sections add to (never written otherwise while the counter
+    /// lives).
     base: *mut u8,
     /// Bytes from one slot to the next.
     stride: usize,
@@ -341,30 +347,51 @@ pub struct CCounter {
     /// `log2(stride)`, the header's `RESTARTABLE_COUNTER_STRIDE_SHIFT`: the
     /// inline add shifts the index by that constant.
     stride_shift: u32,
-    /// The counter that owns the slots.
-    counter: PerCpuCounter,
+    /// The counter on the slots that follow; never dropped (it does not
+    /// own them: `restartable_percpu_counter_free` frees the whole block).
+    counter: core::mem::ManuallyDrop<PerCpuCounter>,
+}
+
+/// Where the slots start, from the handle: the header's
+/// `RESTARTABLE_COUNTER_SLOTS_OFFSET`, one slot stride.
+const C_COUNTER_SLOTS_OFFSET: usize = 128;
+const _: () = assert!(core::mem::size_of::<CCounter>() == C_COUNTER_SLOTS_OFFSET);
+const _: () = assert!(crate::percpu::counter::SLOT_BYTES == C_COUNTER_SLOTS_OFFSET);
+
+/// The allocation of a handle and its `slots` slots.
+fn c_counter_layout(slots: usize) -> std::alloc::Layout {
+    let bytes = C_COUNTER_SLOTS_OFFSET + slots * crate::percpu::counter::SLOT_BYTES;
+    std::alloc::Layout::from_size_align(bytes, C_COUNTER_SLOTS_OFFSET)
+        .expect("a counter's slots fit the address space")
 }
 
 /// `restartable_percpu_counter_t *restartable_percpu_counter_new(void)`:
 /// a zeroed counter with one slot per possible CPU; free it with
-/// `restartable_percpu_counter_free`.
+/// `restartable_percpu_counter_free`. Aborts when out of memory.
 #[no_mangle]
 pub extern "C" fn restartable_percpu_counter_new() -> *mut CCounter {
-    let counter = PerCpuCounter::new();
-    let (base, stride, slots) = counter.raw_parts();
+    let len = crate::possible_cpus();
+    let layout = c_counter_layout(len);
+    // SAFETY: the layout has a non-zero size.
+    let block = unsafe { std::alloc::alloc_zeroed(layout) };
+    if block.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
     let stride_shift = crate::percpu::counter::STRIDE_SHIFT;
-    assert_eq!(
-        stride,
-        1 << stride_shift,
-        "the header's inline add shifts by RESTARTABLE_COUNTER_STRIDE_SHIFT"
-    );
-    Box::into_raw(Box::new(CCounter {
-        base,
-        stride,
-        slots,
-        stride_shift,
-        counter,
-    }))
+    // SAFETY: the block holds the handle, then `len` slots, aligned to
+    // their stride and zeroed (the counter's empty slots); the counter is
+    // kept in a `ManuallyDrop` and its slots freed with the block.
+    unsafe {
+        let base = block.add(C_COUNTER_SLOTS_OFFSET);
+        block.cast::<CCounter>().write(CCounter {
+            base,
+            stride: 1 << stride_shift,
+            slots: len as u32,
+            stride_shift,
+            counter: core::mem::ManuallyDrop::new(PerCpuCounter::on_slots(base, len)),
+        });
+    }
+    block.cast()
 }
 
 /// `void restartable_percpu_counter_add(restartable_percpu_counter_t *c,
@@ -429,8 +456,12 @@ pub unsafe extern "C" fn restartable_percpu_counter_reset(c: *const CCounter) ->
 #[no_mangle]
 pub unsafe extern "C" fn restartable_percpu_counter_free(c: *mut CCounter) {
     if !c.is_null() {
-        // SAFETY: made by `Box::into_raw` in `_new`, freed once (caller).
-        drop(unsafe { Box::from_raw(c) });
+        // SAFETY: made by `_new` with the layout of its `slots` slots,
+        // freed once (caller); the counter in it owns nothing to drop.
+        unsafe {
+            let layout = c_counter_layout((*c).slots as usize);
+            std::alloc::dealloc(c.cast(), layout);
+        }
     }
 }
 

@@ -104,6 +104,8 @@ const _: () = assert!(STRIDE.is_power_of_two());
 /// `log2(STRIDE)`, which the C header's inline add takes as a constant
 /// (`RESTARTABLE_COUNTER_STRIDE_SHIFT`).
 pub(crate) const STRIDE_SHIFT: u32 = 7;
+/// Bytes from one slot to the next, for the C handle.
+pub(crate) const SLOT_BYTES: usize = STRIDE;
 const _: () = assert!(STRIDE == 1 << STRIDE_SHIFT);
 
 // SAFETY: the slot array is reached only through `&self` methods whose
@@ -359,9 +361,23 @@ impl<I: IndexKind> PerCpuCounter<I> {
     /// `(base, stride, slots)` of the slot array, allocated now if needed,
     /// for the C header's inline add (see `ffi.rs`): `Slot::rseq` is the
     /// first word of every slot.
-    pub(crate) fn raw_parts(&self) -> (*mut u8, usize, u32) {
-        let slots = self.slots();
-        (slots.as_ptr() as *mut u8, STRIDE, slots.len() as u32)
+    /// A counter on the `len` zeroed slots of `STRIDE` bytes at `base`,
+    /// which it does not own (the C handle holds its slots right after
+    /// itself).
+    ///
+    /// # Safety
+    /// - `base` is aligned to `STRIDE`, zeroed, valid for `len *
+    ///   STRIDE` bytes and used by nothing else while the counter lives;
+    /// - `len` is `possible_cpus()`;
+    /// - the counter is never dropped (its `Drop` would free `base` as its
+    ///   own allocation): keep it in a `ManuallyDrop`.
+    pub(crate) unsafe fn on_slots(base: *mut u8, len: usize) -> Self {
+        debug_assert_eq!(len, crate::possible_cpus());
+        PerCpuCounter {
+            slots: StaticAtomicPtr::new(base.cast()),
+            len: StaticAtomicU32::new(len as u32),
+            _index: PhantomData,
+        }
     }
 }
 

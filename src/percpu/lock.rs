@@ -50,9 +50,7 @@ impl<T> Slot<T> {
             relock_panic(i);
         }
     }
-}
 
-impl<T> Slot<T> {
     /// Drops a guard taken through the fence.
     #[inline(never)]
     fn release_fence(&self) {

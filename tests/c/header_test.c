@@ -172,6 +172,7 @@ static void check_counting(void)
             (const struct restartable_percpu_counter_fast *)(const void *)counter;
         CHECK_EQ((long long)f->stride, 1LL << RESTARTABLE_COUNTER_STRIDE_SHIFT);
         CHECK_EQ((long long)f->stride_shift, RESTARTABLE_COUNTER_STRIDE_SHIFT);
+        CHECK(f->base == (const char *)(const void *)counter + RESTARTABLE_COUNTER_SLOTS_OFFSET);
     }
     for (i = 0; i < THREADS; i++)
         CHECK(pthread_create(&threads[i], NULL, counting_thread, cbne_slots) == 0);
