@@ -116,20 +116,6 @@ pub fn lock_sections_enabled() -> bool {
     state() == SECTIONS
 }
 
-/// [`lock_sections_enabled`] once decided: false while undecided (one
-/// load and compare, for the operations' first try; their cold paths
-/// decide).
-#[inline(always)]
-pub(crate) fn sections_on() -> bool {
-    STATE.load(Ordering::Relaxed) == SECTIONS
-}
-
-/// Whether sections ran and then stopped: released fences hold `CLOSED`.
-#[inline]
-pub(crate) fn sections_closed() -> bool {
-    STATE.load(Ordering::Relaxed) == CLOSED
-}
-
 /// Switches the lock and the stack off sections, for good.
 fn close() {
     let _ = STATE.compare_exchange(SECTIONS, CLOSED, Ordering::Relaxed, Ordering::Relaxed);

@@ -19,11 +19,15 @@
 //!
 //! - `0`: free; sections may commit.
 //! - [`CLOSED`]: free, and sections must keep off: the lock and the stack
-//!   stopped running sections while the process ran (`drain.rs` says when).
-//!   A section that read the switch just before it happened may still
-//!   start; it finds the fence non-zero and fails, so the next holder has
-//!   nothing to make sure of (a fence released as 0 would cost it the slow
-//!   check again).
+//!   run no sections (the kernel has no rseq membarrier: every fence starts
+//!   `CLOSED`), or stopped running them while the process ran (`drain.rs`
+//!   says when: every fence is released `CLOSED` from then on). A section
+//!   finds the fence non-zero and fails, and its operation's cold path
+//!   takes the fence path, so the operations' fast path needs no check of
+//!   the switch; the next holder has nothing to make sure of (a fence
+//!   released as 0 would cost it the slow check again). A fence still 0
+//!   at the switch lets sections commit until its first holder, which
+//!   makes sure of the slot without `membarrier` before it proceeds.
 //! - [`USER`]: held by a [`PerCpuLockGuard`](super::PerCpuLockGuard).
 //! - [`HELD`] with the fork epoch above it: held inside one of the
 //!   library's own short regions ([`Region`]: a stack pop, a stack push
@@ -116,7 +120,7 @@ pub(crate) enum Busy {
 /// A slot's fence word; see the module docs for its values. Taken with a
 /// compare-exchange (`Acquire`, pairing with the `Release` that freed it);
 /// critical sections only read it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(transparent)]
 pub(crate) struct Fence(AtomicUsize);
 
@@ -133,6 +137,14 @@ pub(crate) struct Region<'a> {
 }
 
 impl Fence {
+    /// The fence of a new slot: free, and [`CLOSED`] where the lock and
+    /// the stack run no sections, so that a section fails on it without
+    /// any other check. (Deciding the state here means no slot exists
+    /// before the process knows whether sections run.)
+    pub(crate) fn new() -> Self {
+        Fence(AtomicUsize::new(free_value()))
+    }
+
     #[cfg(not(restartable_loom))]
     pub(crate) const fn word(&self) -> *mut usize {
         self.0.as_ptr()
@@ -260,12 +272,13 @@ impl Drop for Region<'_> {
     }
 }
 
-/// What a released fence holds: 0, or [`CLOSED`] once sections stopped.
+/// What a free fence holds: 0 while the lock and the stack run sections,
+/// [`CLOSED`] where they never did or have stopped.
 fn free_value() -> usize {
-    if super::drain::sections_closed() {
-        CLOSED
-    } else {
+    if super::drain::lock_sections_enabled() {
         0
+    } else {
+        CLOSED
     }
 }
 

@@ -224,7 +224,7 @@ impl<T, I: IndexKind> PerCpuLock<T, I> {
         PerCpuLock {
             slots: PerCpu::with_index(I::INDEX, |i| Slot {
                 lock: AtomicUsize::new(0),
-                fence: Fence::default(),
+                fence: Fence::new(),
                 holder: StaticAtomicUsize::new(0),
                 value: UnsafeCell::new(init(i)),
             }),

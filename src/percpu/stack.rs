@@ -105,7 +105,7 @@ impl<T, I: IndexKind> PerCpuStack<T, I> {
         PerCpuStack {
             slots: PerCpu::with_index(I::INDEX, |_| Slot {
                 head: AtomicUsize::new(0),
-                fence: Fence::default(),
+                fence: Fence::new(),
             }),
             _owns: PhantomData,
             _index: PhantomData,
