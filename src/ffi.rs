@@ -356,11 +356,11 @@ pub struct CCounter {
 /// `RESTARTABLE_COUNTER_SLOTS_OFFSET`, one slot stride.
 const C_COUNTER_SLOTS_OFFSET: usize = 128;
 const _: () = assert!(core::mem::size_of::<CCounter>() == C_COUNTER_SLOTS_OFFSET);
-const _: () = assert!(crate::percpu::counter::SLOT_BYTES == C_COUNTER_SLOTS_OFFSET);
+const _: () = assert!(crate::percpu::counter::STRIDE == C_COUNTER_SLOTS_OFFSET);
 
 /// The allocation of a handle and its `slots` slots.
 fn c_counter_layout(slots: usize) -> std::alloc::Layout {
-    let bytes = C_COUNTER_SLOTS_OFFSET + slots * crate::percpu::counter::SLOT_BYTES;
+    let bytes = C_COUNTER_SLOTS_OFFSET + slots * crate::percpu::counter::STRIDE;
     std::alloc::Layout::from_size_align(bytes, C_COUNTER_SLOTS_OFFSET)
         .expect("a counter's slots fit the address space")
 }

@@ -86,6 +86,26 @@ pub enum Index {
     MmCid,
 }
 
+impl Index {
+    /// Whether the kernel provides this index: `cpu_id` always, `mm_cid`
+    /// from feature size 28 (Linux 6.3). The compiler drops the test for
+    /// a constant [`Index::Cpu`].
+    #[inline(always)]
+    pub(crate) fn provided(self) -> bool {
+        self == Index::Cpu || crate::feature_size() >= abi::MM_CID_END
+    }
+
+    /// This index where the kernel provides it, else [`Index::Cpu`]: what
+    /// per-CPU data asked to be indexed by `mm_cid` is indexed by.
+    pub(crate) fn or_cpu(self) -> Index {
+        if self.provided() {
+            self
+        } else {
+            Index::Cpu
+        }
+    }
+}
+
 /// What a critical section did.
 ///
 /// # Examples
@@ -304,7 +324,7 @@ macro_rules! operation {
             // cold path below, which registers or falls back. `mm_cid` is
             // checked first where the kernel may not provide it (the
             // compiler drops the test for `Index::Cpu`).
-            if index == Index::MmCid && crate::feature_size() < abi::MM_CID_END {
+            if !index.provided() {
                 // SAFETY: forwarded from the caller.
                 return unsafe { fallback::$name($($arg),*) };
             }

@@ -99,13 +99,11 @@ pub struct PerCpuCounter<I: IndexKind = ByCpu> {
 
 /// Bytes from one slot to the next: a power of two the section's index
 /// arithmetic relies on.
-const STRIDE: usize = core::mem::size_of::<CachePadded<Slot>>();
+pub(crate) const STRIDE: usize = core::mem::size_of::<CachePadded<Slot>>();
 const _: () = assert!(STRIDE.is_power_of_two());
 /// `log2(STRIDE)`, which the C header's inline add takes as a constant
 /// (`RESTARTABLE_COUNTER_STRIDE_SHIFT`).
 pub(crate) const STRIDE_SHIFT: u32 = 7;
-/// Bytes from one slot to the next, for the C handle.
-pub(crate) const SLOT_BYTES: usize = STRIDE;
 const _: () = assert!(STRIDE == 1 << STRIDE_SHIFT);
 
 // SAFETY: the slot array is reached only through `&self` methods whose
@@ -159,10 +157,7 @@ impl<I: IndexKind> PerCpuCounter<I> {
     /// [`Index::Cpu`] for a [`ByMmCid`] counter where the kernel has no
     /// `mm_cid`.
     fn effective_index() -> Index {
-        match I::INDEX {
-            Index::MmCid if crate::feature_size() < crate::abi::MM_CID_END => Index::Cpu,
-            other => other,
-        }
+        I::INDEX.or_cpu()
     }
 
     /// The slot array, allocated now if no use did so before.
@@ -229,7 +224,7 @@ impl<I: IndexKind> PerCpuCounter<I> {
     /// CPU beyond the slots; for `mm_cid`, a kernel without it).
     #[inline(always)]
     fn add_in_section(&self, index: Index, delta: i64) -> bool {
-        if index == Index::MmCid && crate::feature_size() < crate::abi::MM_CID_END {
+        if !index.provided() {
             return false;
         }
         // `Acquire`: pairs with the `Release` store in `allocate`; a length

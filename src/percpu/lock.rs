@@ -72,14 +72,14 @@ fn me() -> usize {
     }
 }
 
-/// What a section stores in `lock`: the thread pointer (never 0), or 1
-/// under loom.
+/// What a section stores in `lock`: [`me`], the thread pointer (never 0),
+/// or 1 under loom, where `me` is 0.
 #[inline(always)]
 fn holder_word() -> usize {
     if cfg!(restartable_loom) {
         1
     } else {
-        crate::arch::thread_pointer()
+        me()
     }
 }
 
@@ -295,11 +295,7 @@ impl<T, I: IndexKind> PerCpuLock<T, I> {
     /// cold paths, which start over.
     #[inline(always)]
     fn lock_here(&self) -> Option<PerCpuLockGuard<'_, T>> {
-        if !rseq::sections_here(I::INDEX) {
-            return None;
-        }
-        let cpu = rseq::slot_here(I::INDEX);
-        let slot = self.slots.get(cpu as usize)?;
+        let (cpu, slot) = self.slots.here(I::INDEX)?;
         // SAFETY: both words belong to this live slot, whose index `cpu`
         // is below 2^31 (in range); the section checks it against the area.
         let raw = unsafe { rseq::try_lock(I::INDEX, &slot.lock, &slot.fence, cpu, holder_word()) };

@@ -218,10 +218,7 @@ impl<T> PerCpu<T> {
     /// assert_eq!(slots.index(), Index::Cpu);
     /// ```
     pub fn with_index(index: Index, mut init: impl FnMut(usize) -> T) -> Self {
-        let index = match index {
-            Index::MmCid if crate::feature_size() < crate::abi::MM_CID_END => Index::Cpu,
-            other => other,
-        };
+        let index = index.or_cpu();
         let slots = (0..crate::possible_cpus())
             .map(|i| CachePadded(init(i)))
             .collect();
@@ -298,6 +295,23 @@ impl<T> PerCpu<T> {
         } else {
             None
         }
+    }
+
+    /// The calling thread's slot as its area names it, with its index,
+    /// for a first section tried before any other check (the per-CPU
+    /// lock's and stack's fast paths): `None` where the kernel does not
+    /// provide `index` or the area reads no index in range (not
+    /// registered). Neither registers nor falls back. Whether the lock and
+    /// the stack run sections at all needs no check: where they do not,
+    /// every free fence holds `CLOSED` (see `fence.rs`), the section fails
+    /// on it, and the operation's cold path takes the fence path.
+    #[inline(always)]
+    pub(crate) fn here(&self, index: Index) -> Option<(u32, &T)> {
+        if !index.provided() {
+            return None;
+        }
+        let i = rseq::slot_here(index);
+        self.get(i as usize).map(|slot| (i, slot))
     }
 
     /// Slot `i`, mutably.

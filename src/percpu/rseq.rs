@@ -31,17 +31,6 @@ pub(crate) fn outcome(raw: i32) -> Outcome {
     outcome
 }
 
-/// Whether a lock or stack operation indexed by `index` may try its one
-/// section on the current slot before any other check: for `mm_cid`, the
-/// kernel must provide it (compiled out for CPU indices). Whether the lock
-/// and the stack run sections at all needs no check: where they do not,
-/// every free fence holds `CLOSED` (see `fence.rs`), the section fails on
-/// it, and the operation's cold path takes the fence path.
-#[inline(always)]
-pub(crate) fn sections_here(index: crate::cs::Index) -> bool {
-    !(index == crate::cs::Index::MmCid && crate::feature_size() < crate::abi::MM_CID_END)
-}
-
 /// What one attempt to add to the current CPU's slot did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Add {

@@ -155,11 +155,7 @@ impl<T, I: IndexKind> PerCpuStack<T, I> {
     /// to the cold path.
     #[inline(always)]
     fn push_here(&self, node: *mut Node<T>) -> bool {
-        if !rseq::sections_here(I::INDEX) {
-            return false;
-        }
-        let cpu = rseq::slot_here(I::INDEX);
-        let Some(slot) = self.slots.get(cpu as usize) else {
+        let Some((cpu, slot)) = self.slots.here(I::INDEX) else {
             return false;
         };
         let head = slot.head.load(Ordering::Relaxed);
@@ -169,10 +165,11 @@ impl<T, I: IndexKind> PerCpuStack<T, I> {
         // is below 2^31 (in range).
         let raw =
             unsafe { rseq::push(I::INDEX, &slot.head, &slot.fence, head, node as usize, cpu) };
-        raw == 0 || {
-            rseq::outcome(raw); // notes an abort
-            false
+        if raw == 0 {
+            return true;
         }
+        rseq::outcome(raw); // notes an abort
+        false
     }
 
     /// [`push`](Self::push) after its first section did not commit.
@@ -230,11 +227,7 @@ impl<T, I: IndexKind> PerCpuStack<T, I> {
     /// One pop section on the current CPU's list: the node it unlinked.
     #[inline(always)]
     fn pop_here(&self) -> Option<usize> {
-        if !rseq::sections_here(I::INDEX) {
-            return None;
-        }
-        let cpu = rseq::slot_here(I::INDEX);
-        let slot = self.slots.get(cpu as usize)?;
+        let (cpu, slot) = self.slots.here(I::INDEX)?;
         // SAFETY: as in `pop_waiting`; `cpu` is in range, below 2^31.
         let (raw, node) = unsafe { rseq::pop(I::INDEX, &slot.head, &slot.fence, cpu) };
         if raw == 0 {
@@ -261,27 +254,23 @@ impl<T, I: IndexKind> PerCpuStack<T, I> {
             // from `head` are live while the section may still commit (only
             // this CPU's sections and the fence holder unlink them).
             let (raw, node) = unsafe { rseq::pop(index, &slot.head, &slot.fence, cpu) };
-            let outcome = match rseq::outcome(raw) {
-                Outcome::Committed => Ok(node),
-                failed => Err(failed),
-            };
-            match outcome {
-                Ok(node) => {
+            match rseq::outcome(raw) {
+                Outcome::Committed => {
                     // SAFETY: the commit unlinked `node`; we own it now.
                     return Some(unsafe { Self::take(node) });
                 }
-                Err(Outcome::CompareFailed) if slot.fence.is_stale() => {
+                Outcome::CompareFailed if slot.fence.is_stale() => {
                     return self.pop_slot(cpu as usize)
                 }
                 // The fence was held, or the list was empty: empty still,
                 // with the fence free, means empty.
-                Err(Outcome::CompareFailed)
+                Outcome::CompareFailed
                     if slot.fence.is_held() || slot.head.load(Ordering::Relaxed) != 0 =>
                 {
                     backoff(&mut spins)
                 }
-                Err(Outcome::CompareFailed) => return None,
-                Err(_) => crate::sync::spin_hint(),
+                Outcome::CompareFailed => return None,
+                Outcome::Aborted => crate::sync::spin_hint(),
             }
         }
     }

@@ -235,10 +235,7 @@ impl PerCpuPool {
             .checked_mul(stride)
             .filter(|&len| len <= isize::MAX as usize)
             .ok_or(PoolError::BadStride)?;
-        let index = match index {
-            Index::MmCid if crate::feature_size() < crate::abi::MM_CID_END => Index::Cpu,
-            other => other,
-        };
+        let index = index.or_cpu();
         // SAFETY: a fresh private anonymous mapping; no existing memory is
         // named. MAP_NORESERVE: address space only, committed on touch.
         let map = unsafe {
