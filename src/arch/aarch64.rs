@@ -741,8 +741,10 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
     }
 }
 
-/// `if *fence == 0 && *v == expect { *v = newv }`, reading the fence
-/// *first*.
+/// `if *fence == 0 && *v == expect { *v = newv }`, where `fence` is the
+/// word after `v` ([`FENCE_OFFSET`](crate::cs::FENCE_OFFSET) bytes on),
+/// reading the fence *first*. (`ldar` takes no offset: the section forms
+/// the fence's address in its scratch register.)
 ///
 /// Three orderings that x86's TSO gives the plain instructions:
 /// - the fence is read with `ldar`, so the read of `*v` cannot happen
@@ -756,12 +758,11 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
 ///   acquire) must see the node's contents written before the section.
 ///
 /// # Safety
-/// See the section comment above.
+/// See the section comment above; the fence word follows `*v`.
 #[inline(always)]
 pub(crate) unsafe fn fenced_store<const FIELD: usize>(
     v: *mut usize,
     expect: usize,
-    fence: *const usize,
     newv: usize,
     cpu: u32,
 ) -> i32 {
@@ -772,25 +773,26 @@ pub(crate) unsafe fn fenced_store<const FIELD: usize>(
             field = FIELD,
             cpu = cpu,
             body = [
-                "ldar {t}, [{fence}]", // acquire: pairs with the fence's release
+                "add {t}, {v}, #{fence}",
+                "ldar {t}, [{t}]", // acquire: pairs with the fence's release
                 "cbnz {t}, 93f",
                 "ldar {t}, [{v}]", // acquire: pairs with the lock's release
                 "cmp {t}, {expect}",
                 "b.ne 93f",
                 "stlr {newv}, [{v}]", // commit; release: publishes a pushed node
             ],
-            fence = in(reg) fence,   // the slot's fence word
-            v = in(reg) v,           // the word
-            expect = in(reg) expect, // its expected value
-            newv = in(reg) newv,     // its new value
-            t = out(reg) _,          // the fence, then the word
+            fence = const crate::cs::FENCE_OFFSET, // the slot's fence word, from `v`
+            v = in(reg) v,                         // the word
+            expect = in(reg) expect,               // its expected value
+            newv = in(reg) newv,                   // its new value
+            t = out(reg) _, // the fence's address, the fence, then the word
         )
     }
 }
 
-/// The per-CPU stack's pop: fails (1) if `*fence != 0` or the list is
-/// empty; otherwise unlinks the head, whose `next` is at offset 0, and
-/// returns it. Returns `(outcome, head)`.
+/// The per-CPU stack's pop: fails (1) if the fence (the word after
+/// `head`) is not 0 or the list is empty; otherwise unlinks the head,
+/// whose `next` is at offset 0, and returns it. Returns `(outcome, head)`.
 ///
 /// As in [`fenced_store`], the fence is read with `ldar` (the head is then
 /// read as its last holder left it); the head with `ldar` too, so the node's
@@ -799,14 +801,11 @@ pub(crate) unsafe fn fenced_store<const FIELD: usize>(
 /// `next` is done before another thread can see the node gone and reuse it.
 ///
 /// # Safety
-/// See the section comment above; nodes reachable from `*head` are
-/// readable while a section on this CPU can still commit.
+/// See the section comment above; the fence word follows `*head`; nodes
+/// reachable from `*head` are readable while a section on this CPU can
+/// still commit.
 #[inline(always)]
-pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
-    head: *mut usize,
-    fence: *const usize,
-    cpu: u32,
-) -> (i32, usize) {
+pub(crate) unsafe fn fenced_pop<const FIELD: usize>(head: *mut usize, cpu: u32) -> (i32, usize) {
     let node: usize;
     // SAFETY: forwarded from the caller.
     let outcome = unsafe {
@@ -815,17 +814,18 @@ pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
             field = FIELD,
             cpu = cpu,
             body = [
-                "ldar {t}, [{fence}]", // acquire: pairs with the fence's release
+                "add {t}, {head}, #{fence}",
+                "ldar {t}, [{t}]", // acquire: pairs with the fence's release
                 "cbnz {t}, 93f",
                 "ldar {n}, [{head}]", // acquire: pairs with the push's release
                 "cbz {n}, 93f",
                 "ldr {t}, [{n}]",
                 "stlr {t}, [{head}]", // commit; release: `next` read first
             ],
-            fence = in(reg) fence, // the slot's fence word
-            head = in(reg) head,   // the list head
-            n = out(reg) node,     // the popped node
-            t = out(reg) _,        // the fence, then the node's successor
+            fence = const crate::cs::FENCE_OFFSET, // the slot's fence word, from `head`
+            head = in(reg) head,                   // the list head
+            n = out(reg) node,                     // the popped node
+            t = out(reg) _, // the fence's address, the fence, then the successor
         )
     };
     (outcome, node)

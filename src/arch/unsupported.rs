@@ -276,7 +276,6 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
 pub(crate) unsafe fn fenced_store<const FIELD: usize>(
     _: *mut usize,
     _: usize,
-    _: *const usize,
     _: usize,
     _: u32,
 ) -> i32 {
@@ -288,11 +287,7 @@ pub(crate) unsafe fn fenced_store<const FIELD: usize>(
 /// # Safety
 /// None; kept for the common function set.
 #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model pops in its simulation
-pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
-    _: *mut usize,
-    _: *const usize,
-    _: u32,
-) -> (i32, usize) {
+pub(crate) unsafe fn fenced_pop<const FIELD: usize>(_: *mut usize, _: u32) -> (i32, usize) {
     (-1, 0)
 }
 

@@ -735,18 +735,20 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
     }
 }
 
-/// `if *fence == 0 && *v == expect { *v = newv }`, reading the fence
-/// *first*: a section that starts after a fallback thread's membarrier and
-/// finds the fence free runs after that thread released it, so `*v` is
-/// current. (Reading `*v` first could see it before the holder changed it.)
+/// `if *fence == 0 && *v == expect { *v = newv }`, where `fence` is the
+/// word after `v` ([`FENCE_OFFSET`](crate::cs::FENCE_OFFSET) bytes on),
+/// reading the fence *first*: a section that starts after a fallback
+/// thread's membarrier and finds the fence free runs after that thread
+/// released it, so `*v` is current. (Reading `*v` first could see it before
+/// the holder changed it.) The fence is addressed from `v`, so the section
+/// needs no register for it.
 ///
 /// # Safety
-/// See the section comment above.
+/// See the section comment above; the fence word follows `*v`.
 #[inline(always)]
 pub(crate) unsafe fn fenced_store<const FIELD: usize>(
     v: *mut usize,
     expect: usize,
-    fence: *const usize,
     newv: usize,
     cpu: u32,
 ) -> i32 {
@@ -757,33 +759,30 @@ pub(crate) unsafe fn fenced_store<const FIELD: usize>(
             field = FIELD,
             cpu = cpu,
             body = [
-                "cmp qword ptr [{fence}], 0",
+                "cmp qword ptr [{v} + {fence}], 0",
                 "jne 93f",
                 "cmp qword ptr [{v}], {expect}",
                 "jne 93f",
                 "mov qword ptr [{v}], {newv}", // commit
             ],
-            fence = in(reg) fence,   // the slot's fence word
-            v = in(reg) v,           // the word
-            expect = in(reg) expect, // its expected value
-            newv = in(reg) newv,     // its new value
+            fence = const crate::cs::FENCE_OFFSET, // the slot's fence word, from `v`
+            v = in(reg) v,                         // the word
+            expect = in(reg) expect,               // its expected value
+            newv = in(reg) newv,                   // its new value
         )
     }
 }
 
-/// The per-CPU stack's pop: fails (1) if `*fence != 0` or the list is
-/// empty; otherwise unlinks the head, whose `next` is at offset 0, and
-/// returns it. Returns `(outcome, head)`.
+/// The per-CPU stack's pop: fails (1) if the fence (the word after
+/// `head`) is not 0 or the list is empty; otherwise unlinks the head,
+/// whose `next` is at offset 0, and returns it. Returns `(outcome, head)`.
 ///
 /// # Safety
-/// See the section comment above; nodes reachable from `*head` are
-/// readable while a section on this CPU can still commit.
+/// See the section comment above; the fence word follows `*head`; nodes
+/// reachable from `*head` are readable while a section on this CPU can
+/// still commit.
 #[inline(always)]
-pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
-    head: *mut usize,
-    fence: *const usize,
-    cpu: u32,
-) -> (i32, usize) {
+pub(crate) unsafe fn fenced_pop<const FIELD: usize>(head: *mut usize, cpu: u32) -> (i32, usize) {
     let node: usize;
     // SAFETY: forwarded from the caller.
     let outcome = unsafe {
@@ -792,7 +791,7 @@ pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
             field = FIELD,
             cpu = cpu,
             body = [
-                "cmp qword ptr [{fence}], 0",
+                "cmp qword ptr [{head} + {fence}], 0",
                 "jne 93f",
                 "mov {n}, qword ptr [{head}]",
                 "test {n}, {n}",
@@ -800,10 +799,10 @@ pub(crate) unsafe fn fenced_pop<const FIELD: usize>(
                 "mov {t}, qword ptr [{n}]",
                 "mov qword ptr [{head}], {t}", // commit
             ],
-            fence = in(reg) fence, // the slot's fence word
-            head = in(reg) head,   // the list head
-            n = out(reg) node,     // the popped node
-            t = out(reg) _,        // its successor
+            fence = const crate::cs::FENCE_OFFSET, // the slot's fence word, from `head`
+            head = in(reg) head,                   // the list head
+            n = out(reg) node,                     // the popped node
+            t = out(reg) _,                        // its successor
         )
     };
     (outcome, node)

@@ -570,12 +570,21 @@ pub unsafe fn add_at_current_unchecked(
     }
 }
 
-/// The per-CPU lock's and stack's guarded store: fails if `*fence != 0`
-/// (read first) or `*v != expect`; otherwise `*v = newv`. The raw result:
-/// 0 committed, 1 a compare failed, -1 aborted.
+/// Where the per-CPU lock's and stack's sections find a slot's fence: this
+/// many bytes past the word they guard (the lock word, the list head). The
+/// sections address it from that word, so they need no register for it;
+/// both slot types assert the layout.
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own sections
+pub(crate) const FENCE_OFFSET: usize = core::mem::size_of::<usize>();
+
+/// The per-CPU lock's and stack's guarded store: fails if the fence, the
+/// word [`FENCE_OFFSET`] bytes past `v`, is not 0 (read first) or
+/// `*v != expect`; otherwise `*v = newv`. The raw result: 0 committed, 1 a
+/// compare failed, -1 aborted.
 ///
 /// # Safety
-/// - as for the `_unchecked` operations;
+/// - as for the `_unchecked` operations, for `*v` and the fence word after
+///   it;
 /// - `cpu` is below 2^31 (a slot index, as every slot array holds fewer
 ///   than 2^31 slots): the section takes it as given.
 #[inline(always)]
@@ -584,15 +593,15 @@ pub(crate) unsafe fn fenced_store_raw(
     index: Index,
     v: *mut usize,
     expect: usize,
-    fence: *const usize,
     newv: usize,
     cpu: u32,
 ) -> i32 {
     // SAFETY: forwarded from the caller.
-    unsafe { section_raw!(fenced_store, index, v, expect, fence, newv, cpu) }
+    unsafe { section_raw!(fenced_store, index, v, expect, newv, cpu) }
 }
 
-/// The per-CPU stack's pop: fails if `*fence != 0` or the list is empty;
+/// The per-CPU stack's pop: fails if the fence (as for
+/// [`fenced_store_raw`], after `head`) is not 0 or the list is empty;
 /// otherwise unlinks the head node (its `next` at offset 0). The raw
 /// result as [`fenced_store_raw`]'s, and the node unlinked.
 ///
@@ -601,19 +610,9 @@ pub(crate) unsafe fn fenced_store_raw(
 ///   readable while a section on this CPU can still commit.
 #[inline(always)]
 #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model pops in its simulation
-pub(crate) unsafe fn fenced_pop_raw(
-    index: Index,
-    head: *mut usize,
-    fence: *const usize,
-    cpu: u32,
-) -> (i32, usize) {
+pub(crate) unsafe fn fenced_pop_raw(index: Index, head: *mut usize, cpu: u32) -> (i32, usize) {
     // SAFETY: forwarded from the caller.
-    unsafe {
-        match index {
-            Index::Cpu => arch::fenced_pop::<{ abi::CPU_ID_OFFSET }>(head, fence, cpu),
-            Index::MmCid => arch::fenced_pop::<{ abi::MM_CID_OFFSET }>(head, fence, cpu),
-        }
-    }
+    unsafe { section_raw!(fenced_pop, index, head, cpu) }
 }
 
 #[cfg(all(test, not(restartable_loom)))]

@@ -125,15 +125,15 @@ fn none_commits(index: Index, i: u32) {
 
         // The lock's and the stack's sections take slot indices, below
         // 2^31 by contract (they are checked against the slot array).
+        // Each guarded word is followed by its fence, here free.
         if i <= i32::MAX as u32 {
-            let fence = 0usize;
-            let mut word = 5usize;
-            let o = Outcome::from_raw(fenced_store_raw(index, &mut word, 5, &fence, 9, i));
-            refused("fenced_store", index, i, o, word == 5);
+            let mut word = [5usize, 0];
+            let o = Outcome::from_raw(fenced_store_raw(index, word.as_mut_ptr(), 5, 9, i));
+            refused("fenced_store", index, i, o, word == [5, 0]);
             let mut node = 0usize;
-            let mut top = &mut node as *mut usize as usize;
+            let mut top = [&mut node as *mut usize as usize, 0];
             let before = top;
-            let (raw, _) = fenced_pop_raw(index, &mut top, &fence, i);
+            let (raw, _) = fenced_pop_raw(index, top.as_mut_ptr(), i);
             refused(
                 "fenced_pop",
                 index,
@@ -184,6 +184,64 @@ fn a_negative_cpu_never_commits_on_an_unregistered_area() {
             }
         },
     );
+}
+
+/// Runs `section` (given the current CPU) until it does not abort; its
+/// outcome.
+fn until_not_aborted(mut section: impl FnMut(u32) -> i32) -> Outcome {
+    for _ in 0..1000 {
+        let outcome = Outcome::from_raw(section(crate::current_cpu()));
+        if outcome != Outcome::Aborted {
+            return outcome;
+        }
+    }
+    panic!("1000 tries of a section and every one aborted");
+}
+
+#[test]
+fn the_fenced_sections_read_the_fence_in_the_word_after_theirs() {
+    if !crate::is_available() {
+        return; // no section runs: the lock and stack take the fence path
+    }
+    // A word, its fence, and a third word that must not count as the fence.
+    let store = |mut words: [usize; 3], expect| {
+        let outcome = until_not_aborted(|cpu| {
+            // SAFETY: `words` is live; its second word is the fence.
+            unsafe { fenced_store_raw(Index::Cpu, words.as_mut_ptr(), expect, 7, cpu) }
+        });
+        (outcome, words)
+    };
+    assert_eq!(store([0, 0, 1], 0), (Outcome::Committed, [7, 0, 1]));
+    assert_eq!(store([0, 1, 0], 0), (Outcome::CompareFailed, [0, 1, 0]));
+    assert_eq!(store([5, 0, 0], 0), (Outcome::CompareFailed, [5, 0, 0]));
+
+    let mut node = [0usize]; // a one-node list: `next` is 0
+    let first = node.as_mut_ptr() as usize;
+    let pop = |mut head: [usize; 3]| {
+        let mut popped = 0;
+        let outcome = until_not_aborted(|cpu| {
+            // SAFETY: `head` is live and its list's one node readable; its
+            // second word is the fence.
+            let (raw, n) = unsafe { fenced_pop_raw(Index::Cpu, head.as_mut_ptr(), cpu) };
+            popped = n;
+            raw
+        });
+        (
+            outcome,
+            head,
+            if outcome == Outcome::Committed {
+                popped
+            } else {
+                0
+            },
+        )
+    };
+    assert_eq!(pop([first, 0, 1]), (Outcome::Committed, [0, 0, 1], first));
+    assert_eq!(
+        pop([first, 1, 0]),
+        (Outcome::CompareFailed, [first, 1, 0], 0)
+    );
+    assert_eq!(pop([0, 0, 0]), (Outcome::CompareFailed, [0, 0, 0], 0));
 }
 
 #[test]

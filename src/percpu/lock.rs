@@ -37,6 +37,13 @@ struct Slot<T> {
     value: UnsafeCell<T>,
 }
 
+// The lock's section reads the fence at a fixed offset from the lock word.
+#[cfg(not(restartable_loom))]
+const _: () = assert!(
+    core::mem::offset_of!(Slot<u8>, lock) == 0
+        && core::mem::offset_of!(Slot<u8>, fence) == crate::cs::FENCE_OFFSET
+);
+
 impl<T> Slot<T> {
     /// Panics if the calling thread holds a guard on this slot: waiting for
     /// itself would never end.

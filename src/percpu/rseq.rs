@@ -101,12 +101,19 @@ mod imp {
         }
     }
 
+    /// Whether `fence` is where the sections look for it: the word
+    /// [`cs::FENCE_OFFSET`] bytes past `word`, as both slot types lay out.
+    fn fence_follows(word: &AtomicUsize, fence: &Fence) -> bool {
+        word.as_ptr().wrapping_byte_add(cs::FENCE_OFFSET) == fence.word()
+    }
+
     /// `lock` 0 -> `holder` if the fence is free, on CPU `cpu`; the raw
     /// result (see [`outcome`](super::outcome)).
     ///
     /// # Safety
     /// - `lock` and `fence` are words of one live slot, index `cpu`, below
-    ///   2^31 (every slot array is shorter).
+    ///   2^31 (every slot array is shorter); `fence` follows `lock`, as the
+    ///   section reads it there.
     #[inline(always)]
     pub(crate) unsafe fn try_lock(
         index: Index,
@@ -115,8 +122,10 @@ mod imp {
         cpu: u32,
         holder: usize,
     ) -> i32 {
-        // SAFETY: live words of the caller's slot; `cpu` is checked inside.
-        unsafe { cs::fenced_store_raw(index, lock.as_ptr(), 0, fence.word(), holder, cpu) }
+        debug_assert!(fence_follows(lock, fence));
+        // SAFETY: live words of the caller's slot, the fence after the
+        // lock; `cpu` is checked inside.
+        unsafe { cs::fenced_store_raw(index, lock.as_ptr(), 0, holder, cpu) }
     }
 
     /// `head` = `node` if `head` is still `expect` and the fence is free;
@@ -133,8 +142,10 @@ mod imp {
         node: usize,
         cpu: u32,
     ) -> i32 {
-        // SAFETY: live words of the caller's slot; `cpu` is checked inside.
-        unsafe { cs::fenced_store_raw(index, head.as_ptr(), expect, fence.word(), node, cpu) }
+        debug_assert!(fence_follows(head, fence));
+        // SAFETY: live words of the caller's slot, the fence after the
+        // head; `cpu` is checked inside.
+        unsafe { cs::fenced_store_raw(index, head.as_ptr(), expect, node, cpu) }
     }
 
     /// Unlinks the top node if the list is not empty and the fence is
@@ -150,8 +161,9 @@ mod imp {
         fence: &Fence,
         cpu: u32,
     ) -> (i32, usize) {
+        debug_assert!(fence_follows(head, fence));
         // SAFETY: forwarded from the caller.
-        unsafe { cs::fenced_pop_raw(index, head.as_ptr(), fence.word(), cpu) }
+        unsafe { cs::fenced_pop_raw(index, head.as_ptr(), cpu) }
     }
 
     /// Makes every section in flight on slot `slot` commit or abort with

@@ -28,6 +28,13 @@ struct Slot {
     fence: Fence,
 }
 
+// The stack's sections read the fence at a fixed offset from the head.
+#[cfg(not(restartable_loom))]
+const _: () = assert!(
+    core::mem::offset_of!(Slot, head) == 0
+        && core::mem::offset_of!(Slot, fence) == crate::cs::FENCE_OFFSET
+);
+
 /// One LIFO list per CPU. [`push`](Self::push) and [`pop`](Self::pop) work
 /// on the list of the CPU the thread runs on, inside critical sections: no
 /// atomic instruction, no ABA problem (a section that is interrupted
