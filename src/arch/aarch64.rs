@@ -830,3 +830,148 @@ pub(crate) unsafe fn fenced_pop<const FIELD: usize>(head: *mut usize, cpu: u32) 
     };
     (outcome, node)
 }
+
+/// The per-CPU lock's fast section: reads the index *inside* the section
+/// and bounds-checks it, as [`add_at_current`] does; then, on slot `i` at
+/// `base + i * stride`, `if *fence == 0 && *word == 0 { *word = holder }`,
+/// the word first in the slot and its fence
+/// [`FENCE_OFFSET`](crate::cs::FENCE_OFFSET) bytes on, with the orderings
+/// of [`fenced_store`]. Returns `(outcome, i)`: 0 committed, 1 index out of
+/// range (not registered) or slot taken or fenced, -1 aborted; `i` means
+/// something only when committed.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each a lock word and its fence.
+#[inline(always)]
+pub(crate) unsafe fn fenced_claim_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    holder: usize,
+) -> (i32, u32) {
+    let index: usize;
+    // SAFETY: forwarded from the caller.
+    let outcome = unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            body = [
+                "ldr {i:w}, [{rseq_area}, #{rseq_field}]",
+                "cmp {i:w}, {slots:w}", // also rejects -1 and -2: unregistered
+                "b.hs 93f",
+                "madd {p}, {i}, {stride}, {base}",
+                "add {t}, {p}, #{fence}",
+                "ldar {t}, [{t}]", // acquire: pairs with the fence's release
+                "cbnz {t}, 93f",
+                "ldar {t}, [{p}]", // acquire: pairs with the lock's release
+                "cbnz {t}, 93f",
+                "stlr {holder}, [{p}]", // commit
+            ],
+            fence = const crate::cs::FENCE_OFFSET, // the fence, from the word
+            i = out(reg) index,                    // the index
+            p = out(reg) _,                        // its slot's address
+            t = out(reg) _, // the fence's address, the fence, then the word
+            slots = in(reg) slots,   // number of slots
+            stride = in(reg) stride, // bytes per slot
+            base = in(reg) base,     // the slot array
+            holder = in(reg) holder, // the value to claim with
+        )
+    };
+    (outcome, index as u32)
+}
+
+/// The per-CPU stack's fast push: on the slot of the index read inside the
+/// section (as in [`fenced_claim_at_current`]), if the fence is free,
+/// `node.next = *head; *head = node`, with `next` at offset 0 of the node.
+/// The head is read inside the section, so no compare is needed: only
+/// this CPU's sections change it while the fence is free. The head needs
+/// no `ldar`: the fence's `ldar` orders it after the last holder's
+/// changes. The commit is `stlr`, and publishes the node. Returns 0
+/// committed, 1 index out of range or fenced, -1 aborted; `node.next` may
+/// be written whatever the outcome.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each a list head and its fence; `node` is the caller's, and
+/// writable.
+#[inline(always)]
+pub(crate) unsafe fn fenced_push_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    node: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            body = [
+                "ldr {p:w}, [{rseq_area}, #{rseq_field}]",
+                "cmp {p:w}, {slots:w}", // also rejects -1 and -2: unregistered
+                "b.hs 93f",
+                "madd {p}, {p}, {stride}, {base}",
+                "add {t}, {p}, #{fence}",
+                "ldar {t}, [{t}]", // acquire: pairs with the fence's release
+                "cbnz {t}, 93f",
+                "ldr {t}, [{p}]",
+                "str {t}, [{node}]",  // the node's `next`
+                "stlr {node}, [{p}]", // commit; release: publishes the node
+            ],
+            fence = const crate::cs::FENCE_OFFSET, // the fence, from the head
+            p = out(reg) _,                        // the index, then its slot's address
+            t = out(reg) _, // the fence's address, the fence, then the old head
+            slots = in(reg) slots,   // number of slots
+            stride = in(reg) stride, // bytes per slot
+            base = in(reg) base,     // the slot array
+            node = in(reg) node,     // the node to link
+        )
+    }
+}
+
+/// The per-CPU stack's fast pop: on the slot of the index read inside the
+/// section, as [`fenced_pop`], with its orderings. Returns
+/// `(outcome, node)`: 0 committed, 1 index out of range, fenced or empty,
+/// -1 aborted.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each a list head and its fence; nodes reachable from a head are
+/// readable while a section on its CPU can still commit.
+#[inline(always)]
+pub(crate) unsafe fn fenced_pop_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (i32, usize) {
+    let node: usize;
+    // SAFETY: forwarded from the caller.
+    let outcome = unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            body = [
+                "ldr {p:w}, [{rseq_area}, #{rseq_field}]",
+                "cmp {p:w}, {slots:w}", // also rejects -1 and -2: unregistered
+                "b.hs 93f",
+                "madd {p}, {p}, {stride}, {base}",
+                "add {t}, {p}, #{fence}",
+                "ldar {t}, [{t}]", // acquire: pairs with the fence's release
+                "cbnz {t}, 93f",
+                "ldar {n}, [{p}]", // acquire: pairs with the push's release
+                "cbz {n}, 93f",
+                "ldr {t}, [{n}]",
+                "stlr {t}, [{p}]", // commit; release: `next` read first
+            ],
+            fence = const crate::cs::FENCE_OFFSET, // the fence, from the head
+            p = out(reg) _,                        // the index, then its slot's address
+            n = out(reg) node,                     // the popped node
+            t = out(reg) _, // the fence's address, the fence, then the successor
+            slots = in(reg) slots,   // number of slots
+            stride = in(reg) stride, // bytes per slot
+            base = in(reg) base,     // the slot array
+        )
+    };
+    (outcome, node)
+}

@@ -308,3 +308,44 @@ pub(crate) unsafe fn load_cbne_memcpy_store_release<const FIELD: usize>(
     // SAFETY: forwarded from the caller.
     unsafe { load_cbne_memcpy_store::<FIELD>(v, expect, dst, src, len, newv, cpu) }
 }
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
+pub(crate) unsafe fn fenced_claim_at_current<const FIELD: usize>(
+    _: *mut u8,
+    _: usize,
+    _: u32,
+    _: usize,
+) -> (i32, u32) {
+    (-1, 0)
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
+pub(crate) unsafe fn fenced_push_at_current<const FIELD: usize>(
+    _: *mut u8,
+    _: usize,
+    _: u32,
+    _: *mut usize,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted.
+///
+/// # Safety
+/// None; kept for the common function set.
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model pops in its simulation
+pub(crate) unsafe fn fenced_pop_at_current<const FIELD: usize>(
+    _: *mut u8,
+    _: usize,
+    _: u32,
+) -> (i32, usize) {
+    (-1, 0)
+}

@@ -808,6 +808,146 @@ pub(crate) unsafe fn fenced_pop<const FIELD: usize>(head: *mut usize, cpu: u32) 
     (outcome, node)
 }
 
+/// The per-CPU lock's fast section: reads the index *inside* the section
+/// and bounds-checks it, as [`add_at_current`] does; then, on slot `i` at
+/// `base + i * stride`, `if *fence == 0 && *word == 0 { *word = holder }`,
+/// the word first in the slot and its fence
+/// [`FENCE_OFFSET`](crate::cs::FENCE_OFFSET) bytes on (read first, as in
+/// [`fenced_store`]). Returns `(outcome, i)`: 0 committed, 1 index out of
+/// range (not registered) or slot taken or fenced, -1 aborted; `i` means
+/// something only when committed.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each a lock word and its fence.
+#[inline(always)]
+pub(crate) unsafe fn fenced_claim_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    holder: usize,
+) -> (i32, u32) {
+    let index: usize;
+    // SAFETY: forwarded from the caller.
+    let outcome = unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            body = [
+                "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
+                "cmp {i:e}, {slots:e}", // also rejects -1 and -2: unregistered
+                "jae 93f",
+                "mov {o}, {i}",
+                "imul {o}, {stride}",
+                "cmp qword ptr [{base} + {o} + {fence}], 0",
+                "jne 93f",
+                "cmp qword ptr [{base} + {o}], 0",
+                "jne 93f",
+                "mov qword ptr [{base} + {o}], {holder}", // commit
+            ],
+            fence = const crate::cs::FENCE_OFFSET, // the fence, from the word
+            i = out(reg) index,                    // the index
+            o = out(reg) _,                        // its slot's byte offset
+            slots = in(reg) slots,                 // number of slots
+            stride = in(reg) stride,               // bytes per slot
+            base = in(reg) base,                   // the slot array
+            holder = in(reg) holder,               // the value to claim with
+        )
+    };
+    (outcome, index as u32)
+}
+
+/// The per-CPU stack's fast push: on the slot of the index read inside the
+/// section (as in [`fenced_claim_at_current`]), if the fence is free,
+/// `node.next = *head; *head = node`, with `next` at offset 0 of the node.
+/// The head is read inside the section, so no compare is needed: only
+/// this CPU's sections change it while the fence is free. Returns 0
+/// committed, 1 index out of range or fenced, -1 aborted; `node.next` may
+/// be written whatever the outcome.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each a list head and its fence; `node` is the caller's, and
+/// writable.
+#[inline(always)]
+pub(crate) unsafe fn fenced_push_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    node: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            body = [
+                "mov {o:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
+                "cmp {o:e}, {slots:e}", // also rejects -1 and -2: unregistered
+                "jae 93f",
+                "imul {o}, {stride}",
+                "cmp qword ptr [{base} + {o} + {fence}], 0",
+                "jne 93f",
+                "mov {t}, qword ptr [{base} + {o}]",
+                "mov qword ptr [{node}], {t}", // the node's `next`
+                "mov qword ptr [{base} + {o}], {node}", // commit
+            ],
+            fence = const crate::cs::FENCE_OFFSET, // the fence, from the head
+            o = out(reg) _,                        // the index, then its byte offset
+            t = out(reg) _,                        // the old head
+            slots = in(reg) slots,                 // number of slots
+            stride = in(reg) stride,               // bytes per slot
+            base = in(reg) base,                   // the slot array
+            node = in(reg) node,                   // the node to link
+        )
+    }
+}
+
+/// The per-CPU stack's fast pop: on the slot of the index read inside the
+/// section, as [`fenced_pop`]. Returns `(outcome, node)`: 0 committed, 1
+/// index out of range, fenced or empty, -1 aborted.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each a list head and its fence; nodes reachable from a head are
+/// readable while a section on its CPU can still commit.
+#[inline(always)]
+pub(crate) unsafe fn fenced_pop_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (i32, usize) {
+    let node: usize;
+    // SAFETY: forwarded from the caller.
+    let outcome = unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            body = [
+                "mov {o:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
+                "cmp {o:e}, {slots:e}", // also rejects -1 and -2: unregistered
+                "jae 93f",
+                "imul {o}, {stride}",
+                "cmp qword ptr [{base} + {o} + {fence}], 0",
+                "jne 93f",
+                "mov {n}, qword ptr [{base} + {o}]",
+                "test {n}, {n}",
+                "jz 93f",
+                "mov {t}, qword ptr [{n}]",
+                "mov qword ptr [{base} + {o}], {t}", // commit
+            ],
+            fence = const crate::cs::FENCE_OFFSET, // the fence, from the head
+            o = out(reg) _,                        // the index, then its byte offset
+            n = out(reg) node,                     // the popped node
+            t = out(reg) _,                        // its successor
+            slots = in(reg) slots,                 // number of slots
+            stride = in(reg) stride,               // bytes per slot
+            base = in(reg) base,                   // the slot array
+        )
+    };
+    (outcome, node)
+}
+
 /// The release form of [`load_cbne_memcpy_store`]: the same code, since
 /// x86 (TSO) never lets a later store pass an earlier one.
 ///

@@ -615,5 +615,71 @@ pub(crate) unsafe fn fenced_pop_raw(index: Index, head: *mut usize, cpu: u32) ->
     unsafe { section_raw!(fenced_pop, index, head, cpu) }
 }
 
+/// The per-CPU lock's fast section: on the slot of the index the area
+/// holds (read inside the section), the guarded store of
+/// [`fenced_store_raw`] from 0 to `holder`. Slot `i` starts at
+/// `base + i * stride` with the lock word, and its fence follows. The raw
+/// result, with 1 also for an index out of range (the thread is not
+/// registered, or the kernel gives no `index`), and the index, meaningful
+/// only when the section committed.
+///
+/// # Safety
+/// - `base` holds `slots` live slots of `stride` bytes, each laid out as
+///   above, whose words only these sections and the fence's holder write.
+#[inline(always)]
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
+pub(crate) unsafe fn fenced_claim_at_current_raw(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    holder: usize,
+) -> (i32, u32) {
+    // SAFETY: forwarded from the caller.
+    unsafe { section_raw!(fenced_claim_at_current, index, base, stride, slots, holder) }
+}
+
+/// The per-CPU stack's fast push: on the slot of the index the area holds,
+/// read inside the section, `node.next = head; head = node` if the fence
+/// is free (`next` at offset 0 of the node). Slots as for
+/// [`fenced_claim_at_current_raw`], with the list head first. The raw
+/// result as there; `node.next` may be written whatever it is.
+///
+/// # Safety
+/// - as for [`fenced_claim_at_current_raw`]; `node` is the caller's until
+///   the commit publishes it.
+#[inline(always)]
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
+pub(crate) unsafe fn fenced_push_at_current_raw(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    node: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { section_raw!(fenced_push_at_current, index, base, stride, slots, node) }
+}
+
+/// The per-CPU stack's fast pop: [`fenced_pop_raw`] on the slot of the
+/// index the area holds, read inside the section. Slots as for
+/// [`fenced_push_at_current_raw`]. The raw result as there, and the node
+/// unlinked.
+///
+/// # Safety
+/// - as for [`fenced_claim_at_current_raw`]; nodes reachable from a head
+///   stay readable while a section on its CPU can still commit.
+#[inline(always)]
+#[cfg_attr(restartable_loom, allow(dead_code))] // the loom model pops in its simulation
+pub(crate) unsafe fn fenced_pop_at_current_raw(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (i32, usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { section_raw!(fenced_pop_at_current, index, base, stride, slots) }
+}
+
 #[cfg(all(test, not(restartable_loom)))]
 mod tests;

@@ -124,6 +124,21 @@ pub(crate) enum Busy {
 #[repr(transparent)]
 pub(crate) struct Fence(AtomicUsize);
 
+/// A slot of the per-CPU lock or stack as their sections see it: the word
+/// they guard (the lock word, the list head) and the fence after it.
+///
+/// # Safety
+/// Outside loom, `word` is the slot's first field and `fence` the next,
+/// [`FENCE_OFFSET`](crate::cs::FENCE_OFFSET) bytes on: the fast sections
+/// address both from the slot's start (each slot type asserts this at
+/// compile time).
+pub(crate) unsafe trait Fenced {
+    /// The guarded word.
+    fn word(&self) -> &AtomicUsize;
+    /// Its fence.
+    fn fence(&self) -> &Fence;
+}
+
 /// A fence held in one of the library's own regions, with every signal
 /// blocked; [`Region::leave`] (or dropping it) releases the fence, then
 /// restores the mask.

@@ -5,7 +5,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
-use super::fence::{Busy, Fence};
+use super::fence::{Busy, Fence, Fenced};
 use super::{rseq, ByCpu, ByMmCid, IndexKind, PerCpu};
 use crate::cs::Outcome;
 use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicUsize};
@@ -37,7 +37,17 @@ struct Slot<T> {
     value: UnsafeCell<T>,
 }
 
-// The lock's section reads the fence at a fixed offset from the lock word.
+// SAFETY: the lock word first, its fence next (asserted below).
+unsafe impl<T> Fenced for Slot<T> {
+    fn word(&self) -> &AtomicUsize {
+        &self.lock
+    }
+    fn fence(&self) -> &Fence {
+        &self.fence
+    }
+}
+
+// The lock's sections read the fence at a fixed offset from the lock word.
 #[cfg(not(restartable_loom))]
 const _: () = assert!(
     core::mem::offset_of!(Slot<u8>, lock) == 0
@@ -302,13 +312,11 @@ impl<T, I: IndexKind> PerCpuLock<T, I> {
     /// cold paths, which start over.
     #[inline(always)]
     fn lock_here(&self) -> Option<PerCpuLockGuard<'_, T>> {
-        let (cpu, slot) = self.slots.here(I::INDEX)?;
-        // SAFETY: both words belong to this live slot, whose index `cpu`
-        // is below 2^31 (in range); the section checks it against the area.
-        let raw = unsafe { rseq::try_lock(I::INDEX, &slot.lock, &slot.fence, cpu, holder_word()) };
+        let (raw, cpu) = rseq::try_lock_here(I::INDEX, &self.slots, holder_word());
         if raw == 0 {
             return Some(PerCpuLockGuard {
-                slot,
+                // SAFETY: a committed section found `cpu` in range.
+                slot: unsafe { self.slots.get_unchecked(cpu as usize) },
                 index: cpu as usize,
             });
         }

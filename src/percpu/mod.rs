@@ -139,7 +139,7 @@ impl IndexKind for ByMmCid {
 /// assert_eq!(std::mem::size_of_val(&counters), 256); // never on one line
 /// ```
 #[derive(Default)]
-#[repr(align(128))]
+#[repr(C, align(128))] // `C`: the value at offset 0, as the fast sections take it
 pub struct CachePadded<T>(pub T);
 
 impl<T> Deref for CachePadded<T> {
@@ -297,21 +297,25 @@ impl<T> PerCpu<T> {
         }
     }
 
-    /// The calling thread's slot as its area names it, with its index,
-    /// for a first section tried before any other check (the per-CPU
-    /// lock's and stack's fast paths): `None` where the kernel does not
-    /// provide `index` or the area reads no index in range (not
-    /// registered). Neither registers nor falls back. Whether the lock and
-    /// the stack run sections at all needs no check: where they do not,
-    /// every free fence holds `CLOSED` (see `fence.rs`), the section fails
-    /// on it, and the operation's cold path takes the fence path.
+    /// Slot `i`, unchecked.
+    ///
+    /// # Safety
+    /// - `i < self.len()`.
     #[inline(always)]
-    pub(crate) fn here(&self, index: Index) -> Option<(u32, &T)> {
-        if !index.provided() {
-            return None;
-        }
-        let i = rseq::slot_here(index);
-        self.get(i as usize).map(|slot| (i, slot))
+    pub(crate) unsafe fn get_unchecked(&self, i: usize) -> &T {
+        // SAFETY: in range, as the caller says.
+        unsafe { &self.slots.get_unchecked(i).0 }
+    }
+
+    /// Where the slots start, for sections that find a slot themselves
+    /// (the per-CPU lock's and stack's fast paths): slot `i` is
+    /// `size_of::<CachePadded<T>>()` bytes times `i` on (each `T` at the
+    /// start of its `CachePadded`), and the slots' words that sections
+    /// write are atomics.
+    #[inline(always)]
+    #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model picks slots itself
+    pub(crate) fn base(&self) -> *mut T {
+        self.slots.as_ptr().cast_mut().cast()
     }
 
     /// Slot `i`, mutably.

@@ -45,8 +45,9 @@ pub(crate) enum Add {
 #[cfg(not(restartable_loom))]
 mod imp {
     use super::Add;
-    use crate::cs::{self, Index};
-    use crate::percpu::fence::Fence;
+    use crate::cs::{self, Index, Outcome};
+    use crate::percpu::fence::{Fence, Fenced};
+    use crate::percpu::PerCpu;
     use crate::sync::AtomicUsize;
 
     /// The calling thread's slot index (CPU or concurrency id), or `None`
@@ -58,14 +59,6 @@ mod imp {
             raw = cs::current_index_raw(index);
         }
         u32::try_from(raw).ok()
-    }
-
-    /// The calling thread's slot index as its area holds it, without
-    /// registering: above `i32::MAX` (beyond every slot array) where the
-    /// area is not registered.
-    #[inline(always)]
-    pub(crate) fn slot_here(index: Index) -> u32 {
-        cs::current_index_raw(index) as u32
     }
 
     /// The slot index of a thread that cannot run critical sections.
@@ -166,6 +159,72 @@ mod imp {
         unsafe { cs::fenced_pop_raw(index, head.as_ptr(), cpu) }
     }
 
+    /// The slot array as the fast sections take it: base, stride, length.
+    #[inline(always)]
+    fn array<S: Fenced>(slots: &PerCpu<S>) -> (*mut u8, usize, u32) {
+        let stride = core::mem::size_of::<crate::CachePadded<S>>();
+        let base = slots.base();
+        debug_assert!({
+            // SAFETY: every slot array holds at least one slot.
+            let first = unsafe { slots.get_unchecked(0) };
+            first.word().as_ptr().cast() == base && fence_follows(first.word(), first.fence())
+        });
+        (base.cast(), stride, slots.len() as u32)
+    }
+
+    /// [`try_lock`] on the slot of the index the area holds, read inside
+    /// the section (none where the kernel does not provide `index`): the
+    /// raw result and the index, meaningful when committed. The first try
+    /// of the lock's fast path; it neither registers nor falls back.
+    #[inline(always)]
+    pub(crate) fn try_lock_here<S: Fenced>(
+        index: Index,
+        slots: &PerCpu<S>,
+        holder: usize,
+    ) -> (i32, u32) {
+        if !index.provided() {
+            return (Outcome::CompareFailed as i32, 0);
+        }
+        let (base, stride, len) = array(slots);
+        // SAFETY: `len` live slots of `stride` bytes, each a lock word with
+        // its fence after it (`Fenced`).
+        unsafe { cs::fenced_claim_at_current_raw(index, base, stride, len, holder) }
+    }
+
+    /// Links `node` on the list of the slot of the index the area holds,
+    /// read inside the section, if its fence is free: the raw result.
+    /// `node.next` may be written whatever the result.
+    ///
+    /// # Safety
+    /// - `node` is the caller's until the commit links it, with its `next`
+    ///   pointer at offset 0, as every node of `slots`'s lists.
+    #[inline(always)]
+    pub(crate) unsafe fn push_here<S: Fenced>(index: Index, slots: &PerCpu<S>, node: usize) -> i32 {
+        if !index.provided() {
+            return Outcome::CompareFailed as i32;
+        }
+        let (base, stride, len) = array(slots);
+        // SAFETY: the slots as in `try_lock_here`, each a list head with
+        // its fence after it; `node` is the caller's.
+        unsafe { cs::fenced_push_at_current_raw(index, base, stride, len, node as *mut usize) }
+    }
+
+    /// [`pop`] on the slot of the index the area holds, read inside the
+    /// section: the raw result, and the node (when it committed).
+    ///
+    /// # Safety
+    /// - every node of `slots`'s lists has its `next` pointer at offset 0
+    ///   and stays readable while a section on its CPU can still commit.
+    #[inline(always)]
+    pub(crate) unsafe fn pop_here<S: Fenced>(index: Index, slots: &PerCpu<S>) -> (i32, usize) {
+        if !index.provided() {
+            return (Outcome::CompareFailed as i32, 0);
+        }
+        let (base, stride, len) = array(slots);
+        // SAFETY: the slots as in `push_here`; the nodes as the caller says.
+        unsafe { cs::fenced_pop_at_current_raw(index, base, stride, len) }
+    }
+
     /// Makes every section in flight on slot `slot` commit or abort with
     /// `membarrier`; false if the kernel refuses.
     pub(crate) fn expedite(index: Index, slot: usize) -> bool {
@@ -193,7 +252,8 @@ mod imp {
 
     use super::Add;
     use crate::cs::{Index, Outcome};
-    use crate::percpu::fence::Fence;
+    use crate::percpu::fence::{Fence, Fenced};
+    use crate::percpu::PerCpu;
     use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
     /// Simulated CPUs.
@@ -362,6 +422,53 @@ mod imp {
             Ok(top) => (Outcome::Committed as i32, top),
             Err(o) => (o as i32, 0),
         }
+    }
+
+    /// The slot the fast paths pick, as the real ones read it: `None` for
+    /// a fallback thread.
+    fn slot_of<S>(index: Index, slots: &PerCpu<S>) -> Option<(u32, &S)> {
+        let cpu = slot_here(index);
+        slots.get(cpu as usize).map(|slot| (cpu, slot))
+    }
+
+    pub(crate) fn try_lock_here<S: Fenced>(
+        index: Index,
+        slots: &PerCpu<S>,
+        holder: usize,
+    ) -> (i32, u32) {
+        let Some((cpu, slot)) = slot_of(index, slots) else {
+            return (Outcome::CompareFailed as i32, 0);
+        };
+        // SAFETY: the words of a live slot.
+        (
+            unsafe { try_lock(index, slot.word(), slot.fence(), cpu, holder) },
+            cpu,
+        )
+    }
+
+    /// As the real push, which reads the head inside its section: here the
+    /// head is read before it and compared in it, which commits the same
+    /// pushes.
+    pub(crate) unsafe fn push_here<S: Fenced>(index: Index, slots: &PerCpu<S>, node: usize) -> i32 {
+        let Some((cpu, slot)) = slot_of(index, slots) else {
+            return Outcome::CompareFailed as i32;
+        };
+        let head = slot.word().load(Ordering::Relaxed);
+        // SAFETY: `node` is the caller's; its `next` (a real atomic in
+        // every build) sits at offset 0.
+        unsafe {
+            (*(node as *const crate::sync::StaticAtomicUsize)).store(head, Ordering::Relaxed)
+        };
+        // SAFETY: the words of a live slot.
+        unsafe { push(index, slot.word(), slot.fence(), head, node, cpu) }
+    }
+
+    pub(crate) unsafe fn pop_here<S: Fenced>(index: Index, slots: &PerCpu<S>) -> (i32, usize) {
+        let Some((cpu, slot)) = slot_of(index, slots) else {
+            return (Outcome::CompareFailed as i32, 0);
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { pop(index, slot.word(), slot.fence(), cpu) }
     }
 
     /// The simulated `membarrier`: waits for every section in flight;

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::marker::PhantomData;
 
-use super::fence::Fence;
+use super::fence::{Fence, Fenced};
 use super::{rseq, ByCpu, ByMmCid, IndexKind, PerCpu};
 use crate::cs::Outcome;
 use crate::sync::{backoff, AtomicUsize, Ordering, StaticAtomicUsize as RealAtomicUsize};
@@ -26,6 +26,16 @@ struct Slot {
     head: AtomicUsize,
     /// Held by a thread on the fence path (see `fence.rs`).
     fence: Fence,
+}
+
+// SAFETY: the head first, its fence next (asserted below).
+unsafe impl Fenced for Slot {
+    fn word(&self) -> &AtomicUsize {
+        &self.head
+    }
+    fn fence(&self) -> &Fence {
+        &self.fence
+    }
 }
 
 // The stack's sections read the fence at a fixed offset from the head.
@@ -162,16 +172,9 @@ impl<T, I: IndexKind> PerCpuStack<T, I> {
     /// to the cold path.
     #[inline(always)]
     fn push_here(&self, node: *mut Node<T>) -> bool {
-        let Some((cpu, slot)) = self.slots.here(I::INDEX) else {
-            return false;
-        };
-        let head = slot.head.load(Ordering::Relaxed);
-        // SAFETY: `node` is ours until the commit publishes it.
-        unsafe { (*node).next.store(head, Ordering::Relaxed) };
-        // SAFETY: both words belong to this live slot, whose index `cpu`
-        // is below 2^31 (in range).
-        let raw =
-            unsafe { rseq::push(I::INDEX, &slot.head, &slot.fence, head, node as usize, cpu) };
+        // SAFETY: `node` is ours until the commit publishes it; `next` is
+        // at offset 0 of every node.
+        let raw = unsafe { rseq::push_here(I::INDEX, &self.slots, node as usize) };
         if raw == 0 {
             return true;
         }
@@ -234,9 +237,8 @@ impl<T, I: IndexKind> PerCpuStack<T, I> {
     /// One pop section on the current CPU's list: the node it unlinked.
     #[inline(always)]
     fn pop_here(&self) -> Option<usize> {
-        let (cpu, slot) = self.slots.here(I::INDEX)?;
-        // SAFETY: as in `pop_waiting`; `cpu` is in range, below 2^31.
-        let (raw, node) = unsafe { rseq::pop(I::INDEX, &slot.head, &slot.fence, cpu) };
+        // SAFETY: as in `pop_waiting`.
+        let (raw, node) = unsafe { rseq::pop_here(I::INDEX, &self.slots) };
         if raw == 0 {
             return Some(node);
         }
