@@ -13,7 +13,8 @@
 //! runs criterion on the single-thread cases. Run it again
 //! with `GLIBC_TUNABLES=glibc.pthread.rseq=0` (library-owned area) and
 //! `RESTARTABLE_DISABLE=1` (the fallback path). `-- shape` runs only the
-//! comparison with the librseq shape, `-- counter` only the counter's table.
+//! comparison with the librseq shape, `-- counter` only the counter's table,
+//! `-- tables` the tables before that comparison.
 //!
 //! Code placement alone moves these nanosecond loops by up to a third from
 //! one build to the next; the README's figures come from a build with
@@ -1009,6 +1010,10 @@ fn main() {
         );
     }
 
+    // `cargo bench --bench percpu -- tables`: the tables above alone.
+    if std::env::args().skip(1).any(|a| a == "tables") {
+        return;
+    }
     shape_tables();
 
     let mut c = Criterion::default().configure_from_args();

@@ -182,6 +182,7 @@ fn a_negative_cpu_never_commits_on_an_unregistered_area() {
             for cpu in [0, 1] {
                 none_commits(Index::Cpu, cpu);
             }
+            no_fast_section_commits(Index::Cpu);
         },
     );
 }
@@ -244,6 +245,121 @@ fn the_fenced_sections_read_the_fence_in_the_word_after_theirs() {
     assert_eq!(pop([0, 0, 0]), (Outcome::CompareFailed, [0, 0, 0], 0));
 }
 
+/// A slot array for the lock's and stack's fast sections: `n` slots of a
+/// guarded word and its fence.
+fn fenced_slots(n: usize, word: usize, fence: usize) -> Vec<[usize; 2]> {
+    vec![[word, fence]; n]
+}
+
+/// Runs the lock's and stack's fast sections, which read the index
+/// themselves, on a slot array where each would commit on a registered
+/// thread, and asserts that none did.
+fn no_fast_section_commits(index: Index) {
+    let n = 4;
+    let mut node = [0usize];
+    let mut slots = fenced_slots(n, 0, 0);
+    let (base, stride) = (slots.as_mut_ptr().cast::<u8>(), 16);
+    // SAFETY: `n` slots of `stride` bytes, each a word and its fence.
+    let (raw, _) = unsafe { fenced_claim_at_current_raw(index, base, stride, n as u32, 7) };
+    assert_eq!(raw, 1, "fenced_claim_at_current ({index:?})");
+    // SAFETY: as above; `node` is ours.
+    let raw =
+        unsafe { fenced_push_at_current_raw(index, base, stride, n as u32, node.as_mut_ptr()) };
+    assert_eq!(raw, 1, "fenced_push_at_current ({index:?})");
+    assert_eq!(slots, fenced_slots(n, 0, 0), "a fast section wrote a slot");
+    let first = node.as_mut_ptr() as usize;
+    let mut slots = fenced_slots(n, first, 0);
+    let base = slots.as_mut_ptr().cast::<u8>();
+    // SAFETY: as above; every list holds `node`, whose `next` is 0.
+    let (raw, _) = unsafe { fenced_pop_at_current_raw(index, base, stride, n as u32) };
+    assert_eq!(raw, 1, "fenced_pop_at_current ({index:?})");
+    assert_eq!(slots, fenced_slots(n, first, 0), "the pop wrote a slot");
+}
+
+#[test]
+fn the_fast_fenced_sections_take_the_slot_of_the_cpu_they_read() {
+    if !crate::is_available() {
+        return; // no section runs: the lock and stack take the fence path
+    }
+    crate::current_cpu(); // registers where the library owns the area
+    let n = crate::possible_cpus();
+    let stride = 16;
+    let claim = |slots: &mut Vec<[usize; 2]>| {
+        let base = slots.as_mut_ptr().cast::<u8>();
+        let mut index = 0;
+        let outcome = until_not_aborted(|_| {
+            // SAFETY: `n` slots of `stride` bytes, each a word and its fence.
+            let (raw, i) =
+                unsafe { fenced_claim_at_current_raw(Index::Cpu, base, stride, n as u32, 7) };
+            index = i as usize;
+            raw
+        });
+        (outcome, index)
+    };
+    // Free slots: one is claimed, the one of the index it reports.
+    let mut slots = fenced_slots(n, 0, 0);
+    let (outcome, i) = claim(&mut slots);
+    assert_eq!(outcome, Outcome::Committed);
+    let mut expected = fenced_slots(n, 0, 0);
+    expected[i] = [7, 0];
+    assert_eq!(slots, expected);
+    // Every slot taken, or every fence held: none is.
+    for (word, fence) in [(3, 0), (0, 1)] {
+        let mut slots = fenced_slots(n, word, fence);
+        assert_eq!(claim(&mut slots).0, Outcome::CompareFailed);
+        assert_eq!(slots, fenced_slots(n, word, fence));
+    }
+
+    // Push two nodes, then pop: each push links to the head it replaced.
+    let mut nodes = [[9usize], [9usize]];
+    let mut heads = fenced_slots(n, 0, 0);
+    let base = heads.as_mut_ptr().cast::<u8>();
+    for node in &mut nodes {
+        let node = node.as_mut_ptr();
+        // SAFETY: the heads as above; the node is ours until linked.
+        let outcome = until_not_aborted(|_| unsafe {
+            fenced_push_at_current_raw(Index::Cpu, base, stride, n as u32, node)
+        });
+        assert_eq!(outcome, Outcome::Committed);
+    }
+    let linked: Vec<usize> = heads.iter().map(|h| h[0]).filter(|&h| h != 0).collect();
+    let addr = |k: usize| nodes[k].as_ptr() as usize;
+    if linked.len() == 1 {
+        // Both on one list: the second on top of the first.
+        assert_eq!((linked[0], nodes[1][0], nodes[0][0]), (addr(1), addr(0), 0));
+    } else {
+        // The thread moved between the pushes: one node on each list.
+        assert_eq!((nodes[0][0], nodes[1][0]), (0, 0));
+    }
+    let mut popped = 0;
+    // SAFETY: the heads' lists hold `nodes`, `next` at offset 0.
+    let outcome = until_not_aborted(|_| {
+        let (raw, node) = unsafe { fenced_pop_at_current_raw(Index::Cpu, base, stride, n as u32) };
+        popped = node;
+        raw
+    });
+    // The current CPU's list may be empty if the thread moved.
+    if outcome == Outcome::Committed {
+        assert!(popped == addr(0) || popped == addr(1));
+        assert!(
+            heads.iter().all(|h| h[0] != popped),
+            "the popped node is still linked"
+        );
+    } else {
+        assert_eq!(outcome, Outcome::CompareFailed);
+    }
+    // Every fence held: no pop.
+    let first = addr(0);
+    let mut heads = fenced_slots(n, first, 1);
+    let base = heads.as_mut_ptr().cast::<u8>();
+    // SAFETY: as above.
+    let outcome = until_not_aborted(|_| unsafe {
+        fenced_pop_at_current_raw(Index::Cpu, base, stride, n as u32).0
+    });
+    assert_eq!(outcome, Outcome::CompareFailed);
+    assert_eq!(heads, fenced_slots(n, first, 1));
+}
+
 #[test]
 fn mm_cid_sections_never_commit_on_an_unregistered_area() {
     on_unregistered_areas(
@@ -256,6 +372,7 @@ fn mm_cid_sections_never_commit_on_an_unregistered_area() {
             for cid in [0, 1, u32::MAX] {
                 none_commits(Index::MmCid, cid);
             }
+            no_fast_section_commits(Index::MmCid);
             let mut slots = [0isize; 4];
             // SAFETY: four slots of one word each.
             let added = unsafe {

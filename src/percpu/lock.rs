@@ -306,10 +306,12 @@ impl<T, I: IndexKind> PerCpuLock<T, I> {
     }
 
     /// One section on the current CPU's slot: the guard if it committed.
-    /// No registration, no wait and no fallback, so that everything around
-    /// the section stays in the caller's registers; any other outcome
-    /// (taken, aborted, not registered, fence path) is left to the callers'
-    /// cold paths, which start over.
+    /// The section reads the CPU itself (so it needs no CPU compare), finds
+    /// the slot, checks its fence and takes it. No registration, no wait
+    /// and no fallback, so that everything around the section stays in the
+    /// caller's registers; any other outcome (taken, aborted, not
+    /// registered, fence path) is left to the callers' cold paths, which
+    /// start over.
     #[inline(always)]
     fn lock_here(&self) -> Option<PerCpuLockGuard<'_, T>> {
         let (raw, cpu) = rseq::try_lock_here(I::INDEX, &self.slots, holder_word());
