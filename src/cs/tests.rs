@@ -332,8 +332,8 @@ fn the_fast_fenced_sections_take_the_slot_of_the_cpu_they_read() {
         assert_eq!((nodes[0][0], nodes[1][0]), (0, 0));
     }
     let mut popped = 0;
-    // SAFETY: the heads' lists hold `nodes`, `next` at offset 0.
     let outcome = until_not_aborted(|_| {
+        // SAFETY: the heads' lists hold `nodes`, `next` at offset 0.
         let (raw, node) = unsafe { fenced_pop_at_current_raw(Index::Cpu, base, stride, n as u32) };
         popped = node;
         raw
