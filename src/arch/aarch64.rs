@@ -700,6 +700,26 @@ pub(crate) unsafe fn load_add_load_load_add_store<const FIELD: usize>(
     }
 }
 
+/// The first steps of a section that finds its slot itself (the counter's
+/// add, the lock's and the stack's fast paths): the index from the area's
+/// indexed field into the named register, checked against `{slots}`. The
+/// unsigned compare also rejects -1 and -2, the `cpu_id` of an area that
+/// is not registered (for `mm_cid` the macro `rseq_asm!` checks `cpu_id`
+/// first); out of range, the section leaves through `93f`.
+macro_rules! index_at_current {
+    ($i:literal) => {
+        concat!(
+            "ldr {",
+            $i,
+            ":w}, [{rseq_area}, #{rseq_field}]\n",
+            "cmp {",
+            $i,
+            ":w}, {slots:w}\n",
+            "b.hs 93f"
+        )
+    };
+}
+
 /// The per-CPU counter's add: reads the index *inside* the section (after
 /// the `rseq_cs` store, so any later migration aborts it), bounds-checks
 /// it (an unregistered `cpu_id` of -1 or -2 fails the unsigned compare; for
@@ -723,9 +743,7 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
             area = area_offset(),
             field = FIELD,
             body = [
-                "ldr {i:w}, [{rseq_area}, #{rseq_field}]",
-                "cmp {i:w}, {slots:w}", // also rejects -1 and -2: unregistered
-                "b.hs 93f",
+                index_at_current!("i"),
                 "mul {i}, {i}, {stride}",
                 "ldr {s}, [{base}, {i}]",
                 "add {s}, {s}, {delta}",
@@ -857,9 +875,7 @@ pub(crate) unsafe fn fenced_claim_at_current<const FIELD: usize>(
             area = area_offset(),
             field = FIELD,
             body = [
-                "ldr {i:w}, [{rseq_area}, #{rseq_field}]",
-                "cmp {i:w}, {slots:w}", // also rejects -1 and -2: unregistered
-                "b.hs 93f",
+                index_at_current!("i"),
                 "madd {p}, {i}, {stride}, {base}",
                 "add {t}, {p}, #{fence}",
                 "ldar {t}, [{t}]", // acquire: pairs with the fence's release
@@ -908,9 +924,7 @@ pub(crate) unsafe fn fenced_push_at_current<const FIELD: usize>(
             area = area_offset(),
             field = FIELD,
             body = [
-                "ldr {p:w}, [{rseq_area}, #{rseq_field}]",
-                "cmp {p:w}, {slots:w}", // also rejects -1 and -2: unregistered
-                "b.hs 93f",
+                index_at_current!("p"),
                 "madd {p}, {p}, {stride}, {base}",
                 "add {t}, {p}, #{fence}",
                 "ldar {t}, [{t}]", // acquire: pairs with the fence's release
@@ -952,9 +966,7 @@ pub(crate) unsafe fn fenced_pop_at_current<const FIELD: usize>(
             area = area_offset(),
             field = FIELD,
             body = [
-                "ldr {p:w}, [{rseq_area}, #{rseq_field}]",
-                "cmp {p:w}, {slots:w}", // also rejects -1 and -2: unregistered
-                "b.hs 93f",
+                index_at_current!("p"),
                 "madd {p}, {p}, {stride}, {base}",
                 "add {t}, {p}, #{fence}",
                 "ldar {t}, [{t}]", // acquire: pairs with the fence's release

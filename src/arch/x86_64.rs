@@ -697,6 +697,27 @@ pub(crate) unsafe fn load_add_load_load_add_store<const FIELD: usize>(
     }
 }
 
+/// The first steps of a section that finds its slot itself (the counter's
+/// add, the lock's and the stack's fast paths): the index from the area's
+/// indexed field into the named register, checked against `{slots}`. The
+/// unsigned compare also rejects -1 and -2, the `cpu_id` of an area that
+/// is not registered (for `mm_cid`, which such an area reads as 0, the
+/// macro `rseq_asm!` checks `cpu_id` first); out of range, the section
+/// leaves through `93f`.
+macro_rules! index_at_current {
+    ($i:literal) => {
+        concat!(
+            "mov {",
+            $i,
+            ":e}, dword ptr fs:[{rseq_area} + {rseq_field}]\n",
+            "cmp {",
+            $i,
+            ":e}, {slots:e}\n",
+            "jae 93f"
+        )
+    };
+}
+
 /// The per-CPU counter's add: reads the index *inside* the section (after
 /// the `rseq_cs` store, so any later migration aborts it), bounds-checks
 /// it (an unregistered `cpu_id` of -1 or -2 fails the unsigned compare; for
@@ -720,9 +741,7 @@ pub(crate) unsafe fn add_at_current<const FIELD: usize>(
             area = area_offset(),
             field = FIELD,
             body = [
-                "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
-                "cmp {i:e}, {slots:e}", // also rejects -1 and -2: unregistered
-                "jae 93f",
+                index_at_current!("i"),
                 "imul {i}, {stride}",
                 "add qword ptr [{base} + {i}], {delta}", // commit
             ],
@@ -834,9 +853,7 @@ pub(crate) unsafe fn fenced_claim_at_current<const FIELD: usize>(
             area = area_offset(),
             field = FIELD,
             body = [
-                "mov {i:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
-                "cmp {i:e}, {slots:e}", // also rejects -1 and -2: unregistered
-                "jae 93f",
+                index_at_current!("i"),
                 "mov {o}, {i}",
                 "imul {o}, {stride}",
                 "cmp qword ptr [{base} + {o} + {fence}], 0",
@@ -882,9 +899,7 @@ pub(crate) unsafe fn fenced_push_at_current<const FIELD: usize>(
             area = area_offset(),
             field = FIELD,
             body = [
-                "mov {o:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
-                "cmp {o:e}, {slots:e}", // also rejects -1 and -2: unregistered
-                "jae 93f",
+                index_at_current!("o"),
                 "imul {o}, {stride}",
                 "cmp qword ptr [{base} + {o} + {fence}], 0",
                 "jne 93f",
@@ -924,9 +939,7 @@ pub(crate) unsafe fn fenced_pop_at_current<const FIELD: usize>(
             area = area_offset(),
             field = FIELD,
             body = [
-                "mov {o:e}, dword ptr fs:[{rseq_area} + {rseq_field}]",
-                "cmp {o:e}, {slots:e}", // also rejects -1 and -2: unregistered
-                "jae 93f",
+                index_at_current!("o"),
                 "imul {o}, {stride}",
                 "cmp qword ptr [{base} + {o} + {fence}], 0",
                 "jne 93f",
