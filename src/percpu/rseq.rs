@@ -199,14 +199,18 @@ mod imp {
     /// - `node` is the caller's until the commit links it, with its `next`
     ///   pointer at offset 0, as every node of `slots`'s lists.
     #[inline(always)]
-    pub(crate) unsafe fn push_here<S: Fenced>(index: Index, slots: &PerCpu<S>, node: usize) -> i32 {
+    pub(crate) unsafe fn push_here<S: Fenced>(
+        index: Index,
+        slots: &PerCpu<S>,
+        node: *mut usize,
+    ) -> i32 {
         if !index.provided() {
             return Outcome::CompareFailed as i32;
         }
         let (base, stride, len) = array(slots);
         // SAFETY: the slots as in `try_lock_here`, each a list head with
         // its fence after it; `node` is the caller's.
-        unsafe { cs::fenced_push_at_current_raw(index, base, stride, len, node as *mut usize) }
+        unsafe { cs::fenced_push_at_current_raw(index, base, stride, len, node) }
     }
 
     /// [`pop`] on the slot of the index the area holds, read inside the
@@ -449,18 +453,20 @@ mod imp {
     /// As the real push, which reads the head inside its section: here the
     /// head is read before it and compared in it, which commits the same
     /// pushes.
-    pub(crate) unsafe fn push_here<S: Fenced>(index: Index, slots: &PerCpu<S>, node: usize) -> i32 {
+    pub(crate) unsafe fn push_here<S: Fenced>(
+        index: Index,
+        slots: &PerCpu<S>,
+        node: *mut usize,
+    ) -> i32 {
         let Some((cpu, slot)) = slot_of(index, slots) else {
             return Outcome::CompareFailed as i32;
         };
         let head = slot.word().load(Ordering::Relaxed);
         // SAFETY: `node` is the caller's; its `next` (a real atomic in
         // every build) sits at offset 0.
-        unsafe {
-            (*(node as *const crate::sync::StaticAtomicUsize)).store(head, Ordering::Relaxed)
-        };
+        unsafe { (*node.cast::<crate::sync::StaticAtomicUsize>()).store(head, Ordering::Relaxed) };
         // SAFETY: the words of a live slot.
-        unsafe { push(index, slot.word(), slot.fence(), head, node, cpu) }
+        unsafe { push(index, slot.word(), slot.fence(), head, node as usize, cpu) }
     }
 
     pub(crate) unsafe fn pop_here<S: Fenced>(index: Index, slots: &PerCpu<S>) -> (i32, usize) {

@@ -174,7 +174,7 @@ impl<T, I: IndexKind> PerCpuStack<T, I> {
     fn push_here(&self, node: *mut Node<T>) -> bool {
         // SAFETY: `node` is ours until the commit publishes it; `next` is
         // at offset 0 of every node.
-        let raw = unsafe { rseq::push_here(I::INDEX, &self.slots, node as usize) };
+        let raw = unsafe { rseq::push_here(I::INDEX, &self.slots, node.cast()) };
         if raw == 0 {
             return true;
         }
