@@ -620,12 +620,14 @@ pub(crate) unsafe fn fenced_pop_raw(index: Index, head: *mut usize, cpu: u32) ->
 /// [`fenced_store_raw`] from 0 to `holder`. Slot `i` starts at
 /// `base + i * stride` with the lock word, and its fence follows. The raw
 /// result, with 1 also for an index out of range (the thread is not
-/// registered, or the kernel gives no `index`), and the index, meaningful
-/// only when the section committed.
+/// registered), and the index, meaningful only when the section committed.
 ///
 /// # Safety
 /// - `base` holds `slots` live slots of `stride` bytes, each laid out as
-///   above, whose words only these sections and the fence's holder write.
+///   above, whose words only these sections and the fence's holder write;
+/// - the kernel provides `index` ([`Index::provided`]): where it does not,
+///   the area's `mm_cid` reads 0 on every CPU, and threads on two CPUs
+///   would both commit on slot 0.
 #[inline(always)]
 #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
 pub(crate) unsafe fn fenced_claim_at_current_raw(
