@@ -625,9 +625,9 @@ pub(crate) unsafe fn fenced_pop_raw(index: Index, head: *mut usize, cpu: u32) ->
 /// # Safety
 /// - `base` holds `slots` live slots of `stride` bytes, each laid out as
 ///   above, whose words only these sections and the fence's holder write;
-/// - the kernel provides `index` ([`Index::provided`]): where it does not,
-///   the area's `mm_cid` reads 0 on every CPU, and threads on two CPUs
-///   would both commit on slot 0.
+/// - the kernel provides `index` ([`Index::provided`]), or `slots` is 0:
+///   where it does not, the area's `mm_cid` reads 0 on every CPU, and
+///   threads on two CPUs would both commit on slot 0.
 #[inline(always)]
 #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model has its own
 pub(crate) unsafe fn fenced_claim_at_current_raw(

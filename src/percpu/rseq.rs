@@ -45,7 +45,7 @@ pub(crate) enum Add {
 #[cfg(not(restartable_loom))]
 mod imp {
     use super::Add;
-    use crate::cs::{self, Index, Outcome};
+    use crate::cs::{self, Index};
     use crate::percpu::fence::{Fence, Fenced};
     use crate::percpu::PerCpu;
     use crate::sync::AtomicUsize;
@@ -160,8 +160,11 @@ mod imp {
     }
 
     /// The slot array as the fast sections take it: base, stride, length.
+    /// The length is 0 where the kernel does not provide `index` (an
+    /// area's `mm_cid` then reads 0 on every CPU): no index is in range,
+    /// and the section fails before it touches a slot.
     #[inline(always)]
-    fn array<S: Fenced>(slots: &PerCpu<S>) -> (*mut u8, usize, u32) {
+    fn array<S: Fenced>(index: Index, slots: &PerCpu<S>) -> (*mut u8, usize, u32) {
         let stride = core::mem::size_of::<crate::CachePadded<S>>();
         let base = slots.base();
         debug_assert!({
@@ -169,11 +172,17 @@ mod imp {
             let first = unsafe { slots.get_unchecked(0) };
             first.word().as_ptr().cast() == base && fence_follows(first.word(), first.fence())
         });
-        (base.cast(), stride, slots.len() as u32)
+        let len = if index.provided() {
+            slots.len() as u32
+        } else {
+            0
+        };
+        (base.cast(), stride, len)
     }
 
     /// [`try_lock`] on the slot of the index the area holds, read inside
-    /// the section (none where the kernel does not provide `index`): the
+    /// the section (none where the kernel does not provide `index`, see
+    /// [`array`]): the
     /// raw result and the index, meaningful when committed. The first try
     /// of the lock's fast path; it neither registers nor falls back.
     #[inline(always)]
@@ -182,10 +191,7 @@ mod imp {
         slots: &PerCpu<S>,
         holder: usize,
     ) -> (i32, u32) {
-        if !index.provided() {
-            return (Outcome::CompareFailed as i32, 0);
-        }
-        let (base, stride, len) = array(slots);
+        let (base, stride, len) = array(index, slots);
         // SAFETY: `len` live slots of `stride` bytes, each a lock word with
         // its fence after it (`Fenced`).
         unsafe { cs::fenced_claim_at_current_raw(index, base, stride, len, holder) }
@@ -204,10 +210,7 @@ mod imp {
         slots: &PerCpu<S>,
         node: *mut usize,
     ) -> i32 {
-        if !index.provided() {
-            return Outcome::CompareFailed as i32;
-        }
-        let (base, stride, len) = array(slots);
+        let (base, stride, len) = array(index, slots);
         // SAFETY: the slots as in `try_lock_here`, each a list head with
         // its fence after it; `node` is the caller's.
         unsafe { cs::fenced_push_at_current_raw(index, base, stride, len, node) }
@@ -221,10 +224,7 @@ mod imp {
     ///   and stays readable while a section on its CPU can still commit.
     #[inline(always)]
     pub(crate) unsafe fn pop_here<S: Fenced>(index: Index, slots: &PerCpu<S>) -> (i32, usize) {
-        if !index.provided() {
-            return (Outcome::CompareFailed as i32, 0);
-        }
-        let (base, stride, len) = array(slots);
+        let (base, stride, len) = array(index, slots);
         // SAFETY: the slots as in `push_here`; the nodes as the caller says.
         unsafe { cs::fenced_pop_at_current_raw(index, base, stride, len) }
     }
