@@ -522,3 +522,235 @@ fn yields_between_the_cpu_read_and_the_section_stay_exact() {
         .sum();
     assert_eq!(total, (THREADS * OPS) as isize);
 }
+
+/// Slots for the list operations that read the index themselves: a head
+/// (0, empty) and two words no operation may touch.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ListSlot {
+    head: isize,
+    guard: [isize; 2],
+}
+
+const GUARD: [isize; 2] = [-7, -8];
+
+fn list_slots() -> Vec<ListSlot> {
+    vec![
+        ListSlot {
+            head: 0,
+            guard: GUARD,
+        };
+        restartable::possible_cpus()
+    ]
+}
+
+/// The nodes linked from `slots`, list by list, each from its head.
+fn listed(slots: &[ListSlot]) -> Vec<Vec<isize>> {
+    slots
+        .iter()
+        .map(|s| {
+            let mut nodes = Vec::new();
+            let mut at = s.head;
+            while at != 0 {
+                assert!(nodes.len() < 1 << 16, "a list loops");
+                nodes.push(at);
+                // SAFETY: every listed node is a live `[isize; 2]`, `next` first.
+                at = unsafe { *(at as *const isize) };
+            }
+            nodes
+        })
+        .collect()
+}
+
+#[test]
+fn push_and_pop_at_current_use_the_list_of_the_cpu_they_run_on() {
+    for index in indexes() {
+        common::on_fresh_thread(move || {
+            let cpu = common::allowed_cpus()[0];
+            common::pin_to(cpu);
+            let mut slots = list_slots();
+            let (base, stride, n) = (
+                slots.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of::<ListSlot>(),
+                slots.len() as u32,
+            );
+            let mut nodes = [[0isize, 10], [0, 11]];
+            let (a, b) = (nodes[0].as_mut_ptr(), nodes[1].as_mut_ptr());
+            // Retries aborts: a pinned thread keeps its CPU, not always its
+            // concurrency id, so the list of an `mm_cid` may change.
+            let push = |node| {
+                // SAFETY: `n` slots of `stride` bytes, each starting with a
+                // head; the node is ours until linked.
+                commit(index, |_| unsafe {
+                    cs::push_at_current(index, base, stride, n, node)
+                })
+            };
+            let pop = || {
+                let mut popped = std::ptr::null_mut();
+                let outcome = commit(index, |_| {
+                    // SAFETY: as above; the listed nodes live to the end.
+                    let (outcome, node) = unsafe { cs::pop_at_current(index, base, stride, n) };
+                    popped = node;
+                    outcome
+                });
+                (outcome, popped)
+            };
+            assert_eq!(push(a), Outcome::Committed);
+            assert_eq!(push(b), Outcome::Committed);
+            assert!(
+                slots.iter().all(|s| s.guard == GUARD),
+                "a guard word changed"
+            );
+            let lists = listed(&slots);
+            let (a, b) = (a as isize, b as isize);
+            if index == Index::Cpu {
+                // On the pinned CPU's list (the fallback's too: it takes
+                // the slot of the CPU the thread runs on), the second on
+                // top of the first.
+                for (i, list) in lists.iter().enumerate() {
+                    let expected = if i == cpu { vec![b, a] } else { vec![] };
+                    assert_eq!(list, &expected, "list {i}");
+                }
+            } else {
+                let mut all: Vec<isize> = lists.concat();
+                all.sort();
+                assert_eq!(all, {
+                    let mut v = vec![a, b];
+                    v.sort();
+                    v
+                });
+            }
+            // Pops take the head of the current list; an empty list fails
+            // its comparison and changes nothing.
+            let mut popped = Vec::new();
+            loop {
+                assert!(popped.len() <= 2, "popped more nodes than pushed");
+                match pop() {
+                    (Outcome::Committed, node) => popped.push(node as isize),
+                    (outcome, node) => {
+                        assert_eq!(
+                            (outcome, node),
+                            (Outcome::CompareFailed, std::ptr::null_mut())
+                        );
+                        break;
+                    }
+                }
+            }
+            if index == Index::Cpu {
+                assert_eq!(popped, vec![b, a]);
+                assert!(slots.iter().all(|s| s.head == 0));
+            }
+            assert!(
+                slots.iter().all(|s| s.guard == GUARD),
+                "a guard word changed"
+            );
+            assert_eq!((nodes[0][1], nodes[1][1]), (10, 11), "a payload changed");
+        });
+    }
+}
+
+#[test]
+fn list_pushes_and_pops_at_current_stay_exact() {
+    // Each thread pops a node from the list it runs on and pushes it back,
+    // now and then after a yield that invites a migration: no node is lost
+    // or listed twice.
+    const THREADS: usize = 8;
+    const OPS: usize = 20_000;
+    const PER_CPU: usize = 4;
+    let cpus = restartable::possible_cpus();
+    let nodes: Vec<[isize; 2]> = (0..cpus * PER_CPU).map(|k| [0, k as isize]).collect();
+    let mut nodes = nodes.into_boxed_slice();
+    let mut slots = list_slots();
+    for (k, node) in nodes.iter_mut().enumerate() {
+        let slot = &mut slots[k % cpus];
+        node[0] = slot.head;
+        slot.head = node.as_mut_ptr() as isize;
+    }
+    let stride = std::mem::size_of::<ListSlot>();
+    let (base, n) = (slots.as_mut_ptr() as usize, cpus as u32);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let base = base as *mut u8;
+                let mut held = 0;
+                for op in 0..OPS {
+                    let node = loop {
+                        // SAFETY: `n` slots of `stride` bytes with a head
+                        // each; nodes live until the end of the test.
+                        match unsafe { cs::pop_at_current(Index::Cpu, base, stride, n) } {
+                            (Outcome::Aborted, _) => continue,
+                            (_, node) => break node,
+                        }
+                    };
+                    if node.is_null() {
+                        continue; // this CPU's list is empty just now
+                    }
+                    held += 1;
+                    if op % 8 == 0 {
+                        std::thread::yield_now();
+                    }
+                    // SAFETY: as above; the popped node is ours.
+                    while unsafe { cs::push_at_current(Index::Cpu, base, stride, n, node) }
+                        != Outcome::Committed
+                    {}
+                }
+                held
+            })
+        })
+        .collect();
+    let held: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(held > 0, "no pop found a node");
+    let mut all: Vec<isize> = listed(&slots).concat();
+    all.sort();
+    let mut expected: Vec<isize> = nodes.iter().map(|n| n.as_ptr() as isize).collect();
+    expected.sort();
+    assert_eq!(all, expected, "nodes lost or listed twice");
+    assert!(nodes.iter().enumerate().all(|(k, n)| n[1] == k as isize));
+    assert!(slots.iter().all(|s| s.guard == GUARD));
+}
+
+#[test]
+fn list_operations_at_current_refuse_too_few_slots() {
+    // No slots at all: a clear panic on every path.
+    let refused = std::panic::catch_unwind(|| {
+        let mut head = 0isize;
+        // SAFETY: never dereferenced with 0 slots.
+        unsafe { cs::pop_at_current(Index::Cpu, (&mut head as *mut isize).cast(), 8, 0) }
+    });
+    let message = refused.expect_err("0 slots accepted");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_else(|| message.downcast_ref::<&str>().unwrap().to_string());
+    assert!(message.contains("0 slots"), "{message}");
+    // Where sections run, a CPU beyond the slots given is refused too
+    // (the fallback takes the CPU modulo the slots).
+    let last = *common::allowed_cpus().last().unwrap();
+    if restartable::is_available() && last > 0 {
+        common::on_fresh_thread(move || {
+            common::pin_to(last);
+            let mut heads = vec![0isize; last];
+            let mut node = [0isize];
+            let (base, node) = (heads.as_mut_ptr() as usize, node.as_mut_ptr() as usize);
+            let refused = std::panic::catch_unwind(move || {
+                // SAFETY: `last` heads; the section never reaches slot `last`.
+                unsafe {
+                    cs::push_at_current(
+                        Index::Cpu,
+                        base as *mut u8,
+                        8,
+                        last as u32,
+                        node as *mut isize,
+                    )
+                }
+            });
+            let message = refused.expect_err("a CPU beyond the slots accepted");
+            let message = message
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default();
+            assert!(message.contains("beyond"), "{message}");
+            assert!(heads.iter().all(|&h| h == 0));
+        });
+    }
+}

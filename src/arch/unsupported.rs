@@ -349,3 +349,28 @@ pub(crate) unsafe fn fenced_pop_at_current<const FIELD: usize>(
 ) -> (i32, usize) {
     (-1, 0)
 }
+
+/// Not available: aborted (the area reads no index).
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn push_at_current<const FIELD: usize>(
+    _: *mut u8,
+    _: usize,
+    _: u32,
+    _: *mut usize,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted (the area reads no index).
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn pop_at_current<const FIELD: usize>(
+    _: *mut u8,
+    _: usize,
+    _: u32,
+) -> (i32, usize) {
+    (-1, 0)
+}

@@ -703,9 +703,17 @@ pub(crate) unsafe fn load_add_load_load_add_store<const FIELD: usize>(
 /// unsigned compare also rejects -1 and -2, the `cpu_id` of an area that
 /// is not registered (for `mm_cid`, which such an area reads as 0, the
 /// macro `rseq_asm!` checks `cpu_id` first); out of range, the section
-/// leaves through `93f`.
+/// leaves through `93f`, or with `abort` through the abort handler's `94f`
+/// (for sections whose `93f` means something else, written with
+/// `unregistered = abort`).
 macro_rules! index_at_current {
     ($i:literal) => {
+        index_at_current!($i, "93f")
+    };
+    ($i:literal, abort) => {
+        index_at_current!($i, "94f")
+    };
+    ($i:literal, $exit:literal) => {
         concat!(
             "mov {",
             $i,
@@ -713,7 +721,8 @@ macro_rules! index_at_current {
             "cmp {",
             $i,
             ":e}, {slots:e}\n",
-            "jae 93f"
+            "jae ",
+            $exit
         )
     };
 }
@@ -956,6 +965,89 @@ pub(crate) unsafe fn fenced_pop_at_current<const FIELD: usize>(
             slots = in(reg) slots,                 // number of slots
             stride = in(reg) stride,               // bytes per slot
             base = in(reg) base,                   // the slot array
+        )
+    };
+    (outcome, node)
+}
+
+/// The list push of [`crate::cs::push_at_current`]: on the slot of the
+/// index read inside the section, `node.next = *head; *head = node`, with
+/// `next` at offset 0 of the node and the head first in the slot. The head
+/// is read inside the section, so no compare is needed. Returns 0
+/// committed, -1 aborted or index out of range (the area is not
+/// registered); `node.next` may be written whatever the outcome.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each starting with a list head; `node` is the caller's, and
+/// writable.
+#[inline(always)]
+pub(crate) unsafe fn push_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    node: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            unregistered = abort,
+            body = [
+                index_at_current!("o", abort),
+                "imul {o}, {stride}",
+                "mov {t}, qword ptr [{base} + {o}]",
+                "mov qword ptr [{node}], {t}", // the node's `next`
+                "mov qword ptr [{base} + {o}], {node}", // commit
+            ],
+            o = out(reg) _,          // the index, then its byte offset
+            t = out(reg) _,          // the old head
+            slots = in(reg) slots,   // number of slots
+            stride = in(reg) stride, // bytes per slot
+            base = in(reg) base,     // the slot array
+            node = in(reg) node,     // the node to link
+        )
+    }
+}
+
+/// The list pop of [`crate::cs::pop_at_current`]: on the slot of the index
+/// read inside the section, unlinks the head node (`next` at offset 0).
+/// Returns `(outcome, node)`: 0 committed, 1 empty, -1 aborted or index
+/// out of range (not registered).
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each starting with a list head; nodes reachable from a head are
+/// readable while a section on its CPU can still commit.
+#[inline(always)]
+pub(crate) unsafe fn pop_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (i32, usize) {
+    let node: usize;
+    // SAFETY: forwarded from the caller.
+    let outcome = unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            unregistered = abort,
+            body = [
+                index_at_current!("o", abort),
+                "imul {o}, {stride}",
+                "mov {n}, qword ptr [{base} + {o}]",
+                "test {n}, {n}",
+                "jz 93f",
+                "mov {t}, qword ptr [{n}]",
+                "mov qword ptr [{base} + {o}], {t}", // commit
+            ],
+            o = out(reg) _,          // the index, then its byte offset
+            n = out(reg) node,       // the popped node
+            t = out(reg) _,          // its successor
+            slots = in(reg) slots,   // number of slots
+            stride = in(reg) stride, // bytes per slot
+            base = in(reg) base,     // the slot array
         )
     };
     (outcome, node)

@@ -172,6 +172,26 @@ pub(crate) unsafe fn load_cbeq_store_add_load_store(
     })
 }
 
+/// See [`super::push_at_current`]: `node.next = *head; *head = node`,
+/// lock-free. A push never suffers from a head that changed and came back
+/// between its read and its commit: `node.next` is that head either way.
+///
+/// # Safety
+/// `head` is valid and aligned; `node` is the caller's, valid and aligned.
+pub(crate) unsafe fn push(head: *mut isize, node: *mut isize) {
+    // SAFETY: `head` is valid and aligned (caller).
+    let word = unsafe { word(head) };
+    loop {
+        let top = word.load(Ordering::Relaxed);
+        // SAFETY: `node` is the caller's until the commit links it; the
+        // commit's `Release` publishes this store with it.
+        unsafe { node.write_volatile(top) };
+        if commit(word, top, node as isize) {
+            return;
+        }
+    }
+}
+
 /// See [`super::load_cbne_load_cbne_store`].
 ///
 /// # Safety

@@ -41,6 +41,12 @@ mod aarch64;
 /// the body must read it itself, as the per-CPU counter's add does).
 /// Operands follow the body, exactly as in `asm!`.
 ///
+/// A body that reads the index itself and gives `93f` another meaning (the
+/// list pop's "empty") writes `unregistered = abort` before `body`: the
+/// `mm_cid` check of step 5 then goes to the abort handler, and the body's
+/// own index check leaves through `94f`, so that an area that is not
+/// registered reads as an abort (-1), as it does with `cpu = ...`.
+///
 /// # Safety
 /// Must be used inside `unsafe`; the caller guarantees that
 /// - `area` is [`crate::area_offset()`]; the kernel aborts sections only
@@ -117,6 +123,15 @@ macro_rules! rseq_asm {
         $($operands:tt)*
     ) => {
         $crate::rseq_asm!(@emit $area, $field, "93f", [$($body),*], $($operands)*)
+    };
+    (
+        area = $area:expr,
+        field = $field:expr,
+        unregistered = abort,
+        body = [$($body:expr),* $(,)?],
+        $($operands:tt)*
+    ) => {
+        $crate::rseq_asm!(@emit $area, $field, "94f", [$($body),*], $($operands)*)
     };
     // `$unregistered`: where a section indexed by `mm_cid` goes when the
     // area is not registered (the abort handler when the macro checks the

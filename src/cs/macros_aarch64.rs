@@ -30,7 +30,11 @@
 /// 89. In the body, `{rseq_area}` names the register holding the area's
 /// *address* (the thread pointer plus `area`: A64 has no segment-relative
 /// addressing) and `{rseq_field}` the offset of the indexed field. Operands
-/// follow the body, exactly as in `asm!`. The body's loads and stores are
+/// follow the body, exactly as in `asm!`. With `unregistered = abort` (see
+/// the x86_64 form), the `mm_cid` check goes where an abort goes, and the
+/// body's own index check leaves through `97f`, this form's local abort
+/// exit (`94`, the handler, may lie out of a conditional branch's reach).
+/// The body's loads and stores are
 /// as weakly ordered as the instructions it uses: use `ldar`/`stlr` where
 /// another CPU must see them in order.
 ///
@@ -104,6 +108,15 @@ macro_rules! rseq_asm {
         $($operands:tt)*
     ) => {
         $crate::rseq_asm!(@emit $area, $field, "93f", [$($body),*], $($operands)*)
+    };
+    (
+        area = $area:expr,
+        field = $field:expr,
+        unregistered = abort,
+        body = [$($body:expr),* $(,)?],
+        $($operands:tt)*
+    ) => {
+        $crate::rseq_asm!(@emit $area, $field, "97f", [$($body),*], $($operands)*)
     };
     (@emit $area:expr, $field:expr, $unregistered:literal, [$($body:expr),*], $($operands:tt)*) => {{
         let rseq_outcome: i32;

@@ -570,6 +570,310 @@ pub unsafe fn add_at_current_unchecked(
     }
 }
 
+/// Pushes `node` on the list of the current CPU's slot (or `mm_cid`'s),
+/// reading the index *inside* the section: `node.next = head; head =
+/// node`. Slot `i` starts at `base + i * stride` with its list head; a
+/// node's first word is its `next`; an empty list's head is 0. The head is
+/// read inside the section, so there is no compare and no CPU to pass: a
+/// migration after the section starts aborts it. Returns
+/// [`Outcome::Committed`], or [`Outcome::Aborted`] (try again).
+///
+/// On threads that cannot run critical sections, pushes on the slot of
+/// [`fallback_cpu`](crate::fallback_cpu) (modulo `slots`) with a
+/// compare-exchange. The module's "Exactness" applies: where threads of
+/// both kinds share a list, keep them apart as it says.
+///
+/// # Safety
+/// - `base` holds `slots` slots of `stride` bytes, each starting with an
+///   aligned list head that only these operations and
+///   [`pop_at_current`] write, and `slots` exceeds every index the kernel
+///   may report ([`possible_cpus`](crate::possible_cpus) is enough);
+/// - `node` is aligned, valid for writes, and the caller's until the push
+///   links it; `node.next` may be written whatever the outcome.
+///
+/// # Panics
+/// If `slots` is 0, or the kernel reports an index of `slots` or more.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{pop_at_current, push_at_current, Index, Outcome};
+/// use std::ptr::null_mut;
+/// let n = restartable::possible_cpus();
+/// let mut heads = vec![0isize; n]; // every list empty
+/// let mut node = [0isize; 2]; // `next`, then a payload
+/// node[1] = 42;
+/// let (base, p) = (heads.as_mut_ptr().cast::<u8>(), node.as_mut_ptr());
+/// // SAFETY: `n` heads of 8 bytes, written only by these operations.
+/// while unsafe { push_at_current(Index::Cpu, base, 8, n as u32, p) } != Outcome::Committed {}
+/// let popped = loop {
+///     // SAFETY: as above; every listed node is alive.
+///     match unsafe { pop_at_current(Index::Cpu, base, 8, n as u32) } {
+///         (Outcome::Committed, node) => break node,
+///         // The thread moved: the node is on another CPU's list.
+///         (Outcome::CompareFailed, _) => break null_mut(),
+///         (Outcome::Aborted, _) => continue,
+///     }
+/// };
+/// assert!(popped.is_null() || popped == p);
+/// ```
+#[doc(alias = "rseq_load_cbne_store__ptr")]
+#[inline]
+pub unsafe fn push_at_current(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    node: *mut isize,
+) -> Outcome {
+    if index.provided() {
+        // SAFETY: the kernel provides `index`; the rest is the caller's.
+        let raw = unsafe { section_raw!(push_at_current, index, base, stride, slots, node.cast()) };
+        if raw == 0 {
+            return Outcome::Committed;
+        }
+    }
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_committed(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+        node: *mut isize,
+    ) -> Outcome {
+        match path_at_current(index, slots) {
+            Path::Aborted => Outcome::Aborted,
+            // SAFETY: forwarded from the caller.
+            Path::Again => unsafe {
+                counted(push_at_current_unchecked(index, base, stride, slots, node))
+            },
+            Path::Fallback(slot) => {
+                // SAFETY: `slot` is below `slots`; forwarded from the caller.
+                unsafe { fallback::push(base.add(slot * stride).cast(), node) };
+                Outcome::Committed
+            }
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { not_committed(index, base, stride, slots, node) }
+}
+
+/// [`push_at_current`] as the bare critical section.
+///
+/// On a thread whose area is not registered the section never commits:
+/// it reports [`Outcome::Aborted`] and writes no head. Take the fallback
+/// then.
+///
+/// # Safety
+/// As for [`push_at_current`], and for [`Index::MmCid`] the kernel
+/// provides `mm_cid` (feature size >= 28): an older kernel leaves it 0 on
+/// every CPU.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{push_at_current_unchecked, Index, Outcome};
+/// let n = restartable::possible_cpus();
+/// let mut heads = vec![0isize; n];
+/// let mut node = [0isize; 1];
+/// if restartable::is_available() {
+///     let base = heads.as_mut_ptr().cast::<u8>();
+///     // SAFETY: `n` heads of 8 bytes; the thread is registered.
+///     while unsafe { push_at_current_unchecked(Index::Cpu, base, 8, n as u32, node.as_mut_ptr()) }
+///         != Outcome::Committed
+///     {}
+///     assert_eq!(heads.iter().filter(|&&h| h == node.as_ptr() as isize).count(), 1);
+/// }
+/// ```
+#[inline(always)]
+pub unsafe fn push_at_current_unchecked(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    node: *mut isize,
+) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    Outcome::from_raw(unsafe {
+        section_raw!(push_at_current, index, base, stride, slots, node.cast())
+    })
+}
+
+/// Pops the head node of the list of the current CPU's slot (or
+/// `mm_cid`'s), reading the index *inside* the section. Slots and nodes
+/// as for [`push_at_current`]. Returns [`Outcome::Committed`] with the
+/// node, [`Outcome::CompareFailed`] where the list is empty, or
+/// [`Outcome::Aborted`] (try again); the pointer is null unless committed.
+///
+/// On threads that cannot run critical sections, pops from the slot of
+/// [`fallback_cpu`](crate::fallback_cpu) (modulo `slots`) under the
+/// module's striped lock, as [`load_cbeq_store_add_load_store`] does.
+///
+/// # Safety
+/// As for [`push_at_current`]; nodes reachable from a head stay readable
+/// while a pop of their CPU can still commit.
+///
+/// # Panics
+/// If `slots` is 0, or the kernel reports an index of `slots` or more.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{pop_at_current, Index, Outcome};
+/// let n = restartable::possible_cpus();
+/// let mut heads = vec![0isize; n];
+/// // SAFETY: `n` empty lists of 8 bytes each.
+/// let (outcome, node) = loop {
+///     match unsafe { pop_at_current(Index::Cpu, heads.as_mut_ptr().cast(), 8, n as u32) } {
+///         (Outcome::Aborted, _) => continue,
+///         done => break done,
+///     }
+/// };
+/// assert_eq!((outcome, node), (Outcome::CompareFailed, std::ptr::null_mut()));
+/// ```
+#[doc(alias = "rseq_load_cbeq_store_add_load_store__ptr")]
+#[inline]
+pub unsafe fn pop_at_current(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (Outcome, *mut isize) {
+    if index.provided() {
+        // SAFETY: the kernel provides `index`; the rest is the caller's.
+        let (raw, node) = unsafe { section_raw!(pop_at_current, index, base, stride, slots) };
+        if raw == 0 {
+            return (Outcome::Committed, node as *mut isize);
+        }
+        if raw > 0 {
+            return (Outcome::CompareFailed, core::ptr::null_mut());
+        }
+    }
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_committed(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+    ) -> (Outcome, *mut isize) {
+        match path_at_current(index, slots) {
+            Path::Aborted => (Outcome::Aborted, core::ptr::null_mut()),
+            Path::Again => {
+                // SAFETY: forwarded from the caller.
+                let (outcome, node) =
+                    unsafe { pop_at_current_unchecked(index, base, stride, slots) };
+                (counted(outcome), node)
+            }
+            Path::Fallback(slot) => {
+                let mut node = 0isize;
+                // SAFETY: `slot` is below `slots`; forwarded from the caller.
+                let outcome = unsafe {
+                    fallback::load_cbeq_store_add_load_store(
+                        base.add(slot * stride).cast(),
+                        0,
+                        0,
+                        &mut node,
+                    )
+                };
+                match outcome {
+                    Outcome::Committed => (outcome, node as *mut isize),
+                    _ => (outcome, core::ptr::null_mut()),
+                }
+            }
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { not_committed(index, base, stride, slots) }
+}
+
+/// [`pop_at_current`] as the bare critical section.
+///
+/// On a thread whose area is not registered the section never commits:
+/// it reports [`Outcome::Aborted`] and writes no head. Take the fallback
+/// then.
+///
+/// # Safety
+/// As for [`pop_at_current`], and for [`Index::MmCid`] the kernel provides
+/// `mm_cid` (feature size >= 28).
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{pop_at_current_unchecked, Index, Outcome};
+/// let n = restartable::possible_cpus();
+/// let mut node = [0isize; 1]; // `next` 0: the last node
+/// let mut heads = vec![node.as_mut_ptr() as isize; n]; // on every list
+/// if restartable::is_available() {
+///     let base = heads.as_mut_ptr().cast::<u8>();
+///     // SAFETY: `n` heads of 8 bytes; the thread is registered.
+///     let popped = loop {
+///         match unsafe { pop_at_current_unchecked(Index::Cpu, base, 8, n as u32) } {
+///             (Outcome::Committed, node) => break node,
+///             _ => continue,
+///         }
+///     };
+///     assert_eq!(popped, node.as_mut_ptr());
+///     assert_eq!(heads.iter().filter(|&&h| h == 0).count(), 1);
+/// }
+/// ```
+#[inline(always)]
+pub unsafe fn pop_at_current_unchecked(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (Outcome, *mut isize) {
+    // SAFETY: forwarded from the caller.
+    let (raw, node) = unsafe { section_raw!(pop_at_current, index, base, stride, slots) };
+    match Outcome::from_raw(raw) {
+        Outcome::Committed => (Outcome::Committed, node as *mut isize),
+        outcome => (outcome, core::ptr::null_mut()),
+    }
+}
+
+/// Where a list operation that reads its index goes after its section
+/// did not commit.
+enum Path {
+    /// Registered: the kernel aborted the section; the caller retries.
+    Aborted,
+    /// Registered lazily just now: run the section again.
+    Again,
+    /// No section runs on this thread (or the kernel lacks the index): the
+    /// fallback, on this slot.
+    Fallback(usize),
+}
+
+/// The cold path of [`push_at_current`] and [`pop_at_current`].
+fn path_at_current(index: Index, slots: u32) -> Path {
+    assert!(
+        slots > 0,
+        "restartable: a per-CPU list operation on 0 slots"
+    );
+    if index.provided() {
+        // Registered before the section, or lazily just now.
+        let registered = current_index_raw(Index::Cpu) >= 0;
+        if registered || crate::is_available() {
+            let i = current_index_raw(index) as u32;
+            assert!(
+                i < slots,
+                "restartable: the kernel reports {index:?} {i}, beyond the {slots} slots given"
+            );
+            if registered {
+                note_abort();
+                return Path::Aborted;
+            }
+            return Path::Again;
+        }
+    }
+    Path::Fallback((crate::fallback_cpu() % slots) as usize)
+}
+
+/// `outcome`, counting it where it is an abort.
+fn counted(outcome: Outcome) -> Outcome {
+    if outcome == Outcome::Aborted {
+        note_abort();
+    }
+    outcome
+}
+
 /// Where the per-CPU lock's and stack's sections find a slot's fence: this
 /// many bytes past the word they guard (the lock word, the list head). The
 /// sections address it from that word, so they need no register for it;

@@ -274,6 +274,34 @@ fn no_fast_section_commits(index: Index) {
     let (raw, _) = unsafe { fenced_pop_at_current_raw(index, base, stride, n as u32) };
     assert_eq!(raw, 1, "fenced_pop_at_current ({index:?})");
     assert_eq!(slots, fenced_slots(n, first, 0), "the pop wrote a slot");
+
+    // The list's sections, whose `93f` means "empty": an area that is not
+    // registered reads as an abort, and nothing is written, `node` included.
+    let mut heads = [0isize; 4];
+    let mut node = [5isize];
+    let base = heads.as_mut_ptr().cast::<u8>();
+    // SAFETY: four heads of 8 bytes; `node` is ours.
+    let o = unsafe { push_at_current_unchecked(index, base, 8, 4, node.as_mut_ptr()) };
+    refused(
+        "push_at_current",
+        index,
+        0,
+        o,
+        heads == [0; 4] && node == [5],
+    );
+    let mut next = 0isize; // a one-node list on every head
+    let top = &mut next as *mut isize as isize;
+    let mut heads = [top; 4];
+    let base = heads.as_mut_ptr().cast::<u8>();
+    // SAFETY: as above; every list holds `next`'s node.
+    let (o, popped) = unsafe { pop_at_current_unchecked(index, base, 8, 4) };
+    refused(
+        "pop_at_current",
+        index,
+        0,
+        o,
+        heads == [top; 4] && popped.is_null(),
+    );
 }
 
 #[test]
