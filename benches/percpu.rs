@@ -341,6 +341,26 @@ fn cs_pop_push(s: &CsState) {
     pop_push!(s, on_current)
 }
 
+/// A node popped from the current CPU's list and pushed back, with the
+/// operations that read the CPU inside their section.
+#[inline(always)]
+fn cs_pop_push_at_current(s: &CsState) {
+    let (base, stride, n) = s.slots.slot_array();
+    // SAFETY: `head` lies at this offset in every slot.
+    let heads = unsafe { base.add(core::mem::offset_of!(CsSlot, head)) };
+    let node = loop {
+        // SAFETY: `n` slots of `stride` bytes, a head in each; the lists
+        // hold nodes of `_nodes`, `next` at offset 0.
+        match unsafe { cs::pop_at_current(Index::Cpu, heads, stride, n) } {
+            (Outcome::Committed, node) => break node,
+            _ => continue, // aborted (every list holds nodes)
+        }
+    };
+    // SAFETY: as above; `node` is ours until the push links it again.
+    while unsafe { cs::push_at_current(Index::Cpu, heads, stride, n, node) } != Outcome::Committed {
+    }
+}
+
 /// [`cs_pop_push`] retried as the comparison with the shape retries.
 #[inline(always)]
 fn cs_pop_push_ours(s: &CsState) {
@@ -805,10 +825,17 @@ fn shape_table(threads: usize) {
     let (a, b) = measure_pair(
         threads,
         cs_state(),
+        |s: &CsState| cs_pop_push_at_current(s),
+        |s: &CsState| shape_pop_push(s),
+    );
+    rows.push(("list pop + push (at_current)", a, b));
+    let (a, b) = measure_pair(
+        threads,
+        cs_state(),
         |s: &CsState| cs_pop_push_ours(s),
         |s: &CsState| shape_pop_push(s),
     );
-    rows.push(("list pop + push", a, b));
+    rows.push(("list pop + push (CPU passed)", a, b));
     let (a, b) = measure_pair(
         threads,
         Arc::new(Counters {

@@ -313,9 +313,43 @@ impl<T> PerCpu<T> {
     /// start of its `CachePadded`), and the slots' words that sections
     /// write are atomics.
     #[inline(always)]
-    #[cfg_attr(restartable_loom, allow(dead_code))] // the loom model picks slots itself
     pub(crate) fn base(&self) -> *mut T {
         self.slots.as_ptr().cast_mut().cast()
+    }
+
+    /// The slots as the `cs` operations that find their slot themselves
+    /// take them ([`cs::push_at_current`](crate::cs::push_at_current),
+    /// [`cs::pop_at_current`](crate::cs::pop_at_current),
+    /// [`cs::add_at_current_unchecked`](crate::cs::add_at_current_unchecked)):
+    /// the address of slot 0's `T`, the bytes from one slot to the next,
+    /// and the number of slots. Add a field's offset to the address to
+    /// name that field in every slot. The words those operations write must
+    /// be atomics (or otherwise in an `UnsafeCell`): they write through a
+    /// shared `PerCpu`.
+    ///
+    /// # Examples
+    /// ```
+    /// use restartable::cs::{pop_at_current, push_at_current, Index, Outcome};
+    /// use restartable::PerCpu;
+    /// use std::sync::atomic::AtomicIsize;
+    ///
+    /// let heads = PerCpu::new(|_| AtomicIsize::new(0));
+    /// let (base, stride, n) = heads.slot_array();
+    /// let mut node = [0isize];
+    /// // SAFETY: `n` slots of `stride` bytes, each starting with a head.
+    /// while unsafe { push_at_current(Index::Cpu, base, stride, n, node.as_mut_ptr()) }
+    ///     != Outcome::Committed
+    /// {}
+    /// let listed = heads.iter().filter(|h| h.load(std::sync::atomic::Ordering::Relaxed) != 0);
+    /// assert_eq!(listed.count(), 1);
+    /// ```
+    #[inline]
+    pub fn slot_array(&self) -> (*mut u8, usize, u32) {
+        (
+            self.base().cast(),
+            core::mem::size_of::<CachePadded<T>>(),
+            self.len() as u32,
+        )
     }
 
     /// Slot `i`, mutably.
