@@ -19,7 +19,8 @@
  *
  * On x86_64 with a GNU C compiler (gcc, clang) restartable_cpu(),
  * restartable_cpu_start(), restartable_mm_cid(), every critical-section
- * operation (by CPU and by mm_cid) and the counter's add are static inline
+ * operation (by CPU and by mm_cid), the list push and pop at the current CPU
+ * and the counter's add are static inline
  * functions; on aarch64 restartable_cpu(), the two basic operations and the
  * counter's add are static inline
  * functions: no call on the fast path. Elsewhere they are calls into the
@@ -455,6 +456,44 @@ int restartable_load_add_load_load_add_store_slow(intptr_t *ptr, intptr_t off, i
                                                   int cpu);
 int restartable_load_add_load_load_add_store_mm_cid_slow(intptr_t *ptr, intptr_t off, intptr_t inc,
                                                          int cid);
+
+/* The number of possible CPUs: what a slot array indexed by CPU (or by
+   concurrency id) needs. */
+uint32_t restartable_possible_cpus(void);
+
+/*
+ * Per-CPU lists whose operations find their slot themselves: the section
+ * reads the CPU (or mm_cid) after it is armed, so there is no CPU to pass
+ * and no CPU compare; a migration aborts it. Slot i starts at
+ * (char *)heads + i * stride with the list's head (0: empty); a node's
+ * first word is its `next`.
+ *
+ *   push: node->next = head; head = node. RESTARTABLE_COMMITTED or
+ *         RESTARTABLE_ABORTED (retry); node->next may be written either way.
+ *   pop:  unlinks the head node into *node: RESTARTABLE_COMMITTED, or
+ *         RESTARTABLE_COMPARE_FAILED (empty) or RESTARTABLE_ABORTED (retry)
+ *         with *node NULL.
+ *
+ * Both return -EINVAL, touching nothing, for a NULL or misaligned heads or
+ * node, a stride that is not a whole number of words, or fewer slots than
+ * restartable_possible_cpus(). On x86_64 they are static inline functions
+ * whose cold path calls the `_slow` function of the same name (which
+ * checks the arguments); elsewhere they are calls. Threads without rseq
+ * push with a compare-exchange and pop under a striped lock, on the slot
+ * of their CPU.
+ *
+ *     int restartable_push_at_current(void *heads, size_t stride, uint32_t slots,
+ *                                     intptr_t *node);
+ *     int restartable_pop_at_current(void *heads, size_t stride, uint32_t slots,
+ *                                    intptr_t **node);
+ *     (and the _mm_cid forms, indexed by concurrency id)
+ */
+int restartable_push_at_current_slow(void *heads, size_t stride, uint32_t slots, intptr_t *node);
+int restartable_push_at_current_mm_cid_slow(void *heads, size_t stride, uint32_t slots,
+                                            intptr_t *node);
+int restartable_pop_at_current_slow(void *heads, size_t stride, uint32_t slots, intptr_t **node);
+int restartable_pop_at_current_mm_cid_slow(void *heads, size_t stride, uint32_t slots,
+                                           intptr_t **node);
 
 /* ------------------------------------------------------------------------ */
 /* Per-CPU counter                                                           */
@@ -1054,6 +1093,86 @@ RESTARTABLE_INLINE_BOTH_(RESTARTABLE_INLINE_LOAD_CBNE_MEMCPY_STORE_,
 RESTARTABLE_INLINE_BOTH_(RESTARTABLE_INLINE_LOAD_ADD_LOAD_LOAD_ADD_STORE_,
                          restartable_load_add_load_load_add_store)
 
+/* The list operations that read the index inside their section (see "Per-CPU
+   lists" above). A failed index check (not registered, or an index beyond
+   `slots`) goes to the cold path, which registers, falls back or refuses
+   the arguments. */
+#define RESTARTABLE_INLINE_PUSH_AT_CURRENT_(name, slow, field)                                   \
+    static inline int name(void *heads, size_t stride, uint32_t slots, intptr_t *node)           \
+    {                                                                                            \
+        __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")                               \
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")                                  \
+                     RESTARTABLE_CS_ARM("3", "rax")                                              \
+                     RESTARTABLE_CS_START("1")                                                   \
+                     RESTARTABLE_CS_REGISTERED_CHECK(field, "%l[cold]")                          \
+                     "movl %%fs:" field "(%[rseq_area]), %%eax\n\t"                              \
+                     "cmpl %[slots], %%eax\n\t" /* also rejects -1, -2: not registered */       \
+                     "jae %l[cold]\n\t"                                                          \
+                     "imulq %[stride], %%rax\n\t"                                                \
+                     "movq (%[heads], %%rax), %%rcx\n\t"                                         \
+                     "movq %%rcx, (%[node])\n\t" /* the node's next */                           \
+                     "movq %[node], (%[heads], %%rax)\n\t" /* the commit */                      \
+                     RESTARTABLE_CS_POST_COMMIT("2")                                             \
+                     RESTARTABLE_CS_ABORT("4", "%l[aborted]")                                    \
+                     :                                                                           \
+                     : [rseq_area] "r"(restartable_area_offset), [slots] "r"(slots),             \
+                       [stride] "r"(stride), [heads] "r"(heads), [node] "r"(node)                \
+                     : "memory", "cc", "rax", "rcx"                                              \
+                     : cold, aborted);                                                           \
+        return RESTARTABLE_COMMITTED;                                                            \
+    aborted:                                                                                     \
+        return RESTARTABLE_ABORTED;                                                              \
+    cold:                                                                                        \
+        return slow(heads, stride, slots, node);                                                 \
+    }
+
+#define RESTARTABLE_INLINE_POP_AT_CURRENT_(name, slow, field)                                    \
+    static inline int name(void *heads, size_t stride, uint32_t slots, intptr_t **node)          \
+    {                                                                                            \
+        __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")                               \
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")                                  \
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[empty]")                                 \
+                     RESTARTABLE_CS_ARM("3", "rax")                                              \
+                     RESTARTABLE_CS_START("1")                                                   \
+                     RESTARTABLE_CS_REGISTERED_CHECK(field, "%l[cold]")                          \
+                     "movl %%fs:" field "(%[rseq_area]), %%eax\n\t"                              \
+                     "cmpl %[slots], %%eax\n\t" /* also rejects -1, -2: not registered */       \
+                     "jae %l[cold]\n\t"                                                          \
+                     "imulq %[stride], %%rax\n\t"                                                \
+                     "movq (%[heads], %%rax), %%rcx\n\t"                                         \
+                     "testq %%rcx, %%rcx\n\t"                                                    \
+                     "jz %l[empty]\n\t"                                                          \
+                     "movq %%rcx, (%[node])\n\t" /* the popped node, for the caller */           \
+                     "movq (%%rcx), %%rcx\n\t"                                                   \
+                     "movq %%rcx, (%[heads], %%rax)\n\t" /* the commit */                        \
+                     RESTARTABLE_CS_POST_COMMIT("2")                                             \
+                     RESTARTABLE_CS_ABORT("4", "%l[aborted]")                                    \
+                     :                                                                           \
+                     : [rseq_area] "r"(restartable_area_offset), [slots] "r"(slots),             \
+                       [stride] "r"(stride), [heads] "r"(heads), [node] "r"(node)                \
+                     : "memory", "cc", "rax", "rcx"                                              \
+                     : cold, empty, aborted);                                                    \
+        return RESTARTABLE_COMMITTED;                                                            \
+    empty:                                                                                       \
+        *node = NULL;                                                                            \
+        return RESTARTABLE_COMPARE_FAILED;                                                       \
+    aborted:                                                                                     \
+        *node = NULL;                                                                            \
+        return RESTARTABLE_ABORTED;                                                              \
+    cold:                                                                                        \
+        return slow(heads, stride, slots, node);                                                 \
+    }
+
+RESTARTABLE_INLINE_PUSH_AT_CURRENT_(restartable_push_at_current, restartable_push_at_current_slow,
+                                    RESTARTABLE_CPU_ID_FIELD)
+RESTARTABLE_INLINE_PUSH_AT_CURRENT_(restartable_push_at_current_mm_cid,
+                                    restartable_push_at_current_mm_cid_slow,
+                                    RESTARTABLE_MM_CID_FIELD)
+RESTARTABLE_INLINE_POP_AT_CURRENT_(restartable_pop_at_current, restartable_pop_at_current_slow,
+                                   RESTARTABLE_CPU_ID_FIELD)
+RESTARTABLE_INLINE_POP_AT_CURRENT_(restartable_pop_at_current_mm_cid,
+                                   restartable_pop_at_current_mm_cid_slow, RESTARTABLE_MM_CID_FIELD)
+
 /* Adds `delta` (wrapping) to the current CPU's slot. The section reads
    cpu_id itself, after arming, so no separate CPU check is needed: any
    migration after that point aborts it. No "memory" clobber: the section
@@ -1271,6 +1390,10 @@ int restartable_load_cbne_memcpy_store_release_mm_cid(intptr_t *v, intptr_t expe
 int restartable_load_add_load_load_add_store(intptr_t *ptr, intptr_t off, intptr_t inc, int cpu);
 int restartable_load_add_load_load_add_store_mm_cid(intptr_t *ptr, intptr_t off, intptr_t inc,
                                                     int cid);
+int restartable_push_at_current(void *heads, size_t stride, uint32_t slots, intptr_t *node);
+int restartable_push_at_current_mm_cid(void *heads, size_t stride, uint32_t slots, intptr_t *node);
+int restartable_pop_at_current(void *heads, size_t stride, uint32_t slots, intptr_t **node);
+int restartable_pop_at_current_mm_cid(void *heads, size_t stride, uint32_t slots, intptr_t **node);
 #endif
 
 /* ------------------------------------------------------------------------ */

@@ -323,6 +323,139 @@ c_operation!(load_add_load_load_add_store:
     restartable_load_add_load_load_add_store_mm_cid / restartable_load_add_load_load_add_store_mm_cid_slow(
         ptr: *mut isize, off: isize, inc: isize));
 
+/// `uint32_t restartable_possible_cpus(void)`: the number of possible
+/// CPUs, what a slot array indexed by CPU (or by concurrency id) needs.
+#[no_mangle]
+pub extern "C" fn restartable_possible_cpus() -> u32 {
+    crate::possible_cpus() as u32
+}
+
+/// Whether the slots a C caller passes to a list operation at the current
+/// CPU are sound: a head per possible CPU, aligned, `stride` a whole
+/// number of words apart.
+fn list_slots_ok(heads: *mut u8, stride: usize, slots: u32) -> bool {
+    let word = core::mem::align_of::<isize>();
+    !heads.is_null()
+        && heads as usize % word == 0
+        && stride >= word
+        && stride % word == 0
+        && slots as usize >= crate::possible_cpus()
+}
+
+/// Defines the C functions of a list operation at the current CPU, by CPU
+/// and by `mm_cid`, each with the `_slow` name of the header's cold path.
+macro_rules! c_list_operation {
+    (
+        $(#[$doc:meta])*
+        $ret:ty: $cpu_name:ident / $cpu_slow:ident, $cid_name:ident / $cid_slow:ident
+            ( $($arg:ident : $ty:ty),* ) $body:expr
+    ) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The slot array holds `slots` live heads `stride` bytes apart,
+        /// written only by these operations; nodes as the Rust operation
+        /// says.
+        #[no_mangle]
+        pub unsafe extern "C" fn $cpu_name($($arg: $ty),*) -> $ret {
+            // SAFETY: forwarded from the caller.
+            unsafe { $body(Index::Cpu, $($arg),*) }
+        }
+
+        #[doc = concat!("[`", stringify!($cpu_name), "`] indexed by concurrency id.")]
+        ///
+        /// # Safety
+        /// As the CPU-indexed form.
+        #[no_mangle]
+        pub unsafe extern "C" fn $cid_name($($arg: $ty),*) -> $ret {
+            // SAFETY: forwarded from the caller.
+            unsafe { $body(Index::MmCid, $($arg),*) }
+        }
+
+        #[doc = concat!("The cold path of the header's inline `", stringify!($cpu_name),
+            "`; the same as the out-of-line function.")]
+        ///
+        /// # Safety
+        /// As the CPU-indexed form.
+        #[no_mangle]
+        #[cold]
+        pub unsafe extern "C" fn $cpu_slow($($arg: $ty),*) -> $ret {
+            // SAFETY: forwarded from the caller.
+            unsafe { $cpu_name($($arg),*) }
+        }
+
+        #[doc = concat!("The cold path of the header's inline `", stringify!($cid_name),
+            "`; the same as the out-of-line function.")]
+        ///
+        /// # Safety
+        /// As the CPU-indexed form.
+        #[no_mangle]
+        #[cold]
+        pub unsafe extern "C" fn $cid_slow($($arg: $ty),*) -> $ret {
+            // SAFETY: forwarded from the caller.
+            unsafe { $cid_name($($arg),*) }
+        }
+    };
+}
+
+/// [`cs::push_at_current`] for C: 0 committed, -1 aborted, `-EINVAL`
+/// (touching nothing) for a null or misaligned `heads` or `node`, a
+/// `stride` that is not a whole number of words, or fewer `slots` than
+/// possible CPUs.
+unsafe fn c_push(
+    index: Index,
+    heads: *mut u8,
+    stride: usize,
+    slots: u32,
+    node: *mut isize,
+) -> c_int {
+    if !list_slots_ok(heads, stride, slots) || node.is_null() || !node.is_aligned() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: checked above as far as C can be; the rest is the caller's.
+    unsafe { cs::push_at_current(index, heads, stride, slots, node) as c_int }
+}
+
+/// [`cs::pop_at_current`] for C: 0 committed (`*node` the node), 1 empty,
+/// -1 aborted (`*node` null for both), `-EINVAL` (touching nothing) for a
+/// null `node` or slots as [`c_push`] refuses them.
+unsafe fn c_pop(
+    index: Index,
+    heads: *mut u8,
+    stride: usize,
+    slots: u32,
+    node: *mut *mut isize,
+) -> c_int {
+    if !list_slots_ok(heads, stride, slots) || node.is_null() || !node.is_aligned() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: checked above as far as C can be; the rest is the caller's.
+    let (outcome, popped) = unsafe { cs::pop_at_current(index, heads, stride, slots) };
+    // SAFETY: `node` is a valid out-pointer (caller).
+    unsafe { node.write(popped) };
+    outcome as c_int
+}
+
+c_list_operation!(
+    /// `int restartable_push_at_current(void *heads, size_t stride,
+    /// uint32_t slots, intptr_t *node)`: pushes `node` on the list of the
+    /// slot of the CPU the thread runs on, found inside the section (see
+    /// [`c_push`] for the results).
+    c_int:
+    restartable_push_at_current / restartable_push_at_current_slow,
+    restartable_push_at_current_mm_cid / restartable_push_at_current_mm_cid_slow(
+        heads: *mut u8, stride: usize, slots: u32, node: *mut isize) c_push
+);
+c_list_operation!(
+    /// `int restartable_pop_at_current(void *heads, size_t stride, uint32_t
+    /// slots, intptr_t **node)`: pops the head node of the list of the slot
+    /// of the CPU the thread runs on (see [`c_pop`] for the results).
+    c_int:
+    restartable_pop_at_current / restartable_pop_at_current_slow,
+    restartable_pop_at_current_mm_cid / restartable_pop_at_current_mm_cid_slow(
+        heads: *mut u8, stride: usize, slots: u32, node: *mut *mut isize) c_pop
+);
+
 /// `restartable_percpu_counter_t`: a [`PerCpuCounter`] behind a handle
 /// whose first fields let the header's inline add find the slots, which
 /// follow the handle in the same allocation: slot `i` starts at

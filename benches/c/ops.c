@@ -235,6 +235,16 @@ BENCH(s_list, {
                                                                cpu)))
 })
 
+/* The same with the operations that read the CPU inside their section: no
+   CPU read before them, no CPU compare in them. */
+BENCH(o_list_here, {
+    intptr_t *node = NULL;
+    while (restartable_pop_at_current(&slots[0].head, sizeof(struct slot), MAX_CPUS, &node) != 0)
+        ;
+    while (restartable_push_at_current(&slots[0].head, sizeof(struct slot), MAX_CPUS, node) != 0)
+        ;
+})
+
 /* The per-CPU lock of librseq's tests: a section sets the lock word 0 -> 1,
    the holder updates its data, a release store clears the word. */
 BENCH(o_lock, {
@@ -277,7 +287,8 @@ static const struct pair pairs[] = {
     {"load_cbne_store_store_release", o_ssr, s_ss},
     {"load_cbne_memcpy_store (16 B)", o_mc, s_mc},
     {"load_cbne_memcpy_store_release (16 B)", o_mcr, s_mc},
-    {"list pop + push", o_list, s_list},
+    {"list pop + push (at_current)", o_list_here, s_list},
+    {"list pop + push (CPU passed)", o_list, s_list},
     {"per-CPU lock + unlock", o_lock, s_lock},
     {"counter add / shape add", o_counter, s_counter},
 };

@@ -419,6 +419,7 @@ static void report(void)
 struct form_slot {
     intptr_t add, cbne, cbne2, zero, ss, ss2, ssr, ssr2, mc, mcr, chased;
     intptr_t head;
+    intptr_t lhead; /* the list of the operations that read the index */
     char buf[16], bufr[16];
     intptr_t *chain[2]; /* chain[1] points at `chased` */
     intptr_t *root;     /* points at chain: *root + off holds &chased */
@@ -426,9 +427,11 @@ struct form_slot {
 
 static struct form_slot form_cpu[MAX_CPUS], form_cid[MAX_CPUS];
 static intptr_t form_nodes[2][MAX_CPUS][FORM_NODES][2];
+static intptr_t form_lnodes[2][MAX_CPUS][FORM_NODES][2];
 static long form_n;
 
-static void form_init(struct form_slot *slots, intptr_t (*nodes)[FORM_NODES][2])
+static void form_init(struct form_slot *slots, intptr_t (*nodes)[FORM_NODES][2],
+                      intptr_t (*lnodes)[FORM_NODES][2])
 {
     for (int c = 0; c < MAX_CPUS; c++) {
         slots[c].chain[1] = &slots[c].chased;
@@ -436,6 +439,8 @@ static void form_init(struct form_slot *slots, intptr_t (*nodes)[FORM_NODES][2])
         for (int k = 0; k < FORM_NODES; k++) {
             nodes[c][k][0] = slots[c].head;
             slots[c].head = (intptr_t)nodes[c][k];
+            lnodes[c][k][0] = slots[c].lhead;
+            slots[c].lhead = (intptr_t)lnodes[c][k];
         }
     }
 }
@@ -526,6 +531,24 @@ static const char pattern[] = "restartable-copy"; /* 16 bytes and a NUL */
                        (*(volatile intptr_t *)node = *(volatile intptr_t *)&s->head,                 \
                         restartable_load_cbne_store##sfx(&s->head, *(volatile intptr_t *)node,       \
                                                          node, cpu)))                                \
+        /* The same with the operations that find their slot themselves. */                          \
+        {                                                                                            \
+            intptr_t *lnode = NULL;                                                                  \
+            int r_;                                                                                  \
+            do                                                                                       \
+                r_ = restartable_pop_at_current##sfx(&(slots)[0].lhead, sizeof(struct form_slot),    \
+                                                     MAX_CPUS, &lnode);                              \
+            while (r_ == RESTARTABLE_ABORTED);                                                       \
+            CHECK(r_ == RESTARTABLE_COMMITTED || r_ == RESTARTABLE_COMPARE_FAILED);                  \
+            CHECK((r_ == RESTARTABLE_COMMITTED) == (lnode != NULL));                                 \
+            if (lnode) {                                                                             \
+                do                                                                                   \
+                    r_ = restartable_push_at_current##sfx(&(slots)[0].lhead,                         \
+                                                          sizeof(struct form_slot), MAX_CPUS, lnode);\
+                while (r_ == RESTARTABLE_ABORTED);                                                   \
+                CHECK_EQ(r_, RESTARTABLE_COMMITTED);                                                 \
+            }                                                                                        \
+        }                                                                                            \
     } while (0)
 
 static void *form_thread(void *arg)
@@ -542,7 +565,7 @@ static void *form_thread(void *arg)
 static void form_check(const struct form_slot *slots, const char *what)
 {
     intptr_t add = 0, cbne = 0, cbne2 = 0, ss = 0, ssr = 0, mc = 0, mcr = 0, chased = 0;
-    long nodes = 0;
+    long nodes = 0, lnodes = 0;
     long want = (long)FORM_THREADS * form_n;
     for (int c = 0; c < MAX_CPUS; c++) {
         const struct form_slot *s = &slots[c];
@@ -565,6 +588,8 @@ static void form_check(const struct form_slot *slots, const char *what)
             CHECK(memcmp(s->bufr, pattern, 16) == 0);
         for (intptr_t n = s->head; n; n = *(intptr_t *)n)
             nodes++;
+        for (intptr_t n = s->lhead; n; n = *(intptr_t *)n)
+            lnodes++;
     }
     CHECK_EQ(add, want);
     CHECK_EQ(cbne, want);
@@ -575,6 +600,7 @@ static void form_check(const struct form_slot *slots, const char *what)
     CHECK_EQ(mcr, want);
     CHECK_EQ(chased, want);
     CHECK_EQ(nodes, (long)MAX_CPUS * FORM_NODES);
+    CHECK_EQ(lnodes, (long)MAX_CPUS * FORM_NODES);
     printf("forms %s: %ld each, exact\n", what, want);
 }
 
@@ -582,8 +608,8 @@ static void forms(long n)
 {
     pthread_t t[FORM_THREADS];
     form_n = n;
-    form_init(form_cpu, form_nodes[0]);
-    form_init(form_cid, form_nodes[1]);
+    form_init(form_cpu, form_nodes[0], form_lnodes[0]);
+    form_init(form_cid, form_nodes[1], form_lnodes[1]);
     CHECK(restartable_cpu_start() < MAX_CPUS);
     pthread_barrier_init(&start_line, NULL, FORM_THREADS);
     for (int i = 0; i < FORM_THREADS; i++)

@@ -417,6 +417,92 @@ static void check_own_section(void)
 }
 #endif
 
+/* The list operations that find their slot themselves, on a pinned
+   thread: pushes stack up on the pinned CPU's list, pops take them back in
+   order, an empty list fails its comparison; nonsense is refused. */
+static void check_lists(int cpu)
+{
+    struct list_slot {
+        intptr_t head;
+        intptr_t guard;
+    };
+    uint32_t n = restartable_possible_cpus();
+    struct list_slot *slots = (struct list_slot *)calloc(n, sizeof *slots);
+    size_t stride = sizeof *slots;
+    intptr_t nodes[2][2] = {{0, 10}, {0, 11}};
+    intptr_t *popped = NULL;
+    intptr_t unaligned[2];
+    int r;
+    uint32_t i;
+    CHECK(slots != NULL);
+    CHECK(n >= (uint32_t)ncpus);
+    for (i = 0; i < n; i++)
+        slots[i].guard = -7;
+    do
+        r = restartable_push_at_current(slots, stride, n, nodes[0]);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMMITTED);
+    do
+        r = restartable_push_at_current_slow(slots, stride, n, nodes[1]);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMMITTED);
+    for (i = 0; i < n; i++) {
+        CHECK_EQ(slots[i].guard, -7);
+        CHECK_EQ(slots[i].head, i == (uint32_t)cpu ? (intptr_t)nodes[1] : 0);
+    }
+    CHECK_EQ(nodes[1][0], (intptr_t)nodes[0]);
+    CHECK_EQ(nodes[0][0], 0);
+    do
+        r = restartable_pop_at_current(slots, stride, n, &popped);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMMITTED);
+    CHECK(popped == nodes[1]);
+    do
+        r = restartable_pop_at_current_slow(slots, stride, n, &popped);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMMITTED);
+    CHECK(popped == nodes[0]);
+    do
+        r = restartable_pop_at_current(slots, stride, n, &popped);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMPARE_FAILED);
+    CHECK(popped == NULL);
+    CHECK_EQ(slots[cpu].head, 0);
+    CHECK_EQ(nodes[0][1] + nodes[1][1], 21);
+    /* Indexed by concurrency id: a pinned thread's id may still change, so
+       only the count is certain. */
+    do
+        r = restartable_push_at_current_mm_cid(slots, stride, n, nodes[0]);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMMITTED);
+    for (i = 0, r = 0; i < n; i++)
+        r += slots[i].head == (intptr_t)nodes[0];
+    CHECK_EQ(r, 1);
+    for (i = 0; i < n; i++)
+        slots[i].head = 0;
+    /* Refused, touching nothing: too few slots, a stride that is not whole
+       words, NULL or misaligned pointers. */
+    CHECK_EQ(restartable_push_at_current_slow(slots, stride, n - 1, nodes[1]), -EINVAL);
+    CHECK_EQ(restartable_push_at_current_slow(slots, stride, 0, nodes[1]), -EINVAL);
+    CHECK_EQ(restartable_push_at_current_slow(slots, 12, n, nodes[1]), -EINVAL);
+    CHECK_EQ(restartable_push_at_current_slow(NULL, stride, n, nodes[1]), -EINVAL);
+    CHECK_EQ(restartable_push_at_current_mm_cid_slow(slots, stride, n, NULL), -EINVAL);
+    CHECK_EQ(restartable_push_at_current_slow(slots, stride, n,
+                                              (intptr_t *)(void *)((char *)unaligned + 1)),
+             -EINVAL);
+    CHECK_EQ(restartable_pop_at_current_slow(slots, stride, n, NULL), -EINVAL);
+    CHECK_EQ(restartable_pop_at_current_mm_cid_slow((char *)slots + 4, stride, n, &popped),
+             -EINVAL);
+    /* The inline form refuses a slot array too small for this CPU the same
+       way (its index check sends it to the cold path). */
+    if (cpu > 0)
+        CHECK_EQ(restartable_push_at_current(slots, stride, (uint32_t)cpu, nodes[1]), -EINVAL);
+    for (i = 0; i < n; i++)
+        CHECK(slots[i].head == 0 && slots[i].guard == -7);
+    CHECK_EQ(nodes[1][0], (intptr_t)nodes[0]);
+    free(slots);
+}
+
 int main(void)
 {
     pthread_t t;
@@ -446,6 +532,7 @@ int main(void)
         CHECK(n > 0);
         pin_to(cpus[0]);
         check_operations();
+        check_lists(cpus[0]);
 #if defined(RESTARTABLE_INLINE_X86_64) || defined(RESTARTABLE_INLINE_AARCH64)
         check_own_section();
 #endif
