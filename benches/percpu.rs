@@ -1025,15 +1025,16 @@ fn main() {
         "\ncs operations on the current CPU's slot (sections: {})",
         restartable::is_available()
     );
-    println!("threads | cbne_store | cbne_cbne_store | cbne_store_store | memcpy_store (16 B) | pop + push");
+    println!("threads | cbne_store | cbne_cbne_store | cbne_store_store | memcpy_store (16 B) | pop + push | pop + push at_current");
     for threads in [1, 2] {
         let a = measure(threads, cs_state(), cs_cbne_store);
         let b = measure(threads, cs_state(), cs_cbne_cbne_store);
         let c = measure(threads, cs_state(), cs_store_store);
         let d = measure(threads, cs_state(), cs_memcpy_store);
         let e = measure(threads, cs_state(), cs_pop_push);
+        let f = measure(threads, cs_state(), cs_pop_push_at_current);
         println!(
-            "{threads:>7} | {a:>7.2} ns | {b:>12.2} ns | {c:>13.2} ns | {d:>16.2} ns | {e:>7.2} ns"
+            "{threads:>7} | {a:>7.2} ns | {b:>12.2} ns | {c:>13.2} ns | {d:>16.2} ns | {e:>7.2} ns | {f:>18.2} ns"
         );
     }
 
