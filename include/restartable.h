@@ -1096,10 +1096,16 @@ RESTARTABLE_INLINE_BOTH_(RESTARTABLE_INLINE_LOAD_ADD_LOAD_LOAD_ADD_STORE_,
 /* The list operations that read the index inside their section (see "Per-CPU
    lists" above). A failed index check (not registered, or an index beyond
    `slots`) goes to the cold path, which registers, falls back or refuses
-   the arguments. */
-#define RESTARTABLE_INLINE_PUSH_AT_CURRENT_(name, slow, field)                                   \
+   the arguments; so does, before the section, an index the kernel does not
+   provide (`refuse`: mm_cid before Linux 6.3, which an area reads as 0 on
+   every CPU). */
+#define RESTARTABLE_REFUSE_NO_CPU_() 0
+#define RESTARTABLE_REFUSE_NO_MM_CID_() RESTARTABLE_UNLIKELY(!restartable_mm_cid_usable_())
+#define RESTARTABLE_INLINE_PUSH_AT_CURRENT_(name, slow, field, refuse)                           \
     static inline int name(void *heads, size_t stride, uint32_t slots, intptr_t *node)           \
     {                                                                                            \
+        if (refuse())                                                                            \
+            return slow(heads, stride, slots, node);                                             \
         __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")                               \
                      RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")                                  \
                      RESTARTABLE_CS_ARM("3", "rax")                                              \
@@ -1126,9 +1132,11 @@ RESTARTABLE_INLINE_BOTH_(RESTARTABLE_INLINE_LOAD_ADD_LOAD_LOAD_ADD_STORE_,
         return slow(heads, stride, slots, node);                                                 \
     }
 
-#define RESTARTABLE_INLINE_POP_AT_CURRENT_(name, slow, field)                                    \
+#define RESTARTABLE_INLINE_POP_AT_CURRENT_(name, slow, field, refuse)                            \
     static inline int name(void *heads, size_t stride, uint32_t slots, intptr_t **node)          \
     {                                                                                            \
+        if (refuse())                                                                            \
+            return slow(heads, stride, slots, node);                                             \
         __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")                               \
                      RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")                                  \
                      RESTARTABLE_CS_EXIT_POINT("1", "%l[empty]")                                 \
@@ -1164,14 +1172,15 @@ RESTARTABLE_INLINE_BOTH_(RESTARTABLE_INLINE_LOAD_ADD_LOAD_LOAD_ADD_STORE_,
     }
 
 RESTARTABLE_INLINE_PUSH_AT_CURRENT_(restartable_push_at_current, restartable_push_at_current_slow,
-                                    RESTARTABLE_CPU_ID_FIELD)
+                                    RESTARTABLE_CPU_ID_FIELD, RESTARTABLE_REFUSE_NO_CPU_)
 RESTARTABLE_INLINE_PUSH_AT_CURRENT_(restartable_push_at_current_mm_cid,
                                     restartable_push_at_current_mm_cid_slow,
-                                    RESTARTABLE_MM_CID_FIELD)
+                                    RESTARTABLE_MM_CID_FIELD, RESTARTABLE_REFUSE_NO_MM_CID_)
 RESTARTABLE_INLINE_POP_AT_CURRENT_(restartable_pop_at_current, restartable_pop_at_current_slow,
-                                   RESTARTABLE_CPU_ID_FIELD)
+                                   RESTARTABLE_CPU_ID_FIELD, RESTARTABLE_REFUSE_NO_CPU_)
 RESTARTABLE_INLINE_POP_AT_CURRENT_(restartable_pop_at_current_mm_cid,
-                                   restartable_pop_at_current_mm_cid_slow, RESTARTABLE_MM_CID_FIELD)
+                                   restartable_pop_at_current_mm_cid_slow, RESTARTABLE_MM_CID_FIELD,
+                                   RESTARTABLE_REFUSE_NO_MM_CID_)
 
 /* Adds `delta` (wrapping) to the current CPU's slot. The section reads
    cpu_id itself, after arming, so no separate CPU check is needed: any
