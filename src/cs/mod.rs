@@ -352,11 +352,7 @@ macro_rules! operation {
                 if crate::is_available() {
                     // Registered lazily just now: run the section.
                     // SAFETY: as above.
-                    let outcome = unsafe { section!($name, index, $($arg,)* never_negative(cpu)) };
-                    if outcome == Outcome::Aborted {
-                        note_abort();
-                    }
-                    return outcome;
+                    return counted(unsafe { section!($name, index, $($arg,)* never_negative(cpu)) });
                 }
                 // SAFETY: forwarded from the caller.
                 unsafe { fallback::$name($($arg),*) }
@@ -627,9 +623,9 @@ pub unsafe fn push_at_current(
 ) -> Outcome {
     if index.provided() {
         // SAFETY: the kernel provides `index`; the rest is the caller's.
-        let raw = unsafe { section_raw!(push_at_current, index, base, stride, slots, node.cast()) };
-        if raw == 0 {
-            return Outcome::Committed;
+        let outcome = unsafe { push_at_current_unchecked(index, base, stride, slots, node) };
+        if outcome == Outcome::Committed {
+            return outcome;
         }
     }
     #[cold]
@@ -739,12 +735,9 @@ pub unsafe fn pop_at_current(
 ) -> (Outcome, *mut isize) {
     if index.provided() {
         // SAFETY: the kernel provides `index`; the rest is the caller's.
-        let (raw, node) = unsafe { section_raw!(pop_at_current, index, base, stride, slots) };
-        if raw == 0 {
-            return (Outcome::Committed, node as *mut isize);
-        }
-        if raw > 0 {
-            return (Outcome::CompareFailed, core::ptr::null_mut());
+        let popped = unsafe { pop_at_current_unchecked(index, base, stride, slots) };
+        if popped.0 != Outcome::Aborted {
+            return popped;
         }
     }
     #[cold]
@@ -866,7 +859,8 @@ fn path_at_current(index: Index, slots: u32) -> Path {
     Path::Fallback((crate::fallback_cpu() % slots) as usize)
 }
 
-/// `outcome`, counting it where it is an abort.
+/// `outcome`, counting it where it is an abort (the cold paths of the
+/// operations that retried a section).
 fn counted(outcome: Outcome) -> Outcome {
     if outcome == Outcome::Aborted {
         note_abort();
