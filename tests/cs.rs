@@ -754,3 +754,252 @@ fn list_operations_at_current_refuse_too_few_slots() {
         });
     }
 }
+
+const CAPACITY: usize = 3;
+
+/// A per-CPU buffer's slot: its count, its items, and words that no
+/// operation may touch.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct BufferSlot {
+    count: isize,
+    items: [isize; CAPACITY],
+    guard: [isize; 2],
+}
+
+fn buffer_slots() -> Vec<BufferSlot> {
+    vec![
+        BufferSlot {
+            count: 0,
+            items: [0; CAPACITY],
+            guard: GUARD,
+        };
+        restartable::possible_cpus()
+    ]
+}
+
+/// The items each buffer holds, from the first stored.
+fn buffered(slots: &[BufferSlot]) -> Vec<Vec<isize>> {
+    slots
+        .iter()
+        .map(|s| {
+            assert!(
+                (0..=CAPACITY as isize).contains(&s.count),
+                "count {} beyond the capacity",
+                s.count
+            );
+            s.items[..s.count as usize].to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn buffer_push_and_pop_at_current_use_the_buffer_of_the_cpu_they_run_on() {
+    for index in indexes() {
+        common::on_fresh_thread(move || {
+            let cpu = common::allowed_cpus()[0];
+            common::pin_to(cpu);
+            let mut slots = buffer_slots();
+            let (base, stride, n) = (
+                slots.as_mut_ptr().cast::<u8>(),
+                std::mem::size_of::<BufferSlot>(),
+                slots.len() as u32,
+            );
+            // Retries aborts: a pinned thread keeps its CPU, not always its
+            // concurrency id, so the buffer of an `mm_cid` may change.
+            let push = |item| {
+                // SAFETY: `n` slots of `stride` bytes, each a count and
+                // `CAPACITY` items, written only by these operations.
+                commit(index, |_| unsafe {
+                    cs::buffer_push_at_current(index, base, stride, n, CAPACITY, item)
+                })
+            };
+            let pop = || {
+                let mut item = -1;
+                let outcome = commit(index, |_| {
+                    // SAFETY: as above.
+                    let (outcome, popped) =
+                        unsafe { cs::buffer_pop_at_current(index, base, stride, n) };
+                    item = popped;
+                    outcome
+                });
+                (outcome, item)
+            };
+            for item in [10, 11, 12] {
+                assert_eq!(push(item), Outcome::Committed);
+            }
+            if index == Index::Cpu {
+                // Full: refused, and nothing written past the items.
+                assert_eq!(push(13), Outcome::CompareFailed);
+                // On the pinned CPU's buffer (the fallback's too: it takes
+                // the slot of the CPU the thread runs on), in order.
+                for (i, items) in buffered(&slots).iter().enumerate() {
+                    let expected = if i == cpu { vec![10, 11, 12] } else { vec![] };
+                    assert_eq!(items, &expected, "buffer {i}");
+                }
+            } else {
+                let mut all = buffered(&slots).concat();
+                all.sort();
+                assert_eq!(all, vec![10, 11, 12]);
+            }
+            assert!(
+                slots.iter().all(|s| s.guard == GUARD),
+                "a guard word changed"
+            );
+            // Pops take the last item of the current buffer; an empty
+            // buffer fails its comparison and changes nothing.
+            let mut popped = Vec::new();
+            loop {
+                assert!(popped.len() <= 3, "popped more items than pushed");
+                match pop() {
+                    (Outcome::Committed, item) => popped.push(item),
+                    (outcome, item) => {
+                        assert_eq!((outcome, item), (Outcome::CompareFailed, 0));
+                        break;
+                    }
+                }
+            }
+            if index == Index::Cpu {
+                assert_eq!(popped, vec![12, 11, 10]);
+                assert!(slots.iter().all(|s| s.count == 0));
+            }
+            assert!(
+                slots.iter().all(|s| s.guard == GUARD),
+                "a guard word changed"
+            );
+        });
+    }
+}
+
+#[test]
+fn buffer_pushes_and_pops_at_current_stay_exact() {
+    // Each thread takes an item from the buffer it runs on and stores it
+    // back, now and then after a yield that invites a migration: no item
+    // is lost or held twice. Every buffer can hold every item, so a push
+    // never finds its buffer full.
+    const THREADS: usize = 8;
+    const OPS: usize = 20_000;
+    const PER_CPU: usize = 4;
+    let cpus = restartable::possible_cpus();
+    let items = cpus * PER_CPU;
+    let words = items + 1 + GUARD.len(); // a count, the items, a guard
+    let mut memory = vec![0isize; cpus * words];
+    for k in 0..items {
+        let slot = &mut memory[(k % cpus) * words..][..words];
+        slot[1 + slot[0] as usize] = 1000 + k as isize;
+        slot[0] += 1;
+    }
+    for c in 0..cpus {
+        memory[c * words + 1 + items..][..GUARD.len()].copy_from_slice(&GUARD);
+    }
+    let stride = words * std::mem::size_of::<isize>();
+    let (base, n) = (memory.as_mut_ptr() as usize, cpus as u32);
+    let handles: Vec<_> = (0..THREADS)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let base = base as *mut u8;
+                let mut held = 0;
+                for op in 0..OPS {
+                    let item = loop {
+                        // SAFETY: `n` slots of `stride` bytes, each a count
+                        // and `items` words, written only here.
+                        match unsafe { cs::buffer_pop_at_current(Index::Cpu, base, stride, n) } {
+                            (Outcome::Aborted, _) => continue,
+                            (Outcome::Committed, item) => break Some(item),
+                            (Outcome::CompareFailed, _) => break None,
+                        }
+                    };
+                    let Some(item) = item else {
+                        continue; // this CPU's buffer is empty just now
+                    };
+                    held += 1;
+                    if op % 8 == 0 {
+                        std::thread::yield_now();
+                    }
+                    let push = || {
+                        // SAFETY: as above.
+                        unsafe {
+                            cs::buffer_push_at_current(Index::Cpu, base, stride, n, items, item)
+                        }
+                    };
+                    let outcome = loop {
+                        match push() {
+                            Outcome::Aborted => continue,
+                            outcome => break outcome,
+                        }
+                    };
+                    assert_eq!(outcome, Outcome::Committed, "a buffer was full");
+                }
+                held
+            })
+        })
+        .collect();
+    let held: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(held > 0, "no pop found an item");
+    let mut all = Vec::new();
+    for c in 0..cpus {
+        let slot = &memory[c * words..][..words];
+        assert!((0..=items as isize).contains(&slot[0]), "count {}", slot[0]);
+        all.extend_from_slice(&slot[1..][..slot[0] as usize]);
+        assert_eq!(&slot[1 + items..], &GUARD, "a guard word changed");
+    }
+    all.sort();
+    let expected: Vec<isize> = (0..items).map(|k| 1000 + k as isize).collect();
+    assert_eq!(all, expected, "items lost or held twice");
+}
+
+#[test]
+fn buffer_operations_at_current_refuse_bad_slots() {
+    fn message(refused: Box<dyn std::any::Any + Send>) -> String {
+        refused
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| refused.downcast_ref::<&str>().unwrap().to_string())
+    }
+    // No slots at all: a clear panic on every path.
+    let refused = std::panic::catch_unwind(|| {
+        let mut slot = [0isize; 2];
+        // SAFETY: never dereferenced with 0 slots.
+        unsafe { cs::buffer_pop_at_current(Index::Cpu, slot.as_mut_ptr().cast(), 16, 0) }
+    });
+    let text = message(refused.expect_err("0 slots accepted"));
+    assert!(text.contains("0 slots"), "{text}");
+    // A capacity the slots cannot hold: refused before any store in a
+    // debug build, and on the cold path (a thread's first operation where
+    // the library registers it, or every operation without rseq) in any.
+    common::on_fresh_thread(|| {
+        let cold = cfg!(debug_assertions)
+            || restartable::thread_state() == restartable::ThreadState::Unregistered;
+        let mut slots = vec![[0isize; 2]; restartable::possible_cpus()];
+        let (base, n) = (slots.as_mut_ptr() as usize, slots.len() as u32);
+        let refused = std::panic::catch_unwind(move || {
+            // SAFETY: slots of 16 bytes: a count and one item. A push on an
+            // empty slot that is let through writes its first item, which
+            // the slot holds.
+            unsafe { cs::buffer_push_at_current(Index::Cpu, base as *mut u8, 16, n, 2, 5) }
+        });
+        if cold {
+            let text = message(refused.expect_err("a capacity beyond the slot accepted"));
+            assert!(text.contains("larger than its slots"), "{text}");
+            assert!(slots.iter().all(|s| *s == [0, 0]));
+        }
+    });
+    // Where sections run, a CPU beyond the slots given is refused too.
+    let last = *common::allowed_cpus().last().unwrap();
+    if restartable::is_available() && last > 0 {
+        common::on_fresh_thread(move || {
+            common::pin_to(last);
+            let mut slots = vec![[0isize; 2]; last];
+            let base = slots.as_mut_ptr() as usize;
+            let refused = std::panic::catch_unwind(move || {
+                // SAFETY: `last` slots; the section never reaches slot `last`.
+                unsafe {
+                    cs::buffer_push_at_current(Index::Cpu, base as *mut u8, 16, last as u32, 1, 5)
+                }
+            });
+            let text = message(refused.expect_err("a CPU beyond the slots accepted"));
+            assert!(text.contains("beyond"), "{text}");
+            assert!(slots.iter().all(|s| *s == [0, 0]));
+        });
+    }
+}

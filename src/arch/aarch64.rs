@@ -1079,3 +1079,91 @@ pub(crate) unsafe fn pop_at_current<const FIELD: usize>(
     };
     (outcome, node)
 }
+
+/// The buffer push of [`crate::cs::buffer_push_at_current`]: on the slot of
+/// the index read inside the section, whose first word counts the items
+/// stored after it, `if count < capacity { items[count] = item; count += 1 }`,
+/// the count stored with release (`stlr`), so that a thread that reads it
+/// with acquire sees the item. Returns 0 committed, 1 full, -1 aborted or
+/// index out of range (the area is not registered). The item's word lies
+/// past the count, so an aborted push may have written it and no reader
+/// sees it.
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each a count followed by at least `capacity` words.
+#[inline(always)]
+pub(crate) unsafe fn buffer_push_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    capacity: usize,
+    item: isize,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            unregistered = abort,
+            body = [
+                index_at_current!("p", abort),
+                "madd {p}, {p}, {stride}, {base}",
+                "ldr {n}, [{p}]",
+                "cmp {n}, {capacity}",
+                "b.hs 93f",
+                "add {n}, {n}, #1",
+                "str {item}, [{p}, {n}, lsl #3]", // items[count], past the count
+                "stlr {n}, [{p}]",                // commit
+            ],
+            p = out(reg) _,              // the index, then its slot's address
+            n = out(reg) _,              // the count
+            slots = in(reg) slots,       // number of slots
+            stride = in(reg) stride,     // bytes per slot
+            base = in(reg) base,         // the slot array
+            capacity = in(reg) capacity, // items a slot holds
+            item = in(reg) item,         // the item to store
+        )
+    }
+}
+
+/// The buffer pop of [`crate::cs::buffer_pop_at_current`]: on the slot of
+/// the index read inside the section, `if count > 0 { count -= 1; item =
+/// items[count] }`. Returns `(outcome, item)`: 0 committed, 1 empty, -1
+/// aborted or index out of range (not registered).
+///
+/// # Safety
+/// See the section comment above; `base` holds `slots` slots of `stride`
+/// bytes, each a count followed by at least that many words.
+#[inline(always)]
+pub(crate) unsafe fn buffer_pop_at_current<const FIELD: usize>(
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (i32, isize) {
+    let item: isize;
+    // SAFETY: forwarded from the caller.
+    let outcome = unsafe {
+        crate::rseq_asm!(
+            area = area_offset(),
+            field = FIELD,
+            unregistered = abort,
+            body = [
+                index_at_current!("p", abort),
+                "madd {p}, {p}, {stride}, {base}",
+                "ldr {n}, [{p}]",
+                "cbz {n}, 93f",
+                "ldr {item}, [{p}, {n}, lsl #3]", // items[count - 1]
+                "sub {n}, {n}, #1",
+                "str {n}, [{p}]", // commit
+            ],
+            p = out(reg) _,          // the index, then its slot's address
+            n = out(reg) _,          // the count
+            item = out(reg) item,    // the item taken
+            slots = in(reg) slots,   // number of slots
+            stride = in(reg) stride, // bytes per slot
+            base = in(reg) base,     // the slot array
+        )
+    };
+    (outcome, item)
+}

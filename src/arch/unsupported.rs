@@ -374,3 +374,29 @@ pub(crate) unsafe fn pop_at_current<const FIELD: usize>(
 ) -> (i32, usize) {
     (-1, 0)
 }
+
+/// Not available: aborted (the area reads no index).
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn buffer_push_at_current<const FIELD: usize>(
+    _: *mut u8,
+    _: usize,
+    _: u32,
+    _: usize,
+    _: isize,
+) -> i32 {
+    -1
+}
+
+/// Not available: aborted (the area reads no index).
+///
+/// # Safety
+/// None; kept for the common function set.
+pub(crate) unsafe fn buffer_pop_at_current<const FIELD: usize>(
+    _: *mut u8,
+    _: usize,
+    _: u32,
+) -> (i32, isize) {
+    (-1, 0)
+}

@@ -7,11 +7,13 @@
 //!   compare-exchange, `load_add_store` and `load_add_load_load_add_store`
 //!   with `fetch_add`;
 //! - operations with stores before the commit (`load_cbne_store_store` and
-//!   its release form, `load_cbne_memcpy_store`, and the list pop
-//!   `load_cbeq_store_add_load_store`) take a striped spin lock chosen by
-//!   the address of their first word, so that two of them never interleave
-//!   their stores on one word, and commit with a compare-exchange, so that
-//!   a lock-free commit in between is never overwritten.
+//!   its release form, `load_cbne_memcpy_store`, the list pop
+//!   `load_cbeq_store_add_load_store`, the buffer push) and the buffer pop,
+//!   whose item must be the one its count covers, take a striped spin lock
+//!   chosen by the address of their first word, so that two of them never
+//!   interleave their stores on one word, and commit with a
+//!   compare-exchange, so that a lock-free commit in between is never
+//!   overwritten.
 //!
 //! Any mix of fallback operations on a word is therefore exact. A
 //! compare-exchange commit that fails after the lock was taken (a lock-free
@@ -190,6 +192,53 @@ pub(crate) unsafe fn push(head: *mut isize, node: *mut isize) {
             return;
         }
     }
+}
+
+/// See [`super::buffer_push_at_current`]: `items[count] = item; count +=
+/// 1` unless the buffer at `slot` (its count, then its items) is full,
+/// under the stripe of the count.
+///
+/// # Safety
+/// `slot` is valid and aligned, a count followed by `capacity` words.
+pub(crate) unsafe fn buffer_push(slot: *mut isize, capacity: usize, item: isize) -> Outcome {
+    // SAFETY: `slot` is valid and aligned (caller).
+    let count = unsafe { word(slot) };
+    locked(slot, || loop {
+        let n = count.load(Ordering::Acquire);
+        if n as usize >= capacity {
+            return Outcome::CompareFailed;
+        }
+        // SAFETY: below `capacity` (checked), so inside the slot (caller);
+        // the commit's `Release` publishes the item with the count.
+        unsafe { slot.add(1 + n as usize).write_volatile(item) };
+        if commit(count, n, n + 1) {
+            return Outcome::Committed;
+        }
+        // A lock-free operation changed the count: read it again.
+    })
+}
+
+/// See [`super::buffer_pop_at_current`]: `count -= 1; item = items[count]`
+/// unless the buffer at `slot` is empty, under the stripe of the count.
+/// The item is 0 unless committed.
+///
+/// # Safety
+/// `slot` is valid and aligned, a count followed by that many words.
+pub(crate) unsafe fn buffer_pop(slot: *mut isize) -> (Outcome, isize) {
+    // SAFETY: `slot` is valid and aligned (caller).
+    let count = unsafe { word(slot) };
+    locked(slot, || loop {
+        // `Acquire` pairs with the push that published the item.
+        let n = count.load(Ordering::Acquire);
+        if n == 0 {
+            return (Outcome::CompareFailed, 0);
+        }
+        // SAFETY: item `n - 1` lies inside the slot (caller).
+        let item = unsafe { slot.add(n as usize).read_volatile() };
+        if commit(count, n, n - 1) {
+            return (Outcome::Committed, item);
+        }
+    })
 }
 
 /// See [`super::load_cbne_load_cbne_store`].

@@ -822,8 +822,295 @@ pub unsafe fn pop_at_current_unchecked(
     }
 }
 
-/// Where a list operation that reads its index goes after its section
-/// did not commit.
+/// Stores `item` in the buffer of the current CPU's slot (or `mm_cid`'s),
+/// reading the index *inside* the section: `if count < capacity {
+/// items[count] = item; count += 1 }`. Slot `i` starts at `base + i *
+/// stride` with its count, an aligned `isize`, and its items follow it,
+/// one word each; an empty buffer's count is 0. The count is read inside
+/// the section, so there is no compare to pass and no CPU: a migration
+/// after the section starts aborts it. Returns [`Outcome::Committed`],
+/// [`Outcome::CompareFailed`] where the buffer is full (nothing written),
+/// or [`Outcome::Aborted`] (try again; the word past the last item may
+/// hold `item`, which no count covers).
+///
+/// This is librseq's per-CPU buffer push, which takes a CPU read, then
+/// `load_cbne_store_store` with a CPU compare; here it is one section. A
+/// thread that reads a count with acquire ordering sees the items below
+/// it (on aarch64 the commit is a release store).
+///
+/// On threads that cannot run critical sections, stores in the slot of
+/// [`fallback_cpu`](crate::fallback_cpu) (modulo `slots`) under the
+/// module's striped lock. The module's "Exactness" applies: where threads
+/// of both kinds share a buffer, keep them apart as it says.
+///
+/// # Safety
+/// - `base` holds `slots` slots of `stride` bytes, each an aligned count
+///   followed by at least `capacity` words (`(capacity + 1) * 8 <=
+///   stride` on 64-bit targets), and only these operations and
+///   [`buffer_pop_at_current`] write them;
+/// - `slots` exceeds every index the kernel may report
+///   ([`possible_cpus`](crate::possible_cpus) is enough).
+///
+/// # Panics
+/// If `slots` is 0, if the kernel reports an index of `slots` or more, or
+/// if `capacity` words do not fit in a slot after its count; these are
+/// checked on the cold path, the first operation of a thread among them.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{buffer_pop_at_current, buffer_push_at_current, Index, Outcome};
+/// const CAPACITY: usize = 3;
+/// let n = restartable::possible_cpus();
+/// let mut slots = vec![[0isize; CAPACITY + 1]; n]; // a count, then the items
+/// let (base, stride) = (slots.as_mut_ptr().cast::<u8>(), std::mem::size_of::<[isize; 4]>());
+/// // SAFETY: `n` slots of a count and `CAPACITY` items, written only here.
+/// let pushed = loop {
+///     match unsafe { buffer_push_at_current(Index::Cpu, base, stride, n as u32, CAPACITY, 42) } {
+///         Outcome::Aborted => continue,
+///         outcome => break outcome,
+///     }
+/// };
+/// assert_eq!(pushed, Outcome::Committed);
+/// let popped = loop {
+///     // SAFETY: as above.
+///     match unsafe { buffer_pop_at_current(Index::Cpu, base, stride, n as u32) } {
+///         (Outcome::Aborted, _) => continue,
+///         popped => break popped,
+///     }
+/// };
+/// // The thread may have moved: the item is then in another CPU's buffer.
+/// assert!(matches!(popped, (Outcome::Committed, 42) | (Outcome::CompareFailed, 0)));
+/// ```
+#[doc(alias = "rseq_load_cbne_store_store__ptr")]
+#[inline]
+pub unsafe fn buffer_push_at_current(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    capacity: usize,
+    item: isize,
+) -> Outcome {
+    debug_assert!(buffer_fits(stride, capacity), "{}", BUFFER_TOO_SMALL);
+    if index.provided() {
+        // SAFETY: the kernel provides `index`; the rest is the caller's.
+        let outcome =
+            unsafe { buffer_push_at_current_unchecked(index, base, stride, slots, capacity, item) };
+        if outcome != Outcome::Aborted {
+            return outcome;
+        }
+    }
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_committed(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+        capacity: usize,
+        item: isize,
+    ) -> Outcome {
+        assert!(
+            buffer_fits(stride, capacity),
+            "{BUFFER_TOO_SMALL}: {capacity} items in slots of {stride} bytes"
+        );
+        match path_at_current(index, slots) {
+            Path::Aborted => Outcome::Aborted,
+            // SAFETY: forwarded from the caller.
+            Path::Again => unsafe {
+                counted(buffer_push_at_current_unchecked(
+                    index, base, stride, slots, capacity, item,
+                ))
+            },
+            // SAFETY: `slot` is below `slots`; forwarded from the caller.
+            Path::Fallback(slot) => unsafe {
+                fallback::buffer_push(base.add(slot * stride).cast(), capacity, item)
+            },
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { not_committed(index, base, stride, slots, capacity, item) }
+}
+
+/// [`buffer_push_at_current`] as the bare critical section.
+///
+/// On a thread whose area is not registered the section never commits:
+/// it reports [`Outcome::Aborted`] and writes no count. Take the fallback
+/// then.
+///
+/// # Safety
+/// As for [`buffer_push_at_current`], and for [`Index::MmCid`] the kernel
+/// provides `mm_cid` (feature size >= 28): an older kernel leaves it 0 on
+/// every CPU.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{buffer_push_at_current_unchecked, Index, Outcome};
+/// let n = restartable::possible_cpus();
+/// let mut slots = vec![[0isize; 2]; n]; // a count and one item each
+/// if restartable::is_available() {
+///     let base = slots.as_mut_ptr().cast::<u8>();
+///     // SAFETY: `n` slots of 16 bytes; the thread is registered.
+///     while unsafe { buffer_push_at_current_unchecked(Index::Cpu, base, 16, n as u32, 1, 7) }
+///         != Outcome::Committed
+///     {}
+///     assert_eq!(slots.iter().filter(|s| **s == [1, 7]).count(), 1);
+/// }
+/// ```
+#[inline(always)]
+pub unsafe fn buffer_push_at_current_unchecked(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+    capacity: usize,
+    item: isize,
+) -> Outcome {
+    // SAFETY: forwarded from the caller.
+    Outcome::from_raw(unsafe {
+        section_raw!(
+            buffer_push_at_current,
+            index,
+            base,
+            stride,
+            slots,
+            capacity,
+            item
+        )
+    })
+}
+
+/// Takes the last item of the buffer of the current CPU's slot (or
+/// `mm_cid`'s), reading the index *inside* the section: `if count > 0 {
+/// count -= 1; item = items[count] }`. Slots as for
+/// [`buffer_push_at_current`]. Returns [`Outcome::Committed`] with the
+/// item, [`Outcome::CompareFailed`] where the buffer is empty, or
+/// [`Outcome::Aborted`] (try again); the item is 0 unless committed.
+///
+/// This is librseq's per-CPU buffer pop, which takes a CPU read, then
+/// `load_cbne_load_cbne_store` with a CPU compare, and stores the item it
+/// takes in memory; here it is one section, and the item comes back in a
+/// register.
+///
+/// On threads that cannot run critical sections, takes from the slot of
+/// [`fallback_cpu`](crate::fallback_cpu) (modulo `slots`) under the
+/// module's striped lock.
+///
+/// # Safety
+/// As for [`buffer_push_at_current`], with at least `count` items after
+/// each count.
+///
+/// # Panics
+/// If `slots` is 0, or the kernel reports an index of `slots` or more.
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{buffer_pop_at_current, Index, Outcome};
+/// let n = restartable::possible_cpus();
+/// let mut slots = vec![[1isize, 5]; n]; // every buffer holds the item 5
+/// let (base, stride) = (slots.as_mut_ptr().cast::<u8>(), 16);
+/// // SAFETY: `n` slots of a count and its items.
+/// let popped = loop {
+///     match unsafe { buffer_pop_at_current(Index::Cpu, base, stride, n as u32) } {
+///         (Outcome::Aborted, _) => continue,
+///         popped => break popped,
+///     }
+/// };
+/// assert_eq!(popped, (Outcome::Committed, 5));
+/// assert_eq!(slots.iter().filter(|s| s[0] == 0).count(), 1);
+/// ```
+#[doc(alias = "rseq_load_cbne_load_cbne_store__ptr")]
+#[inline]
+pub unsafe fn buffer_pop_at_current(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (Outcome, isize) {
+    if index.provided() {
+        // SAFETY: the kernel provides `index`; the rest is the caller's.
+        let popped = unsafe { buffer_pop_at_current_unchecked(index, base, stride, slots) };
+        if popped.0 != Outcome::Aborted {
+            return popped;
+        }
+    }
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_committed(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+    ) -> (Outcome, isize) {
+        match path_at_current(index, slots) {
+            Path::Aborted => (Outcome::Aborted, 0),
+            Path::Again => {
+                // SAFETY: forwarded from the caller.
+                let (outcome, item) =
+                    unsafe { buffer_pop_at_current_unchecked(index, base, stride, slots) };
+                (counted(outcome), item)
+            }
+            // SAFETY: `slot` is below `slots`; forwarded from the caller.
+            Path::Fallback(slot) => unsafe { fallback::buffer_pop(base.add(slot * stride).cast()) },
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { not_committed(index, base, stride, slots) }
+}
+
+/// [`buffer_pop_at_current`] as the bare critical section.
+///
+/// On a thread whose area is not registered the section never commits:
+/// it reports [`Outcome::Aborted`] and writes no count. Take the fallback
+/// then.
+///
+/// # Safety
+/// As for [`buffer_pop_at_current`], and for [`Index::MmCid`] the kernel
+/// provides `mm_cid` (feature size >= 28).
+///
+/// # Examples
+/// ```
+/// use restartable::cs::{buffer_pop_at_current_unchecked, Index, Outcome};
+/// let n = restartable::possible_cpus();
+/// let mut slots = vec![[2isize, 8, 9]; n]; // two items each
+/// if restartable::is_available() {
+///     let base = slots.as_mut_ptr().cast::<u8>();
+///     // SAFETY: `n` slots of 24 bytes; the thread is registered.
+///     let item = loop {
+///         match unsafe { buffer_pop_at_current_unchecked(Index::Cpu, base, 24, n as u32) } {
+///             (Outcome::Committed, item) => break item,
+///             _ => continue,
+///         }
+///     };
+///     assert_eq!(item, 9); // the last one stored
+///     assert_eq!(slots.iter().filter(|s| s[0] == 1).count(), 1);
+/// }
+/// ```
+#[inline(always)]
+pub unsafe fn buffer_pop_at_current_unchecked(
+    index: Index,
+    base: *mut u8,
+    stride: usize,
+    slots: u32,
+) -> (Outcome, isize) {
+    // SAFETY: forwarded from the caller.
+    let (raw, item) = unsafe { section_raw!(buffer_pop_at_current, index, base, stride, slots) };
+    match Outcome::from_raw(raw) {
+        Outcome::Committed => (Outcome::Committed, item),
+        outcome => (outcome, 0),
+    }
+}
+
+/// Whether a slot of `stride` bytes holds a buffer's count and `capacity`
+/// items after it.
+fn buffer_fits(stride: usize, capacity: usize) -> bool {
+    capacity < stride / core::mem::size_of::<isize>()
+}
+
+const BUFFER_TOO_SMALL: &str = "restartable: a per-CPU buffer larger than its slots";
+
+/// Where an operation that reads its index goes after its section did
+/// not commit.
 enum Path {
     /// Registered: the kernel aborted the section; the caller retries.
     Aborted,
@@ -834,11 +1121,11 @@ enum Path {
     Fallback(usize),
 }
 
-/// The cold path of [`push_at_current`] and [`pop_at_current`].
+/// The cold path of the list and buffer operations at the current CPU.
 fn path_at_current(index: Index, slots: u32) -> Path {
     assert!(
         slots > 0,
-        "restartable: a per-CPU list operation on 0 slots"
+        "restartable: a per-CPU operation at the current CPU on 0 slots"
     );
     if index.provided() {
         // Registered before the section, or lazily just now.

@@ -302,6 +302,24 @@ fn no_fast_section_commits(index: Index) {
         o,
         heads == [top; 4] && popped.is_null(),
     );
+
+    // The buffer's sections, whose `93f` means "full" or "empty", likewise.
+    let mut slots = [[0isize; 2]; 4];
+    let base = slots.as_mut_ptr().cast::<u8>();
+    // SAFETY: four slots of a count and one item.
+    let o = unsafe { buffer_push_at_current_unchecked(index, base, 16, 4, 1, 5) };
+    refused("buffer_push_at_current", index, 0, o, slots == [[0, 0]; 4]);
+    let mut slots = [[1isize, 9]; 4];
+    let base = slots.as_mut_ptr().cast::<u8>();
+    // SAFETY: as above; every buffer holds one item.
+    let (o, item) = unsafe { buffer_pop_at_current_unchecked(index, base, 16, 4) };
+    refused(
+        "buffer_pop_at_current",
+        index,
+        0,
+        o,
+        slots == [[1, 9]; 4] && item == 0,
+    );
 }
 
 #[test]
