@@ -495,6 +495,45 @@ int restartable_pop_at_current_slow(void *heads, size_t stride, uint32_t slots, 
 int restartable_pop_at_current_mm_cid_slow(void *heads, size_t stride, uint32_t slots,
                                            intptr_t **node);
 
+/*
+ * Per-CPU buffers of words, the same way: slot i starts at (char *)buffers
+ * + i * stride with the buffer's count (0: empty), an intptr_t, and its
+ * items follow it, one word each; `capacity` items must fit in the slot
+ * after the count (capacity < stride / sizeof(intptr_t)).
+ *
+ *   push: if count < capacity: items[count] = item; count += 1.
+ *         RESTARTABLE_COMMITTED, RESTARTABLE_COMPARE_FAILED (full, nothing
+ *         written) or RESTARTABLE_ABORTED (retry; the word past the last
+ *         item may hold `item`, which no count covers).
+ *   pop:  if count > 0: count -= 1; *item = items[count].
+ *         RESTARTABLE_COMMITTED, or RESTARTABLE_COMPARE_FAILED (empty) or
+ *         RESTARTABLE_ABORTED (retry) with *item 0.
+ *
+ * librseq's per-CPU buffer does these with a CPU read, then a
+ * load_cbne_store_store (push) or load_cbne_load_cbne_store (pop) with a
+ * CPU compare. Both return -EINVAL, touching nothing, for slots as the
+ * list operations refuse them, a capacity that does not fit, or a NULL or
+ * misaligned `item`; inline on x86_64 as the list operations are. A
+ * thread that reads a count with acquire ordering sees the items below
+ * it. Threads without rseq take both under a striped lock, on the slot of
+ * their CPU.
+ *
+ *     int restartable_buffer_push_at_current(void *buffers, size_t stride,
+ *                                            uint32_t slots, size_t capacity,
+ *                                            intptr_t item);
+ *     int restartable_buffer_pop_at_current(void *buffers, size_t stride,
+ *                                           uint32_t slots, intptr_t *item);
+ *     (and the _mm_cid forms, indexed by concurrency id)
+ */
+int restartable_buffer_push_at_current_slow(void *buffers, size_t stride, uint32_t slots,
+                                            size_t capacity, intptr_t item);
+int restartable_buffer_push_at_current_mm_cid_slow(void *buffers, size_t stride, uint32_t slots,
+                                                   size_t capacity, intptr_t item);
+int restartable_buffer_pop_at_current_slow(void *buffers, size_t stride, uint32_t slots,
+                                           intptr_t *item);
+int restartable_buffer_pop_at_current_mm_cid_slow(void *buffers, size_t stride, uint32_t slots,
+                                                  intptr_t *item);
+
 /* ------------------------------------------------------------------------ */
 /* Per-CPU counter                                                           */
 /* ------------------------------------------------------------------------ */
@@ -1182,6 +1221,103 @@ RESTARTABLE_INLINE_POP_AT_CURRENT_(restartable_pop_at_current_mm_cid,
                                    restartable_pop_at_current_mm_cid_slow, RESTARTABLE_MM_CID_FIELD,
                                    RESTARTABLE_REFUSE_NO_MM_CID_)
 
+/* The buffer operations, as the list operations above; a capacity that
+   does not fit in the slots goes to the cold path too, which refuses it
+   (the compiler drops the test where both are constants). */
+#define RESTARTABLE_INLINE_BUFFER_PUSH_AT_CURRENT_(name, slow, field, refuse)                    \
+    static inline int name(void *buffers, size_t stride, uint32_t slots, size_t capacity,        \
+                           intptr_t item)                                                        \
+    {                                                                                            \
+        if (refuse() || RESTARTABLE_UNLIKELY(capacity >= stride / sizeof(intptr_t)))             \
+            return slow(buffers, stride, slots, capacity, item);                                 \
+        __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")                               \
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")                                  \
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[full]")                                  \
+                     RESTARTABLE_CS_ARM("3", "rax")                                              \
+                     RESTARTABLE_CS_START("1")                                                   \
+                     RESTARTABLE_CS_REGISTERED_CHECK(field, "%l[cold]")                          \
+                     "movl %%fs:" field "(%[rseq_area]), %%eax\n\t"                              \
+                     "cmpl %[slots], %%eax\n\t" /* also rejects -1, -2: not registered */        \
+                     "jae %l[cold]\n\t"                                                          \
+                     "imulq %[stride], %%rax\n\t"                                                \
+                     "addq %[buffers], %%rax\n\t"                                                \
+                     "movq (%%rax), %%rcx\n\t" /* the count */                                   \
+                     "cmpq %[capacity], %%rcx\n\t"                                               \
+                     "jae %l[full]\n\t"                                                          \
+                     "movq %[item], 8(%%rax, %%rcx, 8)\n\t" /* items[count] */                   \
+                     "addq $1, %%rcx\n\t"                                                        \
+                     "movq %%rcx, (%%rax)\n\t" /* the commit */                                  \
+                     RESTARTABLE_CS_POST_COMMIT("2")                                             \
+                     RESTARTABLE_CS_ABORT("4", "%l[aborted]")                                    \
+                     :                                                                           \
+                     : [rseq_area] "r"(restartable_area_offset), [slots] "r"(slots),             \
+                       [stride] "r"(stride), [buffers] "r"(buffers), [capacity] "r"(capacity),   \
+                       [item] "r"(item)                                                          \
+                     : "memory", "cc", "rax", "rcx"                                              \
+                     : cold, full, aborted);                                                     \
+        return RESTARTABLE_COMMITTED;                                                            \
+    full:                                                                                        \
+        return RESTARTABLE_COMPARE_FAILED;                                                       \
+    aborted:                                                                                     \
+        return RESTARTABLE_ABORTED;                                                              \
+    cold:                                                                                        \
+        return slow(buffers, stride, slots, capacity, item);                                     \
+    }
+
+#define RESTARTABLE_INLINE_BUFFER_POP_AT_CURRENT_(name, slow, field, refuse)                     \
+    static inline int name(void *buffers, size_t stride, uint32_t slots, intptr_t *item)         \
+    {                                                                                            \
+        if (refuse())                                                                            \
+            return slow(buffers, stride, slots, item);                                           \
+        __asm__ goto(RESTARTABLE_CS_DESCRIPTOR("3", "1", "2", "4")                               \
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[cold]")                                  \
+                     RESTARTABLE_CS_EXIT_POINT("1", "%l[empty]")                                 \
+                     RESTARTABLE_CS_ARM("3", "rax")                                              \
+                     RESTARTABLE_CS_START("1")                                                   \
+                     RESTARTABLE_CS_REGISTERED_CHECK(field, "%l[cold]")                          \
+                     "movl %%fs:" field "(%[rseq_area]), %%eax\n\t"                              \
+                     "cmpl %[slots], %%eax\n\t" /* also rejects -1, -2: not registered */        \
+                     "jae %l[cold]\n\t"                                                          \
+                     "imulq %[stride], %%rax\n\t"                                                \
+                     "addq %[buffers], %%rax\n\t"                                                \
+                     "movq (%%rax), %%rcx\n\t" /* the count */                                   \
+                     "testq %%rcx, %%rcx\n\t"                                                    \
+                     "jz %l[empty]\n\t"                                                          \
+                     "movq (%%rax, %%rcx, 8), %%rdx\n\t" /* items[count - 1] */                  \
+                     "movq %%rdx, (%[item])\n\t" /* for the caller */                            \
+                     "subq $1, %%rcx\n\t"                                                        \
+                     "movq %%rcx, (%%rax)\n\t" /* the commit */                                  \
+                     RESTARTABLE_CS_POST_COMMIT("2")                                             \
+                     RESTARTABLE_CS_ABORT("4", "%l[aborted]")                                    \
+                     :                                                                           \
+                     : [rseq_area] "r"(restartable_area_offset), [slots] "r"(slots),             \
+                       [stride] "r"(stride), [buffers] "r"(buffers), [item] "r"(item)            \
+                     : "memory", "cc", "rax", "rcx", "rdx"                                       \
+                     : cold, empty, aborted);                                                    \
+        return RESTARTABLE_COMMITTED;                                                            \
+    empty:                                                                                       \
+        *item = 0;                                                                               \
+        return RESTARTABLE_COMPARE_FAILED;                                                       \
+    aborted:                                                                                     \
+        *item = 0;                                                                               \
+        return RESTARTABLE_ABORTED;                                                              \
+    cold:                                                                                        \
+        return slow(buffers, stride, slots, item);                                               \
+    }
+
+RESTARTABLE_INLINE_BUFFER_PUSH_AT_CURRENT_(restartable_buffer_push_at_current,
+                                           restartable_buffer_push_at_current_slow,
+                                           RESTARTABLE_CPU_ID_FIELD, RESTARTABLE_REFUSE_NO_CPU_)
+RESTARTABLE_INLINE_BUFFER_PUSH_AT_CURRENT_(restartable_buffer_push_at_current_mm_cid,
+                                           restartable_buffer_push_at_current_mm_cid_slow,
+                                           RESTARTABLE_MM_CID_FIELD, RESTARTABLE_REFUSE_NO_MM_CID_)
+RESTARTABLE_INLINE_BUFFER_POP_AT_CURRENT_(restartable_buffer_pop_at_current,
+                                          restartable_buffer_pop_at_current_slow,
+                                          RESTARTABLE_CPU_ID_FIELD, RESTARTABLE_REFUSE_NO_CPU_)
+RESTARTABLE_INLINE_BUFFER_POP_AT_CURRENT_(restartable_buffer_pop_at_current_mm_cid,
+                                          restartable_buffer_pop_at_current_mm_cid_slow,
+                                          RESTARTABLE_MM_CID_FIELD, RESTARTABLE_REFUSE_NO_MM_CID_)
+
 /* Adds `delta` (wrapping) to the current CPU's slot. The section reads
    cpu_id itself, after arming, so no separate CPU check is needed: any
    migration after that point aborts it. No "memory" clobber: the section
@@ -1403,6 +1539,14 @@ int restartable_push_at_current(void *heads, size_t stride, uint32_t slots, intp
 int restartable_push_at_current_mm_cid(void *heads, size_t stride, uint32_t slots, intptr_t *node);
 int restartable_pop_at_current(void *heads, size_t stride, uint32_t slots, intptr_t **node);
 int restartable_pop_at_current_mm_cid(void *heads, size_t stride, uint32_t slots, intptr_t **node);
+int restartable_buffer_push_at_current(void *buffers, size_t stride, uint32_t slots,
+                                       size_t capacity, intptr_t item);
+int restartable_buffer_push_at_current_mm_cid(void *buffers, size_t stride, uint32_t slots,
+                                              size_t capacity, intptr_t item);
+int restartable_buffer_pop_at_current(void *buffers, size_t stride, uint32_t slots,
+                                      intptr_t *item);
+int restartable_buffer_pop_at_current_mm_cid(void *buffers, size_t stride, uint32_t slots,
+                                             intptr_t *item);
 #endif
 
 /* ------------------------------------------------------------------------ */

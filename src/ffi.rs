@@ -330,10 +330,10 @@ pub extern "C" fn restartable_possible_cpus() -> u32 {
     crate::possible_cpus() as u32
 }
 
-/// Whether the slots a C caller passes to a list operation at the current
-/// CPU are sound: a head per possible CPU, aligned, `stride` a whole
-/// number of words apart.
-fn list_slots_ok(heads: *mut u8, stride: usize, slots: u32) -> bool {
+/// Whether the slots a C caller passes to an operation at the current CPU
+/// are sound: a slot per possible CPU, aligned, `stride` a whole number of
+/// words apart.
+fn slots_ok(heads: *mut u8, stride: usize, slots: u32) -> bool {
     let word = core::mem::align_of::<isize>();
     !heads.is_null()
         && heads as usize % word == 0
@@ -342,9 +342,10 @@ fn list_slots_ok(heads: *mut u8, stride: usize, slots: u32) -> bool {
         && slots as usize >= crate::possible_cpus()
 }
 
-/// Defines the C functions of a list operation at the current CPU, by CPU
-/// and by `mm_cid`, each with the `_slow` name of the header's cold path.
-macro_rules! c_list_operation {
+/// Defines the C functions of an operation at the current CPU (the list's,
+/// the buffer's), by CPU and by `mm_cid`, each with the `_slow` name of the
+/// header's cold path.
+macro_rules! c_at_current {
     (
         $(#[$doc:meta])*
         $ret:ty: $cpu_name:ident / $cpu_slow:ident, $cid_name:ident / $cid_slow:ident
@@ -353,9 +354,9 @@ macro_rules! c_list_operation {
         $(#[$doc])*
         ///
         /// # Safety
-        /// The slot array holds `slots` live heads `stride` bytes apart,
-        /// written only by these operations; nodes as the Rust operation
-        /// says.
+        /// The slot array holds `slots` live slots `stride` bytes apart,
+        /// written only by these operations, laid out as the Rust operation
+        /// says (nodes, items and all).
         #[no_mangle]
         pub unsafe extern "C" fn $cpu_name($($arg: $ty),*) -> $ret {
             // SAFETY: forwarded from the caller.
@@ -409,7 +410,7 @@ unsafe fn c_push(
     slots: u32,
     node: *mut isize,
 ) -> c_int {
-    if !list_slots_ok(heads, stride, slots) || node.is_null() || !node.is_aligned() {
+    if !slots_ok(heads, stride, slots) || node.is_null() || !node.is_aligned() {
         return -libc::EINVAL;
     }
     // SAFETY: checked above as far as C can be; the rest is the caller's.
@@ -426,7 +427,7 @@ unsafe fn c_pop(
     slots: u32,
     node: *mut *mut isize,
 ) -> c_int {
-    if !list_slots_ok(heads, stride, slots) || node.is_null() || !node.is_aligned() {
+    if !slots_ok(heads, stride, slots) || node.is_null() || !node.is_aligned() {
         return -libc::EINVAL;
     }
     // SAFETY: checked above as far as C can be; the rest is the caller's.
@@ -436,7 +437,7 @@ unsafe fn c_pop(
     outcome as c_int
 }
 
-c_list_operation!(
+c_at_current!(
     /// `int restartable_push_at_current(void *heads, size_t stride,
     /// uint32_t slots, intptr_t *node)`: pushes `node` on the list of the
     /// slot of the CPU the thread runs on, found inside the section (see
@@ -446,7 +447,7 @@ c_list_operation!(
     restartable_push_at_current_mm_cid / restartable_push_at_current_mm_cid_slow(
         heads: *mut u8, stride: usize, slots: u32, node: *mut isize) c_push
 );
-c_list_operation!(
+c_at_current!(
     /// `int restartable_pop_at_current(void *heads, size_t stride, uint32_t
     /// slots, intptr_t **node)`: pops the head node of the list of the slot
     /// of the CPU the thread runs on (see [`c_pop`] for the results).
@@ -454,6 +455,66 @@ c_list_operation!(
     restartable_pop_at_current / restartable_pop_at_current_slow,
     restartable_pop_at_current_mm_cid / restartable_pop_at_current_mm_cid_slow(
         heads: *mut u8, stride: usize, slots: u32, node: *mut *mut isize) c_pop
+);
+
+/// [`cs::buffer_push_at_current`] for C: 0 committed, 1 full, -1 aborted,
+/// `-EINVAL` (touching nothing) for slots as [`c_push`] refuses them, or a
+/// `capacity` that does not fit in a slot after its count.
+unsafe fn c_buffer_push(
+    index: Index,
+    buffers: *mut u8,
+    stride: usize,
+    slots: u32,
+    capacity: usize,
+    item: isize,
+) -> c_int {
+    let word = core::mem::size_of::<isize>();
+    if !slots_ok(buffers, stride, slots) || capacity >= stride / word {
+        return -libc::EINVAL;
+    }
+    // SAFETY: checked above as far as C can be; the rest is the caller's.
+    unsafe { cs::buffer_push_at_current(index, buffers, stride, slots, capacity, item) as c_int }
+}
+
+/// [`cs::buffer_pop_at_current`] for C: 0 committed (`*item` the item), 1
+/// empty, -1 aborted (`*item` 0 for both), `-EINVAL` (touching nothing)
+/// for a null or misaligned `item`, or slots as [`c_push`] refuses them.
+unsafe fn c_buffer_pop(
+    index: Index,
+    buffers: *mut u8,
+    stride: usize,
+    slots: u32,
+    item: *mut isize,
+) -> c_int {
+    if !slots_ok(buffers, stride, slots) || item.is_null() || !item.is_aligned() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: checked above as far as C can be; the rest is the caller's.
+    let (outcome, popped) = unsafe { cs::buffer_pop_at_current(index, buffers, stride, slots) };
+    // SAFETY: `item` is a valid out-pointer (caller).
+    unsafe { item.write(popped) };
+    outcome as c_int
+}
+
+c_at_current!(
+    /// `int restartable_buffer_push_at_current(void *buffers, size_t
+    /// stride, uint32_t slots, size_t capacity, intptr_t item)`: stores
+    /// `item` in the buffer of the slot of the CPU the thread runs on,
+    /// found inside the section (see [`c_buffer_push`] for the results).
+    c_int:
+    restartable_buffer_push_at_current / restartable_buffer_push_at_current_slow,
+    restartable_buffer_push_at_current_mm_cid / restartable_buffer_push_at_current_mm_cid_slow(
+        buffers: *mut u8, stride: usize, slots: u32, capacity: usize, item: isize) c_buffer_push
+);
+c_at_current!(
+    /// `int restartable_buffer_pop_at_current(void *buffers, size_t stride,
+    /// uint32_t slots, intptr_t *item)`: takes the last item of the buffer
+    /// of the slot of the CPU the thread runs on (see [`c_buffer_pop`] for
+    /// the results).
+    c_int:
+    restartable_buffer_pop_at_current / restartable_buffer_pop_at_current_slow,
+    restartable_buffer_pop_at_current_mm_cid / restartable_buffer_pop_at_current_mm_cid_slow(
+        buffers: *mut u8, stride: usize, slots: u32, item: *mut isize) c_buffer_pop
 );
 
 /// `restartable_percpu_counter_t`: a [`PerCpuCounter`] behind a handle

@@ -413,6 +413,7 @@ static void report(void)
 
 #define FORM_THREADS 3
 #define FORM_NODES 4
+#define FORM_BUFFER 4 /* a buffer's capacity; each starts with one item */
 
 /* One index's words: a count for each operation, a list head and a copy
    buffer, a pointer chain for the pointer-chasing add. */
@@ -420,6 +421,7 @@ struct form_slot {
     intptr_t add, cbne, cbne2, zero, ss, ss2, ssr, ssr2, mc, mcr, chased;
     intptr_t head;
     intptr_t lhead; /* the list of the operations that read the index */
+    intptr_t bcount, bitems[FORM_BUFFER]; /* a buffer of theirs */
     char buf[16], bufr[16];
     intptr_t *chain[2]; /* chain[1] points at `chased` */
     intptr_t *root;     /* points at chain: *root + off holds &chased */
@@ -429,6 +431,9 @@ static struct form_slot form_cpu[MAX_CPUS], form_cid[MAX_CPUS];
 static intptr_t form_nodes[2][MAX_CPUS][FORM_NODES][2];
 static intptr_t form_lnodes[2][MAX_CPUS][FORM_NODES][2];
 static long form_n;
+/* The buffer items the threads held at their end (a full buffer leaves
+   its item with the thread), by index kind: their number and their sum. */
+static intptr_t form_held_count[2], form_held_sum[2];
 
 static void form_init(struct form_slot *slots, intptr_t (*nodes)[FORM_NODES][2],
                       intptr_t (*lnodes)[FORM_NODES][2])
@@ -442,6 +447,8 @@ static void form_init(struct form_slot *slots, intptr_t (*nodes)[FORM_NODES][2],
             lnodes[c][k][0] = slots[c].lhead;
             slots[c].lhead = (intptr_t)lnodes[c][k];
         }
+        slots[c].bcount = 1;
+        slots[c].bitems[0] = c + 1; /* each item its own value */
     }
 }
 
@@ -482,8 +489,9 @@ static int form_index(int by_cid)
 
 static const char pattern[] = "restartable-copy"; /* 16 bytes and a NUL */
 
-/* One round of every form on the index kind `by_cid`. */
-#define FORM_ROUND(by_cid, slots, sfx)                                                               \
+/* One round of every form on the index kind `by_cid`; `held` is the
+   thread's buffer item (0: none). */
+#define FORM_ROUND(by_cid, slots, sfx, held)                                                         \
     do {                                                                                             \
         intptr_t node = 0;                                                                           \
         FORM_RETRY(by_cid, slots, restartable_load_add_store##sfx(&s->add, 1, cpu))                  \
@@ -549,21 +557,49 @@ static const char pattern[] = "restartable-copy"; /* 16 bytes and a NUL */
                 CHECK_EQ(r_, RESTARTABLE_COMMITTED);                                                 \
             }                                                                                        \
         }                                                                                            \
+        /* A buffer item moves the same way; a full buffer leaves it with the                        \
+           thread, which stores it on a later round. */                                              \
+        {                                                                                            \
+            int r_;                                                                                  \
+            if (!(held)) {                                                                           \
+                do                                                                                   \
+                    r_ = restartable_buffer_pop_at_current##sfx(                                     \
+                        &(slots)[0].bcount, sizeof(struct form_slot), MAX_CPUS, &(held));            \
+                while (r_ == RESTARTABLE_ABORTED);                                                   \
+                CHECK(r_ == RESTARTABLE_COMMITTED || r_ == RESTARTABLE_COMPARE_FAILED);              \
+                CHECK((r_ == RESTARTABLE_COMMITTED) == ((held) != 0));                               \
+            }                                                                                        \
+            if (held) {                                                                              \
+                do                                                                                   \
+                    r_ = restartable_buffer_push_at_current##sfx(                                    \
+                        &(slots)[0].bcount, sizeof(struct form_slot), MAX_CPUS, FORM_BUFFER, (held));\
+                while (r_ == RESTARTABLE_ABORTED);                                                   \
+                CHECK(r_ == RESTARTABLE_COMMITTED || r_ == RESTARTABLE_COMPARE_FAILED);              \
+                if (r_ == RESTARTABLE_COMMITTED)                                                     \
+                    (held) = 0;                                                                      \
+            }                                                                                        \
+        }                                                                                            \
     } while (0)
 
 static void *form_thread(void *arg)
 {
+    intptr_t held[2] = {0, 0};
     (void)arg;
     pthread_barrier_wait(&start_line);
     for (long i = 0; i < form_n; i++) {
-        FORM_ROUND(0, form_cpu, );
-        FORM_ROUND(1, form_cid, _mm_cid);
+        FORM_ROUND(0, form_cpu, , held[0]);
+        FORM_ROUND(1, form_cid, _mm_cid, held[1]);
+    }
+    for (int k = 0; k < 2; k++) {
+        __atomic_add_fetch(&form_held_count[k], held[k] != 0, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&form_held_sum[k], held[k], __ATOMIC_RELAXED);
     }
     return NULL;
 }
 
-static void form_check(const struct form_slot *slots, const char *what)
+static void form_check(const struct form_slot *slots, int by_cid, const char *what)
 {
+    intptr_t items = form_held_count[by_cid], item_sum = form_held_sum[by_cid];
     intptr_t add = 0, cbne = 0, cbne2 = 0, ss = 0, ssr = 0, mc = 0, mcr = 0, chased = 0;
     long nodes = 0, lnodes = 0;
     long want = (long)FORM_THREADS * form_n;
@@ -590,6 +626,10 @@ static void form_check(const struct form_slot *slots, const char *what)
             nodes++;
         for (intptr_t n = s->lhead; n; n = *(intptr_t *)n)
             lnodes++;
+        CHECK(s->bcount >= 0 && s->bcount <= FORM_BUFFER);
+        items += s->bcount;
+        for (intptr_t k = 0; k < s->bcount; k++)
+            item_sum += s->bitems[k];
     }
     CHECK_EQ(add, want);
     CHECK_EQ(cbne, want);
@@ -601,6 +641,9 @@ static void form_check(const struct form_slot *slots, const char *what)
     CHECK_EQ(chased, want);
     CHECK_EQ(nodes, (long)MAX_CPUS * FORM_NODES);
     CHECK_EQ(lnodes, (long)MAX_CPUS * FORM_NODES);
+    /* Every item once: as many as there were, with the same sum. */
+    CHECK_EQ(items, MAX_CPUS);
+    CHECK_EQ(item_sum, (intptr_t)MAX_CPUS * (MAX_CPUS + 1) / 2);
     printf("forms %s: %ld each, exact\n", what, want);
 }
 
@@ -617,8 +660,8 @@ static void forms(long n)
     for (int i = 0; i < FORM_THREADS; i++)
         CHECK_EQ(pthread_join(t[i], NULL), 0);
     pthread_barrier_destroy(&start_line);
-    form_check(form_cpu, "by cpu");
-    form_check(form_cid, "by mm_cid");
+    form_check(form_cpu, 0, "by cpu");
+    form_check(form_cid, 1, "by mm_cid");
     /* The inline mm_cid read agrees with the library's. */
     int cid = restartable_mm_cid();
     CHECK(cid >= -1 && cid < MAX_CPUS);

@@ -503,6 +503,98 @@ static void check_lists(int cpu)
     free(slots);
 }
 
+/* The per-CPU buffer at the current CPU: pushes fill the pinned CPU's
+   buffer up to its capacity, pops take the items back last first, and bad
+   arguments are refused. */
+#define BUFFER_CAPACITY 3
+static void check_buffers(int cpu)
+{
+    struct buffer_slot {
+        intptr_t count;
+        intptr_t items[BUFFER_CAPACITY];
+        intptr_t guard;
+    };
+    uint32_t n = restartable_possible_cpus();
+    struct buffer_slot *slots = (struct buffer_slot *)calloc(n, sizeof *slots);
+    size_t stride = sizeof *slots;
+    intptr_t item = -1;
+    intptr_t unaligned[2];
+    int r, k;
+    uint32_t i;
+    CHECK(slots != NULL);
+    for (i = 0; i < n; i++)
+        slots[i].guard = -7;
+    for (k = 0; k < BUFFER_CAPACITY; k++) {
+        do
+            r = k % 2 ? restartable_buffer_push_at_current_slow(slots, stride, n,
+                                                                BUFFER_CAPACITY, 10 + k)
+                      : restartable_buffer_push_at_current(slots, stride, n, BUFFER_CAPACITY,
+                                                           10 + k);
+        while (r == RESTARTABLE_ABORTED);
+        CHECK_EQ(r, RESTARTABLE_COMMITTED);
+    }
+    /* Full: refused, with nothing written. */
+    do
+        r = restartable_buffer_push_at_current(slots, stride, n, BUFFER_CAPACITY, 99);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMPARE_FAILED);
+    for (i = 0; i < n; i++) {
+        CHECK_EQ(slots[i].guard, -7);
+        CHECK_EQ(slots[i].count, i == (uint32_t)cpu ? BUFFER_CAPACITY : 0);
+    }
+    for (k = 0; k < BUFFER_CAPACITY; k++)
+        CHECK_EQ(slots[cpu].items[k], 10 + k);
+    for (k = BUFFER_CAPACITY - 1; k >= 0; k--) {
+        do
+            r = k % 2 ? restartable_buffer_pop_at_current_slow(slots, stride, n, &item)
+                      : restartable_buffer_pop_at_current(slots, stride, n, &item);
+        while (r == RESTARTABLE_ABORTED);
+        CHECK_EQ(r, RESTARTABLE_COMMITTED);
+        CHECK_EQ(item, 10 + k);
+    }
+    do
+        r = restartable_buffer_pop_at_current(slots, stride, n, &item);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMPARE_FAILED);
+    CHECK_EQ(item, 0);
+    CHECK_EQ(slots[cpu].count, 0);
+    /* Indexed by concurrency id: a pinned thread's id may still change, so
+       only the totals are certain. */
+    do
+        r = restartable_buffer_push_at_current_mm_cid(slots, stride, n, BUFFER_CAPACITY, 5);
+    while (r == RESTARTABLE_ABORTED);
+    CHECK_EQ(r, RESTARTABLE_COMMITTED);
+    for (i = 0, r = 0; i < n; i++)
+        r += (int)slots[i].count;
+    CHECK_EQ(r, 1);
+    for (i = 0; i < n; i++)
+        slots[i].count = 0;
+    /* Refused, touching nothing: too few slots, a stride that is not whole
+       words, a capacity the slots cannot hold, NULL or misaligned pointers;
+       the inline form refuses a capacity too large for the slots itself. */
+    CHECK_EQ(restartable_buffer_push_at_current_slow(slots, stride, n - 1, 1, 5), -EINVAL);
+    CHECK_EQ(restartable_buffer_push_at_current_slow(slots, 12, n, 1, 5), -EINVAL);
+    CHECK_EQ(restartable_buffer_push_at_current_slow(NULL, stride, n, 1, 5), -EINVAL);
+    CHECK_EQ(restartable_buffer_push_at_current_mm_cid_slow(slots, stride, n, BUFFER_CAPACITY + 2,
+                                                            5),
+             -EINVAL);
+    CHECK_EQ(restartable_buffer_push_at_current(slots, stride, n, BUFFER_CAPACITY + 2, 5),
+             -EINVAL);
+    CHECK_EQ(restartable_buffer_pop_at_current_slow(slots, stride, n, NULL), -EINVAL);
+    CHECK_EQ(restartable_buffer_pop_at_current_slow(slots, stride, n,
+                                                    (intptr_t *)(void *)((char *)unaligned + 1)),
+             -EINVAL);
+    CHECK_EQ(restartable_buffer_pop_at_current_mm_cid_slow((char *)slots + 4, stride, n, &item),
+             -EINVAL);
+    /* The inline form refuses a slot array too small for this CPU the same
+       way (its index check sends it to the cold path). */
+    if (cpu > 0)
+        CHECK_EQ(restartable_buffer_push_at_current(slots, stride, (uint32_t)cpu, 1, 5), -EINVAL);
+    for (i = 0; i < n; i++)
+        CHECK(slots[i].count == 0 && slots[i].guard == -7);
+    free(slots);
+}
+
 int main(void)
 {
     pthread_t t;
@@ -533,6 +625,7 @@ int main(void)
         pin_to(cpus[0]);
         check_operations();
         check_lists(cpus[0]);
+        check_buffers(cpus[0]);
 #if defined(RESTARTABLE_INLINE_X86_64) || defined(RESTARTABLE_INLINE_AARCH64)
         check_own_section();
 #endif
