@@ -184,14 +184,22 @@ fn mutex_vec_push_pop(m: &Mutex<Vec<Box<u64>>>) {
 }
 
 /// The words one CPU's operations work on: a compare word, a second word,
-/// a copy buffer and a list head over nodes of `NODES`.
+/// a copy buffer, a list head over nodes of `NODES`, and a buffer of
+/// words (its count, then its items).
 #[derive(Default)]
+#[repr(C)] // `bitems` follows `bcount`, as the buffer operations take them
 struct CsSlot {
     v: AtomicIsize,
     v2: AtomicIsize,
     buf: [AtomicU8; 16],
     head: AtomicIsize,
+    bcount: AtomicIsize,
+    bitems: [AtomicIsize; BUFFER],
 }
+
+/// The capacity of a slot's buffer, which starts half full: a push then a
+/// pop finds room and an item, even after migrations moved a few.
+const BUFFER: usize = 8;
 
 /// Per-CPU words for the `cs` operations, and the list nodes: each node is
 /// two words, `next` first.
@@ -211,6 +219,7 @@ fn cs_state() -> Arc<CsState> {
             node[0].store(slot.head.load(Ordering::Relaxed), Ordering::Relaxed);
             slot.head.store(node.as_ptr() as isize, Ordering::Relaxed);
         }
+        slot.bcount.store(BUFFER as isize / 2, Ordering::Relaxed);
         slot
     });
     Arc::new(CsState {
@@ -359,6 +368,75 @@ fn cs_pop_push_at_current(s: &CsState) {
     // SAFETY: as above; `node` is ours until the push links it again.
     while unsafe { cs::push_at_current(Index::Cpu, heads, stride, n, node) } != Outcome::Committed {
     }
+}
+
+/// An item stored in the current CPU's buffer and taken back, with the
+/// operations that read the CPU inside their section. A full or empty
+/// buffer (migrations can move items) skips its half.
+#[inline(always)]
+fn cs_buffer_push_pop_at_current(s: &CsState) {
+    let (base, stride, n) = s.slots.slot_array();
+    // SAFETY: the buffer's count lies at this offset in every slot.
+    let buffers = unsafe { base.add(core::mem::offset_of!(CsSlot, bcount)) };
+    // SAFETY: `n` slots of `stride` bytes, each a count and `BUFFER` items
+    // that only these operations write.
+    while unsafe { cs::buffer_push_at_current(Index::Cpu, buffers, stride, n, BUFFER, 7) }
+        == Outcome::Aborted
+    {}
+    loop {
+        // SAFETY: as above.
+        match unsafe { cs::buffer_pop_at_current(Index::Cpu, buffers, stride, n) } {
+            (Outcome::Aborted, _) => continue,
+            (_, item) => {
+                black_box(item);
+                break;
+            }
+        }
+    }
+}
+
+/// The buffer's push and pop done librseq's way, with the operations that
+/// take the CPU, each retried by `$on`: the push a `load_cbne_store_store`
+/// (the item, then the count), the pop a `load_cbne_load_cbne_store` (the
+/// count and the item it read, then the count). A full or empty buffer
+/// skips its half.
+macro_rules! buffer_push_pop {
+    ($s:expr, $on:ident, $done:expr, [$($pre:expr)?], $store_store:path, $cbne_cbne:path) => {{
+        let s = $s;
+        $on(s, |slot, cpu| {
+            let n = slot.bcount.load(Ordering::Relaxed);
+            let Some(item) = slot.bitems.get(n as usize) else {
+                return $done; // full
+            };
+            // SAFETY: live, aligned words of this CPU's slot.
+            unsafe { $store_store($($pre,)? slot.bcount.as_ptr(), n, item.as_ptr(), 7, n + 1, cpu) }
+        });
+        let mut taken = 0;
+        $on(s, |slot, cpu| {
+            let n = slot.bcount.load(Ordering::Relaxed);
+            let Some(item) = slot.bitems.get((n as usize).wrapping_sub(1)) else {
+                return $done; // empty
+            };
+            taken = item.load(Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { $cbne_cbne($($pre,)? slot.bcount.as_ptr(), n, item.as_ptr(), taken, n - 1, cpu) }
+        });
+        black_box(taken);
+    }};
+}
+
+/// [`cs_buffer_push_pop_at_current`] with the operations that take the CPU,
+/// retried as the comparison with the shape retries.
+#[inline(always)]
+fn cs_buffer_push_pop_ours(s: &CsState) {
+    buffer_push_pop!(
+        s,
+        on_current_ours,
+        Outcome::Committed,
+        [Index::Cpu],
+        cs::load_cbne_store_store,
+        cs::load_cbne_load_cbne_store
+    )
 }
 
 /// [`cs_pop_push`] retried as the comparison with the shape retries.
@@ -838,6 +916,20 @@ fn shape_table(threads: usize) {
     rows.push(("list pop + push (CPU passed)", a, b));
     let (a, b) = measure_pair(
         threads,
+        cs_state(),
+        |s: &CsState| cs_buffer_push_pop_at_current(s),
+        |s: &CsState| shape_buffer_push_pop(s),
+    );
+    rows.push(("buffer push + pop (at_current)", a, b));
+    let (a, b) = measure_pair(
+        threads,
+        cs_state(),
+        |s: &CsState| cs_buffer_push_pop_ours(s),
+        |s: &CsState| shape_buffer_push_pop(s),
+    );
+    rows.push(("buffer push + pop (CPU passed)", a, b));
+    let (a, b) = measure_pair(
+        threads,
         Arc::new(Counters {
             counter: PerCpuCounter::new(),
             slots: cs_state(),
@@ -917,6 +1009,19 @@ fn shape_lock(l: &Locks) {
     slot.v2
         .store(slot.v2.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     slot.v.store(0, Ordering::Release);
+}
+
+/// [`cs_buffer_push_pop_ours`] in the librseq shape.
+#[inline(always)]
+fn shape_buffer_push_pop(s: &CsState) {
+    buffer_push_pop!(
+        s,
+        on_current_shape,
+        0,
+        [],
+        shape::cbne_store_store,
+        shape::cbne_cbne_store
+    )
 }
 
 /// [`cs_pop_push`] in the librseq shape.
@@ -1025,7 +1130,7 @@ fn main() {
         "\ncs operations on the current CPU's slot (sections: {})",
         restartable::is_available()
     );
-    println!("threads | cbne_store | cbne_cbne_store | cbne_store_store | memcpy_store (16 B) | pop + push | pop + push at_current");
+    println!("threads | cbne_store | cbne_cbne_store | cbne_store_store | memcpy_store (16 B) | pop + push | pop + push at_current | buffer push + pop at_current");
     for threads in [1, 2] {
         let a = measure(threads, cs_state(), cs_cbne_store);
         let b = measure(threads, cs_state(), cs_cbne_cbne_store);
@@ -1033,8 +1138,9 @@ fn main() {
         let d = measure(threads, cs_state(), cs_memcpy_store);
         let e = measure(threads, cs_state(), cs_pop_push);
         let f = measure(threads, cs_state(), cs_pop_push_at_current);
+        let g = measure(threads, cs_state(), cs_buffer_push_pop_at_current);
         println!(
-            "{threads:>7} | {a:>7.2} ns | {b:>12.2} ns | {c:>13.2} ns | {d:>16.2} ns | {e:>7.2} ns | {f:>18.2} ns"
+            "{threads:>7} | {a:>7.2} ns | {b:>12.2} ns | {c:>13.2} ns | {d:>16.2} ns | {e:>7.2} ns | {f:>18.2} ns | {g:>26.2} ns"
         );
     }
 

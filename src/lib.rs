@@ -51,6 +51,7 @@
 //! | a per-CPU free list of objects (buffers, connections) to push and pop | [`PerCpuStack<T>`](PerCpuStack): [`push`](PerCpuStack::push), [`pop`](PerCpuStack::pop) | one section per push or pop, no ABA problem |
 //! | only the CPU number (to pick a shard, for logging) | [`current_cpu`] (and [`node_id`], [`mm_cid`]) | one load |
 //! | a bare per-CPU list of your own nodes, as librseq's users keep one (exact as [`cs`]'s operations are: see its "Exactness") | [`cs::push_at_current`], [`cs::pop_at_current`] over a [`PerCpu`]'s [`slot_array`](PerCpu::slot_array) | one section, which reads the CPU itself |
+//! | a bare per-CPU buffer of words (pointers, indexes), librseq's per-CPU buffer (exact as the list is) | [`cs::buffer_push_at_current`], [`cs::buffer_pop_at_current`] over slots of a count and its items | one section, which reads the CPU itself |
 //! | an operation of your own on per-CPU words | [`cs`]'s operations ([`cs::load_cbne_store`], ...) or your own sequence with [`rseq_asm!`] | what you write, restarted on preemption |
 //!
 //! Every one of them is exact in every mode: without rseq (valgrind, a
