@@ -205,17 +205,23 @@ const BUFFER: usize = 8;
 /// two words, `next` first.
 struct CsState {
     slots: PerCpu<CsSlot>,
-    _nodes: Box<[[AtomicIsize; 2]]>,
+    _nodes: Box<[CpuNodes]>,
 }
+
+/// One CPU's four list nodes, on cache lines of their own: the threads of
+/// a run write only their CPU's, and would time the moves of a line they
+/// shared instead.
+#[derive(Default)]
+#[repr(align(128))]
+struct CpuNodes([[AtomicIsize; 2]; 4]);
 
 fn cs_state() -> Arc<CsState> {
     let cpus = restartable::possible_cpus();
-    let nodes: Box<[[AtomicIsize; 2]]> = (0..cpus * 4).map(|_| Default::default()).collect();
+    let nodes: Box<[CpuNodes]> = (0..cpus).map(|_| Default::default()).collect();
     let slots = PerCpu::new(|cpu| {
         let slot = CsSlot::default();
         // Four nodes per CPU, linked: the pop always finds one.
-        for k in 0..4 {
-            let node = &nodes[cpu * 4 + k];
+        for node in &nodes[cpu].0 {
             node[0].store(slot.head.load(Ordering::Relaxed), Ordering::Relaxed);
             slot.head.store(node.as_ptr() as isize, Ordering::Relaxed);
         }

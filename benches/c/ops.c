@@ -42,7 +42,11 @@ struct slot {
 } __attribute__((aligned(128)));
 
 static struct slot slots[MAX_CPUS];
-static intptr_t nodes[MAX_CPUS][NODES][2]; /* next first */
+/* Each CPU's list nodes, `next` first, on cache lines of their own: the
+   threads of a run write only their CPU's. */
+static struct {
+    intptr_t node[NODES][2];
+} __attribute__((aligned(128))) nodes[MAX_CPUS];
 static restartable_percpu_counter_t *counter;
 static const char src16[16] = "0123456789abcdef";
 
@@ -175,7 +179,10 @@ static inline int shape_pop(intptr_t *v, intptr_t expectnot, intptr_t voffp, int
 /* The benchmarks: one loop body each, ours (`o_`) and the shape (`s_`)      */
 /* ------------------------------------------------------------------------ */
 
-static volatile int sink;
+/* Keeps a value the loop computes, as a store would, without one: a
+   shared variable that every thread wrote would move between the CPUs'
+   caches and time that instead. */
+#define KEEP(x) __asm__ __volatile__("" : : "r"(x))
 
 #define BENCH(name, body)                                                                        \
     static __attribute__((noinline)) void name(long n)                                          \
@@ -185,8 +192,8 @@ static volatile int sink;
         }                                                                                        \
     }
 
-BENCH(o_cpu, { sink = restartable_cpu(); })
-BENCH(s_cpu, { sink = shape_cpu_raw(); })
+BENCH(o_cpu, { KEEP(restartable_cpu()); })
+BENCH(s_cpu, { KEEP(shape_cpu_raw()); })
 
 #define RETRY_OURS(op)                                                                           \
     for (;;) {                                                                                   \
@@ -267,13 +274,13 @@ BENCH(o_buffer, {
     intptr_t item = 0;
     RETRY_OURS(BUFFER_PUSH(restartable_load_cbne_store_store))
     RETRY_OURS(BUFFER_POP(restartable_load_cbne_load_cbne_store))
-    sink = (int)item;
+    KEEP(item);
 })
 BENCH(s_buffer, {
     intptr_t item = 0;
     RETRY_SHAPE(BUFFER_PUSH(shape_cbne_store_store))
     RETRY_SHAPE(BUFFER_POP(shape_cbne_cbne_store))
-    sink = (int)item;
+    KEEP(item);
 })
 /* The same with the operations that read the CPU inside their section. */
 BENCH(o_buffer_here, {
@@ -284,7 +291,7 @@ BENCH(o_buffer_here, {
     while (restartable_buffer_pop_at_current(&slots[0].bcount, sizeof(struct slot), MAX_CPUS,
                                              &item) == RESTARTABLE_ABORTED)
         ;
-    sink = (int)item;
+    KEEP(item);
 })
 
 /* The per-CPU lock of librseq's tests: a section sets the lock word 0 -> 1,
@@ -443,8 +450,8 @@ int main(int argc, char **argv)
         threads = 1;
     for (int c = 0; c < MAX_CPUS; c++) {
         for (int k = 0; k < NODES; k++) {
-            nodes[c][k][0] = slots[c].head;
-            slots[c].head = (intptr_t)nodes[c][k];
+            nodes[c].node[k][0] = slots[c].head;
+            slots[c].head = (intptr_t)nodes[c].node[k];
         }
         slots[c].bcount = BUFFER / 2;
     }
