@@ -208,12 +208,15 @@ struct CsState {
     _nodes: Box<[CpuNodes]>,
 }
 
-/// One CPU's four list nodes, on cache lines of their own: the threads of
-/// a run write only their CPU's, and would time the moves of a line they
-/// shared instead.
+/// One CPU's four list nodes, each on cache lines of its own: a node that
+/// migrations moved to another CPU's list is written from there, and nodes
+/// sharing a line would time the line's moves.
+type CpuNodes = [Node; 4];
+
+/// A list node: `next`, then a word of payload.
 #[derive(Default)]
 #[repr(align(128))]
-struct CpuNodes([[AtomicIsize; 2]; 4]);
+struct Node([AtomicIsize; 2]);
 
 fn cs_state() -> Arc<CsState> {
     let cpus = restartable::possible_cpus();
@@ -221,9 +224,9 @@ fn cs_state() -> Arc<CsState> {
     let slots = PerCpu::new(|cpu| {
         let slot = CsSlot::default();
         // Four nodes per CPU, linked: the pop always finds one.
-        for node in &nodes[cpu].0 {
-            node[0].store(slot.head.load(Ordering::Relaxed), Ordering::Relaxed);
-            slot.head.store(node.as_ptr() as isize, Ordering::Relaxed);
+        for node in &nodes[cpu] {
+            node.0[0].store(slot.head.load(Ordering::Relaxed), Ordering::Relaxed);
+            slot.head.store(node.0.as_ptr() as isize, Ordering::Relaxed);
         }
         slot.bcount.store(BUFFER as isize / 2, Ordering::Relaxed);
         slot

@@ -42,11 +42,12 @@ struct slot {
 } __attribute__((aligned(128)));
 
 static struct slot slots[MAX_CPUS];
-/* Each CPU's list nodes, `next` first, on cache lines of their own: the
-   threads of a run write only their CPU's. */
+/* The list nodes, `next` first, each on cache lines of its own: a node
+   that migrations moved to another CPU's list is written from there, and
+   nodes sharing a line would time the line's moves. */
 static struct {
-    intptr_t node[NODES][2];
-} __attribute__((aligned(128))) nodes[MAX_CPUS];
+    intptr_t next;
+} __attribute__((aligned(128))) nodes[MAX_CPUS][NODES];
 static restartable_percpu_counter_t *counter;
 static const char src16[16] = "0123456789abcdef";
 
@@ -450,8 +451,8 @@ int main(int argc, char **argv)
         threads = 1;
     for (int c = 0; c < MAX_CPUS; c++) {
         for (int k = 0; k < NODES; k++) {
-            nodes[c].node[k][0] = slots[c].head;
-            slots[c].head = (intptr_t)nodes[c].node[k];
+            nodes[c][k].next = slots[c].head;
+            slots[c].head = (intptr_t)&nodes[c][k];
         }
         slots[c].bcount = BUFFER / 2;
     }

@@ -853,8 +853,10 @@ pub unsafe fn pop_at_current_unchecked(
 ///
 /// # Panics
 /// If `slots` is 0, if the kernel reports an index of `slots` or more, or
-/// if `capacity` words do not fit in a slot after its count; these are
-/// checked on the cold path, the first operation of a thread among them.
+/// if `capacity` words do not fit in a slot after its count. The cold path
+/// checks these (after an abort, on a thread's first operation where the
+/// library registers it, on every operation without rseq); debug builds
+/// check the capacity before every push too.
 ///
 /// # Examples
 /// ```
@@ -891,7 +893,10 @@ pub unsafe fn buffer_push_at_current(
     capacity: usize,
     item: isize,
 ) -> Outcome {
-    debug_assert!(buffer_fits(stride, capacity), "{}", BUFFER_TOO_SMALL);
+    debug_assert!(
+        buffer_fits(stride, capacity),
+        "{BUFFER_TOO_SMALL}: {capacity} items in slots of {stride} bytes"
+    );
     if index.provided() {
         // SAFETY: the kernel provides `index`; the rest is the caller's.
         let outcome =
