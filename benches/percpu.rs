@@ -325,7 +325,8 @@ fn cs_memcpy_store(s: &CsState) {
 }
 
 /// Pops a node and pushes it back (the push is a `load_cbne_store`), each
-/// retried by `$on`.
+/// retried by `$on`. A list found empty (migrations move nodes between
+/// lists) skips the push, as a caller would, rather than wait for a node.
 macro_rules! pop_push {
     ($s:expr, $on:ident) => {{
         let s = $s;
@@ -333,7 +334,7 @@ macro_rules! pop_push {
         $on(s, |slot, cpu| {
             // SAFETY: the list holds nodes of `_nodes`, `next` at offset 0;
             // `node` receives the head.
-            unsafe {
+            match unsafe {
                 cs::load_cbeq_store_add_load_store(
                     Index::Cpu,
                     slot.head.as_ptr(),
@@ -342,8 +343,14 @@ macro_rules! pop_push {
                     &mut node,
                     cpu,
                 )
+            } {
+                Outcome::CompareFailed => Outcome::Committed, // empty: done
+                outcome => outcome,
             }
         });
+        if node == 0 {
+            return;
+        }
         $on(s, |slot, cpu| {
             let head = slot.head.load(Ordering::Relaxed);
             // SAFETY: `node` is ours until the commit links it again.
@@ -360,7 +367,8 @@ fn cs_pop_push(s: &CsState) {
 }
 
 /// A node popped from the current CPU's list and pushed back, with the
-/// operations that read the CPU inside their section.
+/// operations that read the CPU inside their section (an empty list skips
+/// the push).
 #[inline(always)]
 fn cs_pop_push_at_current(s: &CsState) {
     let (base, stride, n) = s.slots.slot_array();
@@ -370,10 +378,13 @@ fn cs_pop_push_at_current(s: &CsState) {
         // SAFETY: `n` slots of `stride` bytes, a head in each; the lists
         // hold nodes of `_nodes`, `next` at offset 0.
         match unsafe { cs::pop_at_current(Index::Cpu, heads, stride, n) } {
-            (Outcome::Committed, node) => break node,
-            _ => continue, // aborted (every list holds nodes)
+            (Outcome::Aborted, _) => continue,
+            (_, node) => break node,
         }
     };
+    if node.is_null() {
+        return;
+    }
     // SAFETY: as above; `node` is ours until the push links it again.
     while unsafe { cs::push_at_current(Index::Cpu, heads, stride, n, node) } != Outcome::Committed {
     }
@@ -1039,8 +1050,15 @@ fn shape_pop_push(s: &CsState) {
     let mut node = 0isize;
     on_current_shape(s, |slot, cpu| {
         // SAFETY: the list holds nodes of `_nodes`; the thread is registered.
-        unsafe { shape::cbeq_store_add_load_store(slot.head.as_ptr(), 0, 0, &mut node, cpu) }
+        match unsafe { shape::cbeq_store_add_load_store(slot.head.as_ptr(), 0, 0, &mut node, cpu) }
+        {
+            1 => 0, // empty: done
+            r => r,
+        }
     });
+    if node == 0 {
+        return;
+    }
     on_current_shape(s, |slot, cpu| {
         let head = slot.head.load(Ordering::Relaxed);
         // SAFETY: `node` is ours until the commit links it again.
