@@ -7,7 +7,7 @@
 //! comparisons, and ends with a single commit store. If the thread is
 //! preempted, migrated or signalled before the commit, the kernel sends it
 //! to the abort handler and the operation returns [`Outcome::Aborted`]
-//! without its commit (three operations store before their commit, and
+//! without its commit (five operations store before their commit, and
 //! those stores may stay done: see [`Outcome::Aborted`]); the caller reads
 //! the CPU again and retries.
 //!
@@ -144,7 +144,10 @@ pub enum Outcome {
     /// - [`load_cbne_memcpy_store`]: the first bytes of `dst`, any number
     ///   up to `len`, may hold those of `src`;
     /// - [`load_cbeq_store_add_load_store`] (the pop): `*load` may hold
-    ///   the head it read.
+    ///   the head it read;
+    /// - [`push_at_current`]: `node.next` may hold the head it read;
+    /// - [`buffer_push_at_current`]: the word past the last item may hold
+    ///   `item` (no count covers it).
     ///
     /// Every other operation stores only at its commit.
     Aborted = -1,
