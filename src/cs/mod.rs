@@ -624,20 +624,37 @@ pub unsafe fn push_at_current(
     slots: u32,
     node: *mut isize,
 ) -> Outcome {
-    at_current(
-        index,
-        slots,
-        |&outcome| outcome,
-        // SAFETY: forwarded from the caller.
-        || unsafe { push_at_current_unchecked(index, base, stride, slots, node) },
-        |slot| {
-            // SAFETY: `slot` is below `slots`; the rest is the caller's.
-            unsafe { fallback::push(base.add(slot * stride).cast(), node) };
-            Outcome::Committed
-        },
-        || (),
-        Outcome::Aborted,
-    )
+    if index.provided() {
+        // SAFETY: the kernel provides `index`; the rest is the caller's.
+        let outcome = unsafe { push_at_current_unchecked(index, base, stride, slots, node) };
+        if outcome == Outcome::Committed {
+            return outcome;
+        }
+    }
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_committed(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+        node: *mut isize,
+    ) -> Outcome {
+        match path_at_current(index, slots) {
+            Path::Aborted => Outcome::Aborted,
+            // SAFETY: forwarded from the caller.
+            Path::Again => unsafe {
+                counted(push_at_current_unchecked(index, base, stride, slots, node))
+            },
+            Path::Fallback(slot) => {
+                // SAFETY: `slot` is below `slots`; forwarded from the caller.
+                unsafe { fallback::push(base.add(slot * stride).cast(), node) };
+                Outcome::Committed
+            }
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { not_committed(index, base, stride, slots, node) }
 }
 
 /// [`push_at_current`] as the bare critical section.
@@ -719,31 +736,49 @@ pub unsafe fn pop_at_current(
     stride: usize,
     slots: u32,
 ) -> (Outcome, *mut isize) {
-    at_current(
-        index,
-        slots,
-        |&(outcome, _)| outcome,
-        // SAFETY: forwarded from the caller.
-        || unsafe { pop_at_current_unchecked(index, base, stride, slots) },
-        |slot| {
-            let mut node = 0isize;
-            // SAFETY: `slot` is below `slots`; the rest is the caller's.
-            let outcome = unsafe {
-                fallback::load_cbeq_store_add_load_store(
-                    base.add(slot * stride).cast(),
-                    0,
-                    0,
-                    &mut node,
-                )
-            };
-            match outcome {
-                Outcome::Committed => (outcome, node as *mut isize),
-                _ => (outcome, core::ptr::null_mut()),
+    if index.provided() {
+        // SAFETY: the kernel provides `index`; the rest is the caller's.
+        let popped = unsafe { pop_at_current_unchecked(index, base, stride, slots) };
+        if popped.0 != Outcome::Aborted {
+            return popped;
+        }
+    }
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_committed(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+    ) -> (Outcome, *mut isize) {
+        match path_at_current(index, slots) {
+            Path::Aborted => (Outcome::Aborted, core::ptr::null_mut()),
+            Path::Again => {
+                // SAFETY: forwarded from the caller.
+                let (outcome, node) =
+                    unsafe { pop_at_current_unchecked(index, base, stride, slots) };
+                (counted(outcome), node)
             }
-        },
-        || (),
-        (Outcome::Aborted, core::ptr::null_mut()),
-    )
+            Path::Fallback(slot) => {
+                let mut node = 0isize;
+                // SAFETY: `slot` is below `slots`; forwarded from the caller.
+                let outcome = unsafe {
+                    fallback::load_cbeq_store_add_load_store(
+                        base.add(slot * stride).cast(),
+                        0,
+                        0,
+                        &mut node,
+                    )
+                };
+                match outcome {
+                    Outcome::Committed => (outcome, node as *mut isize),
+                    _ => (outcome, core::ptr::null_mut()),
+                }
+            }
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { not_committed(index, base, stride, slots) }
 }
 
 /// [`pop_at_current`] as the bare critical section.
@@ -865,22 +900,44 @@ pub unsafe fn buffer_push_at_current(
         buffer_fits(stride, capacity),
         "{BUFFER_TOO_SMALL}: {capacity} items in slots of {stride} bytes"
     );
-    at_current(
-        index,
-        slots,
-        |&outcome| outcome,
-        // SAFETY: forwarded from the caller.
-        || unsafe { buffer_push_at_current_unchecked(index, base, stride, slots, capacity, item) },
-        // SAFETY: `slot` is below `slots`; the rest is the caller's.
-        |slot| unsafe { fallback::buffer_push(base.add(slot * stride).cast(), capacity, item) },
-        || {
-            assert!(
-                buffer_fits(stride, capacity),
-                "{BUFFER_TOO_SMALL}: {capacity} items in slots of {stride} bytes"
-            )
-        },
-        Outcome::Aborted,
-    )
+    if index.provided() {
+        // SAFETY: the kernel provides `index`; the rest is the caller's.
+        let outcome =
+            unsafe { buffer_push_at_current_unchecked(index, base, stride, slots, capacity, item) };
+        if outcome != Outcome::Aborted {
+            return outcome;
+        }
+    }
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_committed(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+        capacity: usize,
+        item: isize,
+    ) -> Outcome {
+        assert!(
+            buffer_fits(stride, capacity),
+            "{BUFFER_TOO_SMALL}: {capacity} items in slots of {stride} bytes"
+        );
+        match path_at_current(index, slots) {
+            Path::Aborted => Outcome::Aborted,
+            // SAFETY: forwarded from the caller.
+            Path::Again => unsafe {
+                counted(buffer_push_at_current_unchecked(
+                    index, base, stride, slots, capacity, item,
+                ))
+            },
+            // SAFETY: `slot` is below `slots`; forwarded from the caller.
+            Path::Fallback(slot) => unsafe {
+                fallback::buffer_push(base.add(slot * stride).cast(), capacity, item)
+            },
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { not_committed(index, base, stride, slots, capacity, item) }
 }
 
 /// [`buffer_push_at_current`] as the bare critical section.
@@ -978,17 +1035,35 @@ pub unsafe fn buffer_pop_at_current(
     stride: usize,
     slots: u32,
 ) -> (Outcome, isize) {
-    at_current(
-        index,
-        slots,
-        |&(outcome, _)| outcome,
-        // SAFETY: forwarded from the caller.
-        || unsafe { buffer_pop_at_current_unchecked(index, base, stride, slots) },
-        // SAFETY: `slot` is below `slots`; the rest is the caller's.
-        |slot| unsafe { fallback::buffer_pop(base.add(slot * stride).cast()) },
-        || (),
-        (Outcome::Aborted, 0),
-    )
+    if index.provided() {
+        // SAFETY: the kernel provides `index`; the rest is the caller's.
+        let popped = unsafe { buffer_pop_at_current_unchecked(index, base, stride, slots) };
+        if popped.0 != Outcome::Aborted {
+            return popped;
+        }
+    }
+    #[cold]
+    #[inline(never)]
+    unsafe fn not_committed(
+        index: Index,
+        base: *mut u8,
+        stride: usize,
+        slots: u32,
+    ) -> (Outcome, isize) {
+        match path_at_current(index, slots) {
+            Path::Aborted => (Outcome::Aborted, 0),
+            Path::Again => {
+                // SAFETY: forwarded from the caller.
+                let (outcome, item) =
+                    unsafe { buffer_pop_at_current_unchecked(index, base, stride, slots) };
+                (counted(outcome), item)
+            }
+            // SAFETY: `slot` is below `slots`; forwarded from the caller.
+            Path::Fallback(slot) => unsafe { fallback::buffer_pop(base.add(slot * stride).cast()) },
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { not_committed(index, base, stride, slots) }
 }
 
 /// [`buffer_pop_at_current`] as the bare critical section.
@@ -1042,52 +1117,6 @@ fn buffer_fits(stride: usize, capacity: usize) -> bool {
 
 const BUFFER_TOO_SMALL: &str = "restartable: a per-CPU buffer larger than its slots";
 
-/// An operation that reads its index inside its section, checked: the
-/// bare `section` where the kernel provides `index`, returned unless
-/// `outcome` reads it as aborted; then the cold path, which runs `check`,
-/// finds the thread's [`Path`] and answers `aborted`, runs the section
-/// again (after a lazy registration) or runs `fallback` on its slot.
-#[inline(always)]
-fn at_current<R>(
-    index: Index,
-    slots: u32,
-    outcome: impl Fn(&R) -> Outcome,
-    section: impl Fn() -> R,
-    fallback: impl FnOnce(usize) -> R,
-    check: impl FnOnce(),
-    aborted: R,
-) -> R {
-    if index.provided() {
-        let done = section();
-        if outcome(&done) != Outcome::Aborted {
-            return done;
-        }
-    }
-    #[cold]
-    #[inline(never)]
-    fn not_committed<R>(
-        index: Index,
-        slots: u32,
-        outcome: impl Fn(&R) -> Outcome,
-        section: impl Fn() -> R,
-        fallback: impl FnOnce(usize) -> R,
-        check: impl FnOnce(),
-        aborted: R,
-    ) -> R {
-        check();
-        match path_at_current(index, slots) {
-            Path::Aborted => aborted,
-            Path::Again => {
-                let done = section();
-                counted(outcome(&done));
-                done
-            }
-            Path::Fallback(slot) => fallback(slot),
-        }
-    }
-    not_committed(index, slots, outcome, section, fallback, check, aborted)
-}
-
 /// Where an operation that reads its index goes after its section did
 /// not commit.
 enum Path {
@@ -1100,7 +1129,7 @@ enum Path {
     Fallback(usize),
 }
 
-/// The cold path of [`at_current`].
+/// The cold path of the list and buffer operations at the current CPU.
 fn path_at_current(index: Index, slots: u32) -> Path {
     assert!(
         slots > 0,
