@@ -468,8 +468,7 @@ unsafe fn c_buffer_push(
     capacity: usize,
     item: isize,
 ) -> c_int {
-    let word = core::mem::size_of::<isize>();
-    if !slots_ok(buffers, stride, slots) || capacity >= stride / word {
+    if !slots_ok(buffers, stride, slots) || !cs::buffer_fits(stride, capacity) {
         return -libc::EINVAL;
     }
     // SAFETY: checked above as far as C can be; the rest is the caller's.

@@ -709,6 +709,15 @@ fn list_pushes_and_pops_at_current_stay_exact() {
     assert!(slots.iter().all(|s| s.guard == GUARD));
 }
 
+/// The text a panic carried (`panic!` with arguments gives a `String`,
+/// without them a `&str`).
+fn panic_message(refused: Box<dyn std::any::Any + Send>) -> String {
+    refused
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_else(|| refused.downcast_ref::<&str>().unwrap().to_string())
+}
+
 #[test]
 fn list_operations_at_current_refuse_too_few_slots() {
     // No slots at all: a clear panic on every path.
@@ -717,11 +726,7 @@ fn list_operations_at_current_refuse_too_few_slots() {
         // SAFETY: never dereferenced with 0 slots.
         unsafe { cs::pop_at_current(Index::Cpu, (&mut head as *mut isize).cast(), 8, 0) }
     });
-    let message = refused.expect_err("0 slots accepted");
-    let message = message
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_else(|| message.downcast_ref::<&str>().unwrap().to_string());
+    let message = panic_message(refused.expect_err("0 slots accepted"));
     assert!(message.contains("0 slots"), "{message}");
     // Where sections run, a CPU beyond the slots given is refused too
     // (the fallback takes the CPU modulo the slots).
@@ -744,11 +749,7 @@ fn list_operations_at_current_refuse_too_few_slots() {
                     )
                 }
             });
-            let message = refused.expect_err("a CPU beyond the slots accepted");
-            let message = message
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_default();
+            let message = panic_message(refused.expect_err("a CPU beyond the slots accepted"));
             assert!(message.contains("beyond"), "{message}");
             assert!(heads.iter().all(|&h| h == 0));
         });
@@ -950,19 +951,13 @@ fn buffer_pushes_and_pops_at_current_stay_exact() {
 
 #[test]
 fn buffer_operations_at_current_refuse_bad_slots() {
-    fn message(refused: Box<dyn std::any::Any + Send>) -> String {
-        refused
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_else(|| refused.downcast_ref::<&str>().unwrap().to_string())
-    }
     // No slots at all: a clear panic on every path.
     let refused = std::panic::catch_unwind(|| {
         let mut slot = [0isize; 2];
         // SAFETY: never dereferenced with 0 slots.
         unsafe { cs::buffer_pop_at_current(Index::Cpu, slot.as_mut_ptr().cast(), 16, 0) }
     });
-    let text = message(refused.expect_err("0 slots accepted"));
+    let text = panic_message(refused.expect_err("0 slots accepted"));
     assert!(text.contains("0 slots"), "{text}");
     // A capacity the slots cannot hold: refused before any store in a
     // debug build, and on the cold path (a thread's first operation where
@@ -979,7 +974,7 @@ fn buffer_operations_at_current_refuse_bad_slots() {
             unsafe { cs::buffer_push_at_current(Index::Cpu, base as *mut u8, 16, n, 2, 5) }
         });
         if cold {
-            let text = message(refused.expect_err("a capacity beyond the slot accepted"));
+            let text = panic_message(refused.expect_err("a capacity beyond the slot accepted"));
             assert!(text.contains("larger than its slots"), "{text}");
             assert!(slots.iter().all(|s| *s == [0, 0]));
         }
@@ -997,7 +992,7 @@ fn buffer_operations_at_current_refuse_bad_slots() {
                     cs::buffer_push_at_current(Index::Cpu, base as *mut u8, 16, last as u32, 1, 5)
                 }
             });
-            let text = message(refused.expect_err("a CPU beyond the slots accepted"));
+            let text = panic_message(refused.expect_err("a CPU beyond the slots accepted"));
             assert!(text.contains("beyond"), "{text}");
             assert!(slots.iter().all(|s| *s == [0, 0]));
         });

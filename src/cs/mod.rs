@@ -1110,8 +1110,8 @@ pub unsafe fn buffer_pop_at_current_unchecked(
 }
 
 /// Whether a slot of `stride` bytes holds a buffer's count and `capacity`
-/// items after it.
-fn buffer_fits(stride: usize, capacity: usize) -> bool {
+/// items after it (the C functions refuse the rest with `-EINVAL`).
+pub(crate) fn buffer_fits(stride: usize, capacity: usize) -> bool {
     capacity < stride / core::mem::size_of::<isize>()
 }
 
