@@ -775,6 +775,14 @@ struct restartable_percpu_counter_fast {
 /* Inline fast paths                                                         */
 /* ------------------------------------------------------------------------ */
 
+#if defined(__GNUC__) && !defined(RESTARTABLE_NO_INLINE)
+/* Every inline fast path is always inlined. Left to its heuristics, GCC
+   makes one out-of-line copy of a fast path when the translation unit is
+   large or has many callers of it, or at -Os, and every use of it is then
+   a call: about twice the time of the operation inlined. */
+#define RESTARTABLE_ALWAYS_INLINE_ static inline __attribute__((always_inline))
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(RESTARTABLE_NO_INLINE)
 #define RESTARTABLE_INLINE_X86_64 1
 
@@ -795,7 +803,7 @@ struct restartable_percpu_counter_fast {
 /* The CPU the calling thread runs on; never fails. Two loads and a branch:
    the area offset, then cpu_id at %fs + offset; registers lazily or falls
    back to sched_getcpu() when cpu_id is negative. */
-static inline int32_t restartable_cpu(void)
+RESTARTABLE_ALWAYS_INLINE_ int32_t restartable_cpu(void)
 {
     int32_t cpu = (int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET);
     if (RESTARTABLE_LIKELY(cpu >= 0))
@@ -813,7 +821,7 @@ static inline int32_t restartable_cpu(void)
    a section's CPU check fails and the operation's cold path registers or
    falls back. So a loop of restartable_cpu_start() and an operation is
    exact too, and one branch shorter than one over restartable_cpu(). */
-static inline uint32_t restartable_cpu_start(void)
+RESTARTABLE_ALWAYS_INLINE_ uint32_t restartable_cpu_start(void)
 {
     uint32_t cpu = RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_START_OFFSET);
     if (cpu > (uint32_t)INT32_MAX) /* never a CPU number */
@@ -825,7 +833,7 @@ static inline uint32_t restartable_cpu_start(void)
    library once per translation unit, then one load: an area whose kernel
    does not write mm_cid reads 0 there, which a section's check of the
    concurrency id alone would accept. */
-static inline int restartable_mm_cid_usable_(void)
+RESTARTABLE_ALWAYS_INLINE_ int restartable_mm_cid_usable_(void)
 {
     static int known; /* 0 not asked yet, 1 usable, 2 not */
     int k = __atomic_load_n(&known, __ATOMIC_RELAXED);
@@ -838,7 +846,7 @@ static inline int restartable_mm_cid_usable_(void)
 
 /* Concurrency id (dense, < threads and CPUs), or -1 when unavailable (not
    registered, or a kernel without mm_cid). */
-static inline int32_t restartable_mm_cid(void)
+RESTARTABLE_ALWAYS_INLINE_ int32_t restartable_mm_cid(void)
 {
     if (RESTARTABLE_UNLIKELY(
             (int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET) < 0 ||
@@ -877,7 +885,7 @@ static inline int32_t restartable_mm_cid(void)
 
 /* if (*v == expect) *v = newv; */
 #define RESTARTABLE_INLINE_LOAD_CBNE_STORE_(name, slow, field, refuse)                           \
-    static inline int name(intptr_t *v, intptr_t expect, intptr_t newv, int cpu)                 \
+    RESTARTABLE_ALWAYS_INLINE_ int name(intptr_t *v, intptr_t expect, intptr_t newv, int cpu)                 \
     {                                                                                            \
         if (refuse(cpu))                                                                         \
             return slow(v, expect, newv, cpu);                                                   \
@@ -905,7 +913,7 @@ static inline int32_t restartable_mm_cid(void)
 
 /* *v += count; the commit is the add itself. */
 #define RESTARTABLE_INLINE_LOAD_ADD_STORE_(name, slow, field, refuse)                            \
-    static inline int name(intptr_t *v, intptr_t count, int cpu)                                 \
+    RESTARTABLE_ALWAYS_INLINE_ int name(intptr_t *v, intptr_t count, int cpu)                                 \
     {                                                                                            \
         if (refuse(cpu))                                                                         \
             return slow(v, count, cpu);                                                          \
@@ -930,7 +938,7 @@ static inline int32_t restartable_mm_cid(void)
    *v = *(intptr_t *)(head + voffp). %rax holds the head once the section
    is armed. */
 #define RESTARTABLE_INLINE_LOAD_CBEQ_STORE_ADD_LOAD_STORE_(name, slow, field, refuse)            \
-    static inline int name(intptr_t *v, intptr_t expectnot, intptr_t voffp, intptr_t *load,      \
+    RESTARTABLE_ALWAYS_INLINE_ int name(intptr_t *v, intptr_t expectnot, intptr_t voffp, intptr_t *load,      \
                            int cpu)                                                              \
     {                                                                                            \
         if (refuse(cpu))                                                                         \
@@ -963,7 +971,7 @@ static inline int32_t restartable_mm_cid(void)
 
 /* if (*v == expect && *v2 == expect2) *v = newv; */
 #define RESTARTABLE_INLINE_LOAD_CBNE_LOAD_CBNE_STORE_(name, slow, field, refuse)                 \
-    static inline int name(intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2,         \
+    RESTARTABLE_ALWAYS_INLINE_ int name(intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2,         \
                            intptr_t newv, int cpu)                                               \
     {                                                                                            \
         if (refuse(cpu))                                                                         \
@@ -996,7 +1004,7 @@ static inline int32_t restartable_mm_cid(void)
 /* if (*v == expect) { *v2 = newv2; *v = newv; }. x86 keeps stores in
    program order (TSO), so this is the _release form too. */
 #define RESTARTABLE_INLINE_LOAD_CBNE_STORE_STORE_(name, slow, field, refuse)                     \
-    static inline int name(intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2,           \
+    RESTARTABLE_ALWAYS_INLINE_ int name(intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2,           \
                            intptr_t newv, int cpu)                                               \
     {                                                                                            \
         if (refuse(cpu))                                                                         \
@@ -1031,7 +1039,7 @@ static inline int32_t restartable_mm_cid(void)
    above src, so that overlapping ranges come out as a forward byte copy's,
    as on every path. The _release form too (TSO). */
 #define RESTARTABLE_INLINE_LOAD_CBNE_MEMCPY_STORE_(name, slow, field, refuse)                    \
-    static inline int name(intptr_t *v, intptr_t expect, void *dst, const void *src, size_t len, \
+    RESTARTABLE_ALWAYS_INLINE_ int name(intptr_t *v, intptr_t expect, void *dst, const void *src, size_t len, \
                            intptr_t newv, int cpu)                                               \
     {                                                                                            \
         if (refuse(cpu))                                                                         \
@@ -1087,7 +1095,7 @@ static inline int32_t restartable_mm_cid(void)
 /* p = *ptr; q = *(intptr_t **)(p + off); *q += inc; (%rax follows the
    pointers). */
 #define RESTARTABLE_INLINE_LOAD_ADD_LOAD_LOAD_ADD_STORE_(name, slow, field, refuse)              \
-    static inline int name(intptr_t *ptr, intptr_t off, intptr_t inc, int cpu)                   \
+    RESTARTABLE_ALWAYS_INLINE_ int name(intptr_t *ptr, intptr_t off, intptr_t inc, int cpu)                   \
     {                                                                                            \
         if (refuse(cpu))                                                                         \
             return slow(ptr, off, inc, cpu);                                                     \
@@ -1141,7 +1149,7 @@ RESTARTABLE_INLINE_BOTH_(RESTARTABLE_INLINE_LOAD_ADD_LOAD_LOAD_ADD_STORE_,
 #define RESTARTABLE_REFUSE_NO_CPU_() 0
 #define RESTARTABLE_REFUSE_NO_MM_CID_() RESTARTABLE_UNLIKELY(!restartable_mm_cid_usable_())
 #define RESTARTABLE_INLINE_PUSH_AT_CURRENT_(name, slow, field, refuse)                           \
-    static inline int name(void *heads, size_t stride, uint32_t slots, intptr_t *node)           \
+    RESTARTABLE_ALWAYS_INLINE_ int name(void *heads, size_t stride, uint32_t slots, intptr_t *node)           \
     {                                                                                            \
         if (refuse())                                                                            \
             return slow(heads, stride, slots, node);                                             \
@@ -1172,7 +1180,7 @@ RESTARTABLE_INLINE_BOTH_(RESTARTABLE_INLINE_LOAD_ADD_LOAD_LOAD_ADD_STORE_,
     }
 
 #define RESTARTABLE_INLINE_POP_AT_CURRENT_(name, slow, field, refuse)                            \
-    static inline int name(void *heads, size_t stride, uint32_t slots, intptr_t **node)          \
+    RESTARTABLE_ALWAYS_INLINE_ int name(void *heads, size_t stride, uint32_t slots, intptr_t **node)          \
     {                                                                                            \
         if (refuse())                                                                            \
             return slow(heads, stride, slots, node);                                             \
@@ -1225,7 +1233,7 @@ RESTARTABLE_INLINE_POP_AT_CURRENT_(restartable_pop_at_current_mm_cid,
    does not fit in the slots goes to the cold path too, which refuses it
    (the compiler drops the test where both are constants). */
 #define RESTARTABLE_INLINE_BUFFER_PUSH_AT_CURRENT_(name, slow, field, refuse)                    \
-    static inline int name(void *buffers, size_t stride, uint32_t slots, size_t capacity,        \
+    RESTARTABLE_ALWAYS_INLINE_ int name(void *buffers, size_t stride, uint32_t slots, size_t capacity,        \
                            intptr_t item)                                                        \
     {                                                                                            \
         if (refuse() || RESTARTABLE_UNLIKELY(capacity >= stride / sizeof(intptr_t)))             \
@@ -1265,7 +1273,7 @@ RESTARTABLE_INLINE_POP_AT_CURRENT_(restartable_pop_at_current_mm_cid,
     }
 
 #define RESTARTABLE_INLINE_BUFFER_POP_AT_CURRENT_(name, slow, field, refuse)                     \
-    static inline int name(void *buffers, size_t stride, uint32_t slots, intptr_t *item)         \
+    RESTARTABLE_ALWAYS_INLINE_ int name(void *buffers, size_t stride, uint32_t slots, intptr_t *item)         \
     {                                                                                            \
         if (refuse())                                                                            \
             return slow(buffers, stride, slots, item);                                           \
@@ -1326,7 +1334,7 @@ RESTARTABLE_INLINE_BUFFER_POP_AT_CURRENT_(restartable_buffer_pop_at_current_mm_c
    the area offset in registers across a loop of adds (a kept offset stays
    valid: see restartable_area_offset). The add orders no other memory
    access, as a relaxed atomic add would not. */
-static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta)
+RESTARTABLE_ALWAYS_INLINE_ void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta)
 {
     const struct restartable_percpu_counter_fast *f =
         (const struct restartable_percpu_counter_fast *)(const void *)c;
@@ -1369,7 +1377,7 @@ static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *
 
 /* The calling thread's active area: the thread pointer (tpidr_el0) plus
    the process-wide offset. */
-static inline char *restartable_area(void)
+RESTARTABLE_ALWAYS_INLINE_ char *restartable_area(void)
 {
     return (char *)__builtin_thread_pointer() + restartable_area_offset;
 }
@@ -1381,7 +1389,7 @@ static inline char *restartable_area(void)
 /* The CPU the calling thread runs on; never fails. The area offset, the
    thread pointer, then cpu_id; registers lazily or falls back to
    sched_getcpu() when cpu_id is negative. */
-static inline int32_t restartable_cpu(void)
+RESTARTABLE_ALWAYS_INLINE_ int32_t restartable_cpu(void)
 {
     int32_t cpu = (int32_t)RESTARTABLE_AREA_LOAD_U32(RESTARTABLE_CPU_ID_OFFSET);
     if (RESTARTABLE_LIKELY(cpu >= 0))
@@ -1390,7 +1398,7 @@ static inline int32_t restartable_cpu(void)
 }
 
 /* *v += count on CPU `cpu`; see "Critical-section operations". */
-static inline int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu)
+RESTARTABLE_ALWAYS_INLINE_ int restartable_load_add_store(intptr_t *v, intptr_t count, int cpu)
 {
     /* A negative `cpu` is refused out of line (see the x86_64 form). */
     if (RESTARTABLE_UNLIKELY(cpu < 0))
@@ -1420,7 +1428,7 @@ aborted:
 }
 
 /* if (*v == expect) *v = newv; on CPU `cpu`. */
-static inline int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv,
+RESTARTABLE_ALWAYS_INLINE_ int restartable_load_cbne_store(intptr_t *v, intptr_t expect, intptr_t newv,
                                               int cpu)
 {
     if (RESTARTABLE_UNLIKELY(cpu < 0)) /* as in restartable_load_add_store() */
@@ -1454,7 +1462,7 @@ aborted:
 
 /* Adds `delta` (wrapping) to the current CPU's slot, reading cpu_id inside
    the section as on x86_64. */
-static inline void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta)
+RESTARTABLE_ALWAYS_INLINE_ void restartable_percpu_counter_add(restartable_percpu_counter_t *c, int64_t delta)
 {
     const struct restartable_percpu_counter_fast *f =
         (const struct restartable_percpu_counter_fast *)(const void *)c;
@@ -1638,7 +1646,7 @@ struct restartable_percpu_fast {
 #if defined(__GNUC__) && !defined(RESTARTABLE_NO_INLINE)
 /* Instance `slot` of `p`: base + slot * stride, after one check that the
    slot is in range and (for objects with a prototype) holds its value. */
-static inline void *restartable_percpu_instance(restartable_percpu_t *p, int slot)
+RESTARTABLE_ALWAYS_INLINE_ void *restartable_percpu_instance(restartable_percpu_t *p, int slot)
 {
     const struct restartable_percpu_fast *f =
         (const struct restartable_percpu_fast *)(const void *)p;

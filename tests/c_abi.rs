@@ -13,7 +13,7 @@
 mod common;
 
 use common::elf::{
-    Elf, DF_1_NODELETE, PT_TLS, SHT_DYNSYM, SHT_SYMTAB, STB_GLOBAL, STB_WEAK, STT_TLS,
+    Elf, DF_1_NODELETE, PT_TLS, SHT_DYNSYM, SHT_SYMTAB, STB_GLOBAL, STB_WEAK, STT_FUNC, STT_TLS,
 };
 
 use common::cbuild::{
@@ -608,6 +608,57 @@ fn section_tables_survive_gc_sections() {
         );
         for mode in MODES {
             assert!(stdout(&run(mode, &exe, &[])).contains("all checks passed"));
+        }
+    }
+}
+
+#[test]
+fn inline_operations_stay_inline_with_many_callers() {
+    // Every inline operation called from 16 functions each: GCC, left to
+    // its heuristics, made one out-of-line copy of most of them there (and
+    // of the CPU reads at -Os), and each use a call. A function of the
+    // header defined in the object is such a copy.
+    if !cfg!(target_arch = "x86_64") && !cfg!(target_arch = "aarch64") {
+        return; // no inline forms: every operation is a call
+    }
+    let cc = std::env::var("CC").unwrap_or("cc".into());
+    let cxx = std::env::var("CXX").unwrap_or("c++".into());
+    let mut builds = vec![(cc.clone(), "-std=c11"), (cxx.clone(), "-std=c++17")];
+    for (clang, std) in [("clang", "-std=c11"), ("clang++", "-std=c++17")] {
+        if installed(clang) && ![&cc, &cxx].contains(&&clang.to_string()) {
+            builds.push((clang.to_string(), std));
+        }
+    }
+    for (compiler, std) in &builds {
+        for opt in ["-O1", "-O2", "-O3", "-Os"] {
+            let name = format!("inline_{}{std}{opt}.o", compiler.replace('+', "x"));
+            let out = out_dir().join(&name);
+            let mut cmd = Command::new(compiler);
+            if std.contains("c++") {
+                cmd.args(["-x", "c++"]);
+            }
+            cmd.args([*std, opt])
+                .args(WARNINGS)
+                .args(includes())
+                .arg("-c")
+                .arg(root().join("tests/c/inline_test.c"))
+                .arg("-o")
+                .arg(&out);
+            run_compiler(&mut cmd, compiler, &name);
+            let bytes = std::fs::read(&out).expect("read the object");
+            let elf = Elf(&bytes);
+            elf.check_header();
+            let symbols = elf.symbols(SHT_SYMTAB);
+            assert!(
+                symbols.iter().any(|s| s.name.contains("cbne_0")),
+                "{name}: the callers are missing from the symbol table"
+            );
+            let copies: Vec<&str> = symbols
+                .iter()
+                .filter(|s| s.kind == STT_FUNC && s.shndx != 0 && s.name.contains("restartable_"))
+                .map(|s| s.name.as_str())
+                .collect();
+            assert!(copies.is_empty(), "{name}: out-of-line copies {copies:?}");
         }
     }
 }

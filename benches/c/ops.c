@@ -4,10 +4,11 @@
  * with it and aborts on a mismatch, retry), side by side in one run. Our
  * loops read restartable_cpu_start(), the header's read for retry loops.
  * Built and run by benches/c/run.sh; prints ns per operation per thread
- * (the median of RUNS runs, ours and the shape interleaved, each run the
- * fastest of CHUNKS slices of OPS operations) and, where the
- * kernel lets a process count its own instructions, instructions per
- * operation.
+ * at each side's best placement of its loop and the median over all
+ * PLACEMENTS placements (see BENCH), each placement's figure the median of
+ * RUNS runs, ours and the shape interleaved, each run the fastest of
+ * CHUNKS slices of OPS operations; and, where the kernel lets a process
+ * count its own instructions, instructions per operation.
  *
  *     ops [threads]
  */
@@ -28,7 +29,7 @@
 #include "restartable.h"
 
 #define OPS 4000000L
-#define RUNS 7
+#define RUNS 3
 #define CHUNKS 20
 #define MAX_CPUS 1024
 #define NODES 4
@@ -185,13 +186,39 @@ static inline int shape_pop(intptr_t *v, intptr_t expectnot, intptr_t voffp, int
    caches and time that instead. */
 #define KEEP(x) __asm__ __volatile__("" : : "r"(x))
 
-#define BENCH(name, body)                                                                        \
-    static __attribute__((noinline)) void name(long n)                                          \
+/* Where a timed loop lies against the fetch and op-cache boundaries moves
+   a loop of a nanosecond or so by up to 2x, and a one-byte change of the
+   code before it moves it from one placement to another. So every loop is
+   built PLACEMENTS times, each copy in a function of its own that starts a
+   cache line and runs STEP more bytes of padding (once, before its loop)
+   than the copy before: the copies' loops start at offsets 4 bytes apart
+   across a whole cache line. Each row reports the best placement of each
+   side and the median over all of them. */
+#define PLACEMENTS 16
+#define STEP 4
+#define TEXT_(x) #x
+#define TEXT(x) TEXT_(x)
+
+#define BENCH_AT(name, k)                                                                        \
+    static __attribute__((noinline, aligned(64))) void name##_##k(long n)                       \
     {                                                                                            \
-        for (long i = 0; i < n; i++) {                                                           \
-            body                                                                                 \
-        }                                                                                        \
+        __asm__ __volatile__(".if " #k "\n\t.skip " #k " * " TEXT(STEP) ", 0x90\n\t.endif");       \
+        for (long i = 0; i < n; i++)                                                             \
+            name##_op();                                                                         \
     }
+#define BENCH(name, body)                                                                        \
+    static inline __attribute__((always_inline)) void name##_op(void)                           \
+    {                                                                                            \
+        body                                                                                     \
+    }                                                                                            \
+    BENCH_AT(name, 0) BENCH_AT(name, 1) BENCH_AT(name, 2) BENCH_AT(name, 3)                      \
+    BENCH_AT(name, 4) BENCH_AT(name, 5) BENCH_AT(name, 6) BENCH_AT(name, 7)                      \
+    BENCH_AT(name, 8) BENCH_AT(name, 9) BENCH_AT(name, 10) BENCH_AT(name, 11)                    \
+    BENCH_AT(name, 12) BENCH_AT(name, 13) BENCH_AT(name, 14) BENCH_AT(name, 15)                  \
+    static void (*const name[PLACEMENTS])(long) = {                                              \
+        name##_0,  name##_1,  name##_2,  name##_3,  name##_4,  name##_5,  name##_6,  name##_7,   \
+        name##_8,  name##_9,  name##_10, name##_11, name##_12, name##_13, name##_14, name##_15,  \
+    };
 
 BENCH(o_cpu, { KEEP(restartable_cpu()); })
 BENCH(s_cpu, { KEEP(shape_cpu_raw()); })
@@ -333,8 +360,8 @@ BENCH(s_counter, {
 
 struct pair {
     const char *name;
-    void (*ours)(long);
-    void (*shape)(long);
+    void (*const *ours)(long);  /* PLACEMENTS copies */
+    void (*const *shape)(long); /* likewise */
 };
 
 static const struct pair pairs[] = {
@@ -430,10 +457,18 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double median(double *v)
+static double median(double *v, size_t n)
 {
-    qsort(v, RUNS, sizeof *v, cmp_double);
-    return v[RUNS / 2];
+    qsort(v, n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+static double lowest(const double *v, size_t n)
+{
+    double low = v[0];
+    for (size_t i = 1; i < n; i++)
+        low = v[i] < low ? v[i] : low;
+    return low;
 }
 
 /* Instructions per operation on this thread, or -1. */
@@ -472,28 +507,36 @@ int main(int argc, char **argv)
                restartable_owner());
         return 0;
     }
-    printf("owner %d | %d thread(s) | %ld ops per thread, median of %d runs, interleaved\n",
-           restartable_owner(), threads, OPS, RUNS);
-    printf("%-42s | %8s | %8s | %6s | %s\n", "operation", "ours", "shape", "ratio",
-           "instructions/op ours, shape");
+    printf("owner %d | %d thread(s) | %ld ops per thread, %d placements, median of %d runs "
+           "each, interleaved\n",
+           restartable_owner(), threads, OPS, PLACEMENTS, RUNS);
+    printf("%-42s | %8s | %8s | %6s | %8s | %8s | %6s | %s\n", "operation", "ours", "shape",
+           "best", "ours", "shape", "median", "instructions/op ours, shape");
     /* Warms the machine up (the first timed row ran slower otherwise): a
        run of the first pair, not counted. */
-    (void)sample(pairs[0].ours, threads);
-    (void)sample(pairs[0].shape, threads);
+    (void)sample(pairs[0].ours[0], threads);
+    (void)sample(pairs[0].shape[0], threads);
     for (size_t p = 0; p < sizeof pairs / sizeof pairs[0]; p++) {
-        double a[RUNS], b[RUNS];
-        for (int r = 0; r < RUNS; r++) {
-            if (r % 2 == 0) {
-                a[r] = sample(pairs[p].ours, threads);
-                b[r] = sample(pairs[p].shape, threads);
-            } else {
-                b[r] = sample(pairs[p].shape, threads);
-                a[r] = sample(pairs[p].ours, threads);
+        double o[PLACEMENTS], s[PLACEMENTS];
+        for (int k = 0; k < PLACEMENTS; k++) {
+            double a[RUNS], b[RUNS];
+            for (int r = 0; r < RUNS; r++) {
+                if ((k + r) % 2 == 0) {
+                    a[r] = sample(pairs[p].ours[k], threads);
+                    b[r] = sample(pairs[p].shape[k], threads);
+                } else {
+                    b[r] = sample(pairs[p].shape[k], threads);
+                    a[r] = sample(pairs[p].ours[k], threads);
+                }
             }
+            o[k] = median(a, RUNS);
+            s[k] = median(b, RUNS);
         }
-        double o = median(a), s = median(b);
-        double io = instructions(pairs[p].ours), is = instructions(pairs[p].shape);
-        printf("%-42s | %5.2f ns | %5.2f ns | %5.2fx | ", pairs[p].name, o, s, o / s);
+        double ob = lowest(o, PLACEMENTS), sb = lowest(s, PLACEMENTS);
+        double om = median(o, PLACEMENTS), sm = median(s, PLACEMENTS);
+        double io = instructions(pairs[p].ours[0]), is = instructions(pairs[p].shape[0]);
+        printf("%-42s | %5.2f ns | %5.2f ns | %5.2fx | %5.2f ns | %5.2f ns | %5.2fx | ",
+               pairs[p].name, ob, sb, ob / sb, om, sm, om / sm);
         if (io >= 0)
             printf("%.1f, %.1f\n", io, is);
         else

@@ -24,6 +24,7 @@ pub const DT_SONAME: u64 = 14;
 pub const STB_GLOBAL: u8 = 1;
 pub const STB_WEAK: u8 = 2;
 pub const STT_TLS: u8 = 6;
+pub const STT_FUNC: u8 = 2;
 pub const DT_FLAGS_1: u64 = 0x6fff_fffb;
 pub const DF_1_NODELETE: u64 = 0x8;
 
