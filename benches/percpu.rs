@@ -137,30 +137,31 @@ where
             [$(sample_at::<$k, S, $t> as fn(usize, &Arc<S>, $t) -> f64),*]
         };
     }
-    let ours_at = copies!(F, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
-    let base_at = copies!(G, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for k in 0..PLACEMENTS {
-        let (mut ak, mut bk) = (Vec::new(), Vec::new());
-        for run in 0..PLACED_RUNS {
-            if (k + run) % 2 == 0 {
-                ak.push(ours_at[k](threads, &state, ours));
-                bk.push(base_at[k](threads, &state, base));
-            } else {
-                bk.push(base_at[k](threads, &state, base));
-                ak.push(ours_at[k](threads, &state, ours));
-            }
-        }
-        a.push(median(ak));
-        b.push(median(bk));
-    }
-    let low = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let ours_at: [_; PLACEMENTS] = copies!(F, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    let base_at: [_; PLACEMENTS] = copies!(G, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+    let (a, b): (Vec<f64>, Vec<f64>) = (0..PLACEMENTS)
+        .map(|k| {
+            interleaved(
+                PLACED_RUNS,
+                k,
+                || ours_at[k](threads, &state, ours),
+                || base_at[k](threads, &state, base),
+            )
+        })
+        .unzip();
+    let ((ours, ours_median), (base, base_median)) = (best_and_median(a), best_and_median(b));
     Placed {
-        ours: low(&a),
-        base: low(&b),
-        ours_median: median(a),
-        base_median: median(b),
+        ours,
+        base,
+        ours_median,
+        base_median,
     }
+}
+
+/// The lowest and the median of `samples`.
+fn best_and_median(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (samples[0], samples[samples.len() / 2])
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
@@ -185,17 +186,33 @@ where
     F: Fn(&S) + Copy + Send + 'static,
     G: Fn(&S) + Copy + Send + 'static,
 {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for run in 0..RUNS {
-        if run % 2 == 0 {
-            a.push(sample(threads, &state, ours));
-            b.push(sample(threads, &state, base));
+    interleaved(
+        RUNS,
+        0,
+        || sample(threads, &state, ours),
+        || sample(threads, &state, base),
+    )
+}
+
+/// The medians of `runs` runs of `a` and of `b`, run in turn, the order
+/// alternating from run to run (`b` first where `first + run` is odd).
+fn interleaved(
+    runs: usize,
+    first: usize,
+    mut a: impl FnMut() -> f64,
+    mut b: impl FnMut() -> f64,
+) -> (f64, f64) {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        if (first + run) % 2 == 0 {
+            x.push(a());
+            y.push(b());
         } else {
-            b.push(sample(threads, &state, base));
-            a.push(sample(threads, &state, ours));
+            y.push(b());
+            x.push(a());
         }
     }
-    (median(a), median(b))
+    (median(x), median(y))
 }
 
 #[inline(always)]
@@ -578,17 +595,7 @@ mod shape {
     /// it is negative (the thread not registered).
     #[inline(always)]
     pub fn current_cpu() -> u32 {
-        let cpu: u32;
-        // SAFETY: `area()` names this thread's live area; a 4-byte load.
-        unsafe {
-            core::arch::asm!(
-                "mov {c:e}, dword ptr fs:[{a} + {f}]",
-                a = in(reg) area(),
-                f = const abi::CPU_ID_OFFSET,
-                c = lateout(reg) cpu,
-                options(nostack, readonly, preserves_flags)
-            );
-        }
+        let cpu = field::<{ abi::CPU_ID_OFFSET }>();
         if (cpu as i32) < 0 {
             return fallback_cpu();
         }
@@ -605,17 +612,24 @@ mod shape {
     /// `cpu_id_start`: one load, no check.
     #[inline(always)]
     pub fn cpu() -> u32 {
-        let cpu: u32;
+        field::<{ abi::CPU_ID_START_OFFSET }>()
+    }
+
+    /// The 32-bit field at `OFFSET` of this thread's area: one load.
+    #[inline(always)]
+    fn field<const OFFSET: usize>() -> u32 {
+        let v: u32;
         // SAFETY: `area()` names this thread's live area; a 4-byte load.
         unsafe {
             core::arch::asm!(
-                "mov {c:e}, dword ptr fs:[{a}]",
+                "mov {v:e}, dword ptr fs:[{a} + {f}]",
                 a = in(reg) area(),
-                c = lateout(reg) cpu,
+                f = const OFFSET,
+                v = lateout(reg) v,
                 options(nostack, readonly, preserves_flags)
             );
         }
-        cpu
+        v
     }
 
     /// `*v += count`.
