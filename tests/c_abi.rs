@@ -629,38 +629,49 @@ fn inline_operations_stay_inline_with_many_callers() {
             builds.push((clang.to_string(), std));
         }
     }
-    for (compiler, std) in &builds {
-        for opt in ["-O1", "-O2", "-O3", "-Os"] {
-            let name = format!("inline_{}{std}{opt}.o", compiler.replace('+', "x"));
-            let out = out_dir().join(&name);
-            let mut cmd = Command::new(compiler);
-            if std.contains("c++") {
-                cmd.args(["-x", "c++"]);
-            }
-            cmd.args([*std, opt])
-                .args(WARNINGS)
-                .args(includes())
-                .arg("-c")
-                .arg(root().join("tests/c/inline_test.c"))
-                .arg("-o")
-                .arg(&out);
-            run_compiler(&mut cmd, compiler, &name);
-            let bytes = std::fs::read(&out).expect("read the object");
-            let elf = Elf(&bytes);
-            elf.check_header();
-            let symbols = elf.symbols(SHT_SYMTAB);
-            assert!(
-                symbols.iter().any(|s| s.name.contains("cbne_0")),
-                "{name}: the callers are missing from the symbol table"
-            );
-            let copies: Vec<&str> = symbols
-                .iter()
-                .filter(|s| s.kind == STT_FUNC && s.shndx != 0 && s.name.contains("restartable_"))
-                .map(|s| s.name.as_str())
-                .collect();
-            assert!(copies.is_empty(), "{name}: out-of-line copies {copies:?}");
+    // One thread per compiler and language: 16 builds of a large unit.
+    std::thread::scope(|scope| {
+        for (compiler, std) in &builds {
+            scope.spawn(move || {
+                for opt in ["-O1", "-O2", "-O3", "-Os"] {
+                    check_inline_object(compiler, std, opt);
+                }
+            });
         }
+    });
+}
+
+/// Builds `tests/c/inline_test.c` with `compiler` in language `std` at
+/// `opt` and fails on any function of the header defined in the object.
+fn check_inline_object(compiler: &str, std: &str, opt: &str) {
+    let name = format!("inline_{}{std}{opt}.o", compiler.replace('+', "x"));
+    let out = out_dir().join(&name);
+    let mut cmd = Command::new(compiler);
+    if std.contains("c++") {
+        cmd.args(["-x", "c++"]);
     }
+    cmd.args([std, opt])
+        .args(WARNINGS)
+        .args(includes())
+        .arg("-c")
+        .arg(root().join("tests/c/inline_test.c"))
+        .arg("-o")
+        .arg(&out);
+    run_compiler(&mut cmd, compiler, &name);
+    let bytes = std::fs::read(&out).expect("read the object");
+    let elf = Elf(&bytes);
+    elf.check_header();
+    let symbols = elf.symbols(SHT_SYMTAB);
+    assert!(
+        symbols.iter().any(|s| s.name.contains("cbne_0")),
+        "{name}: the callers are missing from the symbol table"
+    );
+    let copies: Vec<&str> = symbols
+        .iter()
+        .filter(|s| s.kind == STT_FUNC && s.shndx != 0 && s.name.contains("restartable_"))
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(copies.is_empty(), "{name}: out-of-line copies {copies:?}");
 }
 
 /// Compiles C++ `source` into the object `out_dir()/name.o` with
