@@ -28,7 +28,9 @@ mod aarch64;
 ///    without). For `cpu_id` the assembler emits nothing here;
 /// 6. the caller's `body`, whose **last instruction must be the single
 ///    commit store**; it leaves the section early with `jmp 93f` (or any
-///    conditional jump to `93f`) when a comparison fails;
+///    conditional jump to `93f`) when a comparison fails, an exit placed
+///    out of line in `.text.unlikely`, so that a commit falls through to
+///    the code after the section with no jump;
 /// 7. the abort handler, out of line in `__rseq_failure`, preceded by the
 ///    signature `ud1 0x53053053(%rip), %edi`.
 ///
@@ -170,11 +172,14 @@ macro_rules! rseq_asm {
             ".endif",
             $($body,)*
             "92:",
+            // Committed: falls through to the end, with no jump.
             "xor {rseq_ret:e}, {rseq_ret:e}",
-            "jmp 95f",
+            // Compare failed: out of line, in the cold text.
+            ".pushsection .text.unlikely, \"ax?\", @progbits",
             "93:",
             "mov {rseq_ret:e}, 1",
             "jmp 95f",
+            ".popsection",
             // The abort handler, behind the signature.
             ".pushsection __rseq_failure, \"ax?\", @progbits",
             ".byte 0x0f, 0xb9, 0x3d",
